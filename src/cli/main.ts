@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { CvmSkrError } from '../errors.js';
+import { registerDoctor } from './doctor.js';
+
+const program = new Command('cvm-skr')
+  .description('Secure Key Release on AMD SEV-SNP confidential machines, and rotation of the released keys')
+  .showHelpAfterError();
+
+registerDoctor(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CvmSkrError) {
+    process.stderr.write(`cvm-skr: ${error.message} [${error.code}]\n`);
+  } else {
+    process.stderr.write(`cvm-skr: ${(error as Error)?.stack ?? String(error)}\n`);
+  }
+  process.exitCode = process.exitCode || 1;
+}
