@@ -143,3 +143,47 @@ export class NotConfidentialError extends CvmSkrError {
 // maa / keyvault / rotation / emulator
 // ---------------------------------------------------------------------------------------------------------
 // (attestation, release, rotation and emulator errors go here)
+// rotation
+
+/** An ISO-8601 duration (e.g. `P18M`, `PT48H`) did not parse; `field` names where it came from. */
+export class InvalidDurationError extends InvalidArgumentError {
+  static override code = 'ERR_INVALID_DURATION';
+  readonly field: string;
+
+  constructor(message: string, field: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.field = field;
+  }
+}
+
+/** A rotation policy document is not shaped like one (wrong types, unknown action); `field` is its path. */
+export class RotationPolicyFormatError extends MalformedDataError {
+  static override code = 'ERR_ROTATION_POLICY_FORMAT';
+  readonly field: string;
+
+  constructor(message: string, field: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.field = field;
+  }
+}
+
+/** One broken rule of a rotation policy, as reported by `validateRotationPolicy`. */
+export interface RotationPolicyViolationDetail {
+  field: string;
+  message: string;
+  code: string;
+}
+
+/** A rotation policy breaks the service's rules; `violations` lists every one of them. */
+export class RotationPolicyInvalidError extends CvmSkrError {
+  static override code = 'ERR_ROTATION_POLICY_INVALID';
+  readonly violations: readonly RotationPolicyViolationDetail[];
+
+  constructor(violations: readonly RotationPolicyViolationDetail[], options?: CvmSkrErrorOptions) {
+    super(
+      `rotation policy is invalid: ${violations.map((v) => `${v.field}: ${v.message}`).join('; ')}`,
+      options,
+    );
+    this.violations = violations;
+  }
+}
