@@ -58,7 +58,7 @@ export class AddonLoadError extends CvmSkrError {
 export interface SystemErrorDetails {
   /** Node-style system error code, e.g. `ENOENT`. */
   systemCode: string;
-  /** Positive errno value as reported by the OS. */
+  /** errno as Node reports it (negative, libuv style, e.g. -2 for ENOENT). */
   errno: number;
   syscall: string;
   path?: string;
@@ -134,10 +134,260 @@ export class NotConfidentialError extends CvmSkrError {
 // ---------------------------------------------------------------------------------------------------------
 // (TPM command layer errors go here)
 
+/** Where a format-1 response code points: the handle, parameter or session it blames (1-based). */
+export interface TpmErrorDetails {
+  /** The response code as the TPM returned it. */
+  rc: number;
+  /** The code without the handle/parameter/session index bits, e.g. 0x18b for any `TPM_RC_HANDLE`. */
+  baseRc: number;
+  /** Spec name, e.g. `TPM_RC_HANDLE`, or `TPM_RC_0x...` for codes outside the tables. */
+  rcName: string;
+  /** The command that failed, e.g. `TPM2_NV_Read`. */
+  command: string;
+  /** True for format-0 warnings (TPM_RC_WARN: retry, memory, lockout, ...). */
+  warning: boolean;
+  handleIndex?: number;
+  parameterIndex?: number;
+  sessionIndex?: number;
+}
+
+/** The TPM refused a command. `rc`, `rcName` and the format-1 index say exactly what it blamed. */
+export class TpmError extends CvmSkrError implements TpmErrorDetails {
+  static override code = 'ERR_TPM_RC';
+  readonly rc: number;
+  readonly baseRc: number;
+  readonly rcName: string;
+  readonly command: string;
+  readonly warning: boolean;
+  readonly handleIndex?: number;
+  readonly parameterIndex?: number;
+  readonly sessionIndex?: number;
+
+  constructor(message: string, details: TpmErrorDetails, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.rc = details.rc;
+    this.baseRc = details.baseRc;
+    this.rcName = details.rcName;
+    this.command = details.command;
+    this.warning = details.warning;
+    if (details.handleIndex !== undefined) this.handleIndex = details.handleIndex;
+    if (details.parameterIndex !== undefined) this.parameterIndex = details.parameterIndex;
+    if (details.sessionIndex !== undefined) this.sessionIndex = details.sessionIndex;
+  }
+}
+
+/**
+ * A policy session did not satisfy a key's authPolicy (TPM_RC_POLICY_FAIL, TPM_RC_PCR_CHANGED): for a
+ * PCR-bound key this means the PCRs changed since the key was made.
+ */
+export class TpmPolicyError extends TpmError {
+  static override code = 'ERR_TPM_POLICY';
+}
+
+/** An NV index the operation needs is not defined on this TPM. */
+export class NvIndexNotDefinedError extends TpmError {
+  static override code = 'ERR_TPM_NV_NOT_DEFINED';
+  readonly nvIndex: number;
+
+  constructor(message: string, nvIndex: number, details: TpmErrorDetails, options?: CvmSkrErrorOptions) {
+    super(message, details, options);
+    this.nvIndex = nvIndex;
+  }
+}
+
+/** A persistent key the operation needs (e.g. the AK at 0x81000003) is not present in the TPM. */
+export class TpmKeyNotFoundError extends TpmError {
+  static override code = 'ERR_TPM_KEY_NOT_FOUND';
+  readonly handle: number;
+
+  constructor(message: string, handle: number, details: TpmErrorDetails, options?: CvmSkrErrorOptions) {
+    super(message, details, options);
+    this.handle = handle;
+  }
+}
+
+/** A TPM response or TPM structure is truncated, inconsistent or uses values this library does not know. */
+export class TpmMalformedDataError extends MalformedDataError {
+  static override code = 'ERR_TPM_MALFORMED';
+}
+
+/** After writing user data, the HCL report did not carry it before the deadline. */
+export class HclUserDataTimeoutError extends CvmSkrError {
+  static override code = 'ERR_HCL_USER_DATA_TIMEOUT';
+}
+
+/** A platform (and its TPM handles) was used after `close()`. */
+export class PlatformClosedError extends CvmSkrError {
+  static override code = 'ERR_PLATFORM_CLOSED';
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // snp / hcl evidence
 // ---------------------------------------------------------------------------------------------------------
 // (evidence parsing and verification errors go here)
+
+/** An SNP attestation report did not parse: wrong size, unknown version, or nonzero reserved bytes. */
+export class MalformedSnpReportError extends MalformedDataError {
+  static override code = 'ERR_SNP_REPORT_MALFORMED';
+}
+
+/** An Azure HCL report (vTPM NV blob) did not parse. */
+export class MalformedHclReportError extends MalformedDataError {
+  static override code = 'ERR_HCL_REPORT_MALFORMED';
+}
+
+/** A TPM quote (TPMS_ATTEST) did not parse. */
+export class MalformedQuoteError extends MalformedDataError {
+  static override code = 'ERR_QUOTE_MALFORMED';
+}
+
+/** Certificates for an SNP report are missing or unusable (not X.509, no VCEK/VLEK among them). */
+export class SnpCertificateError extends CvmSkrError {
+  static override code = 'ERR_SNP_CERTIFICATE';
+}
+
+/** Fetching a VCEK or its chain (THIM, AMD KDS, container file) failed. `status` is the HTTP status if any. */
+export class VcekFetchError extends CvmSkrError {
+  static override code = 'ERR_VCEK_FETCH';
+  readonly status?: number;
+
+  constructor(message: string, status?: number, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    if (status !== undefined) this.status = status;
+  }
+}
+
+/** The outcome of one named evidence check. */
+export interface EvidenceCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+/**
+ * Evidence failed a check. `check` names it; `checks` lists every check run so far (the last one failed).
+ * Each failing check has its own subclass and code.
+ */
+export class EvidenceVerificationError extends CvmSkrError {
+  static override code = 'ERR_EVIDENCE_VERIFICATION';
+  readonly check: string;
+  checks: EvidenceCheck[] = [];
+
+  constructor(message: string, check: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.check = check;
+  }
+}
+
+/** A certificate in the chain is not signed by its issuer, or the chain cannot be built. */
+export class SnpChainError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_CHAIN';
+}
+
+/** The certificate chain ends in a root that is neither an embedded AMD root nor one the caller added. */
+export class SnpUntrustedRootError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_UNTRUSTED_ROOT';
+}
+
+/** The report's signing key (VCEK, VLEK, none) does not match the certificate that is meant to sign it. */
+export class SnpSignerMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_SIGNER_MISMATCH';
+}
+
+/** The VCEK's hwID is not the report's chip_id: a VCEK of another chip. */
+export class SnpChipIdMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_CHIP_ID_MISMATCH';
+}
+
+/** A TCB extension of the VCEK differs from the report's reported_tcb. */
+export class SnpTcbMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_TCB_MISMATCH';
+}
+
+/** The product (Milan, Genoa, Turin) of the report, the VCEK and the root disagree, or is unknown. */
+export class SnpProductMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_PRODUCT_MISMATCH';
+}
+
+/** A certificate of the chain is not valid at the verification time. */
+export class SnpCertificateValidityError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_CERTIFICATE_VALIDITY';
+}
+
+/** The report's ECDSA P-384 signature does not verify under the VCEK/VLEK. */
+export class SnpSignatureError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_SIGNATURE';
+}
+
+/** The guest policy allows debugging and the caller did not allow it. */
+export class SnpDebugPolicyError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_DEBUG';
+}
+
+/** The report's VMPL is not the expected one. */
+export class SnpVmplMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_VMPL';
+}
+
+/** The launch measurement is not the expected one. */
+export class SnpMeasurementMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_MEASUREMENT';
+}
+
+/** host_data is not the expected value. */
+export class SnpHostDataMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_HOST_DATA';
+}
+
+/** report_data is not the expected value. */
+export class SnpReportDataMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_REPORT_DATA';
+}
+
+/** A component of reported_tcb is below the caller's minimum. */
+export class SnpTcbTooLowError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_TCB_TOO_LOW';
+}
+
+/** id_key_digest is not the expected value. */
+export class SnpIdKeyDigestMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_ID_KEY_DIGEST';
+}
+
+/** guest_svn is below the caller's minimum. */
+export class SnpGuestSvnTooLowError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_GUEST_SVN';
+}
+
+/** The HCL report's runtime data does not hash to the SNP report's report_data. */
+export class HclBindingError extends EvidenceVerificationError {
+  static override code = 'ERR_HCL_BINDING';
+}
+
+/** The HCL report carries a hardware report this library cannot verify (TDX, TVM). */
+export class HclUnsupportedReportError extends EvidenceVerificationError {
+  static override code = 'ERR_HCL_UNSUPPORTED_REPORT';
+}
+
+/** The runtime data lacks a usable key or field (HCLAkPub, malformed JSON). */
+export class HclRuntimeDataError extends EvidenceVerificationError {
+  static override code = 'ERR_HCL_RUNTIME_DATA';
+}
+
+/** The TPM quote is not signed by the AK from the runtime data. */
+export class QuoteSignatureError extends EvidenceVerificationError {
+  static override code = 'ERR_QUOTE_SIGNATURE';
+}
+
+/** The TPM quote does not carry the expected nonce in extraData. */
+export class QuoteNonceError extends EvidenceVerificationError {
+  static override code = 'ERR_QUOTE_NONCE';
+}
+
+/** The TPM quote's PCR digest does not match the PCR values, or its selection differs from them. */
+export class QuotePcrDigestError extends EvidenceVerificationError {
+  static override code = 'ERR_QUOTE_PCR_DIGEST';
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // maa / keyvault / rotation / emulator
@@ -186,4 +436,66 @@ export class RotationPolicyInvalidError extends CvmSkrError {
     );
     this.violations = violations;
   }
+}
+// keyvault + emulator
+
+/** A release policy (JSON) does not follow the grammar; `path` names the offending node (e.g. `anyOf[0].allOf[2]`). */
+export class ReleasePolicyParseError extends CvmSkrError {
+  static override code = 'ERR_RELEASE_POLICY_PARSE';
+  readonly path: string;
+
+  constructor(message: string, path: string, options?: CvmSkrErrorOptions) {
+    super(`${message} (at ${path})`, options);
+    this.path = path;
+  }
+}
+
+/** Key material could not be wrapped or unwrapped for release (unusable transfer key, bad length, bad integrity). */
+export class KeyWrapError extends CvmSkrError {
+  static override code = 'ERR_KEY_WRAP';
+}
+
+/** A key release was refused: attestation token not acceptable, or the release policy not satisfied. */
+export class ReleaseDeniedError extends CvmSkrError {
+  static override code = 'ERR_RELEASE_DENIED';
+}
+
+/** The emulator could not start or was used after close. */
+export class EmulatorError extends CvmSkrError {
+  static override code = 'ERR_EMULATOR';
+}
+
+/** The emulator state file exists but cannot be read as emulator state; it is left untouched. */
+export class EmulatorStateError extends CvmSkrError {
+  static override code = 'ERR_EMULATOR_STATE';
+  readonly path: string;
+
+  constructor(message: string, path: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.path = path;
+  }
+}
+
+/**
+ * A request to the emulated Key Vault fails the way the service would: HTTP status, service error code
+ * (`BadParameter`, `KeyNotFound`, `Forbidden`, ...) and optional inner code. The server turns it into the
+ * service's `{"error":{"code","message","innererror"}}` body.
+ */
+export class EmulatedVaultRequestError extends CvmSkrError {
+  static override code = 'ERR_EMULATED_VAULT_REQUEST';
+  readonly status: number;
+  readonly serviceCode: string;
+  readonly innerCode?: string;
+
+  constructor(status: number, serviceCode: string, message: string, innerCode?: string) {
+    super(message);
+    this.status = status;
+    this.serviceCode = serviceCode;
+    if (innerCode !== undefined) this.innerCode = innerCode;
+  }
+}
+
+/** The emulator token endpoint refused or did not answer a token request. */
+export class EmulatorCredentialError extends CvmSkrError {
+  static override code = 'ERR_EMULATOR_CREDENTIAL';
 }
