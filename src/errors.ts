@@ -437,6 +437,23 @@ export class RotationPolicyInvalidError extends CvmSkrError {
     this.violations = violations;
   }
 }
+
+/** Key Vault refused a rotation request (get/set policy, rotate, list); carries the service's own answer. */
+export class RotationRequestError extends CvmSkrError {
+  static override code = 'ERR_ROTATION_REQUEST';
+  readonly statusCode?: number;
+  readonly serviceCode?: string;
+
+  constructor(
+    message: string,
+    details: { statusCode?: number; serviceCode?: string },
+    options?: CvmSkrErrorOptions,
+  ) {
+    super(message, options);
+    if (details.statusCode !== undefined) this.statusCode = details.statusCode;
+    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+  }
+}
 // keyvault + emulator
 
 /** A release policy (JSON) does not follow the grammar; `path` names the offending node (e.g. `anyOf[0].allOf[2]`). */

@@ -2,12 +2,14 @@
 import { Command } from 'commander';
 import { CvmSkrError } from '../errors.js';
 import { registerDoctor } from './doctor.js';
+import { registerRotation } from './rotation.js';
 
 const program = new Command('cvm-skr')
   .description('Secure Key Release on AMD SEV-SNP confidential machines, and rotation of the released keys')
   .showHelpAfterError();
 
 registerDoctor(program);
+registerRotation(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,328 @@
+/**
+ * `cvm-skr rotation ...`: offline planning and validation of rotation policies, and the vault-backed
+ * get / set / rotate / audit commands (KeyClient + DefaultAzureCredential), mirroring
+ * `az keyvault key rotation-policy show|update --value policy.json` and `az keyvault key rotate`.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import type { Command } from 'commander';
+import {
+  CvmSkrError,
+  InvalidArgumentError,
+  RotationPolicyFormatError,
+  RotationPolicyInvalidError,
+  RotationRequestError,
+} from '../errors.js';
+import { auditRotation, type RotationAuditReport } from '../rotation/audit.js';
+import { planRotation, type RotationPlan } from '../rotation/plan.js';
+import {
+  fromSdk,
+  parseRotationPolicy,
+  type RotationPolicy,
+  toSdk,
+  toServiceJson,
+} from '../rotation/policy.js';
+import { type RotationPolicyViolation, validateRotationPolicy } from '../rotation/validate.js';
+
+/** A policy file is a few hundred bytes; refuse anything that cannot be one before reading it. */
+const MAX_POLICY_FILE_BYTES = 1 << 20;
+
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+
+/** Dates must be unambiguous: date only (UTC midnight) or a date-time with `Z` or an offset. */
+export function parseInstant(text: string, option: string): Date {
+  const date = ISO_INSTANT.test(text) ? new Date(text) : undefined;
+  if (date === undefined || Number.isNaN(date.getTime())) {
+    throw new InvalidArgumentError(
+      `${option} must be an ISO-8601 date (2025-01-31) or date-time with a zone (2025-01-31T08:00:00Z), got ${JSON.stringify(text)}`,
+    );
+  }
+  return date;
+}
+
+export async function readPolicyFile(path: string): Promise<RotationPolicy> {
+  let text: string;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new InvalidArgumentError(`--policy ${path} is not a file`);
+    if (info.size > MAX_POLICY_FILE_BYTES) {
+      throw new InvalidArgumentError(`--policy ${path} is larger than ${MAX_POLICY_FILE_BYTES} bytes`);
+    }
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw error;
+    throw new InvalidArgumentError(`cannot read --policy ${path}: check the path and permissions`, {
+      cause: error,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch (error) {
+    throw new RotationPolicyFormatError(`${path} is not valid JSON: ${(error as Error).message}`, 'policy', {
+      cause: error,
+    });
+  }
+  return parseRotationPolicy(json);
+}
+
+function formatViolations(violations: readonly RotationPolicyViolation[]): string {
+  return violations.map((v) => `  ${v.field}: ${v.message} [${v.code}]`).join('\n');
+}
+
+export interface PlanCommandInput {
+  policy: RotationPolicy;
+  createdOn: Date;
+  expiresOn?: Date;
+  now: Date;
+}
+
+/** The text `rotation plan` prints; separate from the command so it can be tested without a process. */
+export function formatPlan(plan: RotationPlan): string {
+  const lines: string[] = [];
+  const when = (at: Date, due: boolean) => `${at.toISOString()}${due ? '  (due: at or before now)' : ''}`;
+  if (plan.rotation) {
+    lines.push(`next rotation:        ${when(plan.rotation.at, plan.rotation.due)}`);
+    lines.push(`  trigger:            ${plan.rotation.trigger} ${plan.rotation.duration}`);
+  } else {
+    lines.push(`next rotation:        none (${plan.rotationReason})`);
+  }
+  if (plan.newVersionExpiresOn) {
+    lines.push(`new version expires:  ${plan.newVersionExpiresOn.toISOString()}`);
+  } else {
+    lines.push(`new version expires:  never (${plan.newVersionExpiresReason})`);
+  }
+  if (plan.notification) {
+    lines.push(`next notification:    ${when(plan.notification.at, plan.notification.due)}`);
+    lines.push(
+      `  about:              ${plan.notification.version === 'current' ? 'the current version' : 'the version the rotation creates'}, ${plan.notification.duration} before its expiry`,
+    );
+  } else {
+    lines.push(`next notification:    none (${plan.notificationReason})`);
+  }
+  if (plan.expired) lines.push('warning: the current version has already expired');
+  else if (plan.expiresBeforeRotation)
+    lines.push('warning: the current version expires before it is rotated');
+  return `${lines.join('\n')}\n`;
+}
+
+export function planToJson(plan: RotationPlan, violations: readonly RotationPolicyViolation[]): unknown {
+  return { ...plan, violations };
+}
+
+function vaultUrl(vault: string): string {
+  if (/^https?:\/\//.test(vault)) return vault.replace(/\/+$/, '');
+  if (/^[a-zA-Z0-9-]{3,24}$/.test(vault)) return `https://${vault}.vault.azure.net`;
+  throw new InvalidArgumentError(
+    `vault must be a vault name or URL (https://<name>.vault.azure.net), got ${vault}`,
+  );
+}
+
+/** Turns the SDK's RestError into our error, keeping the service's own message. */
+function serviceError(what: string, error: unknown): RotationRequestError {
+  const e = error as { statusCode?: unknown; code?: unknown; message?: unknown };
+  const statusCode = typeof e?.statusCode === 'number' ? e.statusCode : undefined;
+  const serviceCode = typeof e?.code === 'string' ? e.code : undefined;
+  const message = typeof e?.message === 'string' ? e.message : String(error);
+  const head = [statusCode, serviceCode].filter((p) => p !== undefined).join(' ');
+  return new RotationRequestError(
+    `${what} failed${head ? ` (${head})` : ''}: ${message}`,
+    {
+      ...(statusCode === undefined ? {} : { statusCode }),
+      ...(serviceCode === undefined ? {} : { serviceCode }),
+    },
+    { cause: error },
+  );
+}
+
+async function keyClientFor(vault: string) {
+  const [{ KeyClient }, { DefaultAzureCredential }] = await Promise.all([
+    import('@azure/keyvault-keys'),
+    import('@azure/identity'),
+  ]);
+  return new KeyClient(vaultUrl(vault), new DefaultAzureCredential());
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function formatAudit(report: RotationAuditReport): string {
+  const lines = report.keys.map((k) => {
+    const flag = k.expiresWithoutRotation ? '  [expires without rotating]' : '';
+    return `${k.status.padEnd(13)} ${k.name}: ${k.message}${flag}`;
+  });
+  const s = report.summary;
+  lines.push(
+    '',
+    `${s.total} keys, max ${report.maximumDaysToRotate} days: ${s.compliant} compliant, ${s.nonCompliant} non-compliant, ${s.skipped} skipped, ${s.errors} errors; ${s.expiringWithoutRotation} will expire without rotating`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+export function registerRotation(program: Command): void {
+  const rotation = program
+    .command('rotation')
+    .description('plan, validate, apply and audit Key Vault key rotation policies');
+
+  rotation
+    .command('plan')
+    .description('when the service will rotate a key, notify about it, and expire the new version (offline)')
+    .requiredOption('--policy <file>', 'rotation policy JSON (service/CLI shape, az output, or SDK shape)')
+    .requiredOption('--created <iso>', "creation time of the key's current version")
+    .option('--expires <iso>', "expiry of the key's current version")
+    .option('--now <iso>', 'plan as of this instant (default: now)')
+    .option('--json', 'print a machine-readable plan')
+    .action(
+      async (options: {
+        policy: string;
+        created: string;
+        expires?: string;
+        now?: string;
+        json?: boolean;
+      }) => {
+        const policy = await readPolicyFile(options.policy);
+        const createdOn = parseInstant(options.created, '--created');
+        const expiresOn =
+          options.expires === undefined ? undefined : parseInstant(options.expires, '--expires');
+        const now = options.now === undefined ? new Date() : parseInstant(options.now, '--now');
+        const violations = validateRotationPolicy(policy, { keyExpiresOn: expiresOn ?? null });
+        const plan = planRotation(policy, { createdOn, expiresOn }, { now });
+        if (options.json) {
+          print(planToJson(plan, violations));
+          return;
+        }
+        if (violations.length > 0) {
+          process.stderr.write(
+            `warning: the service would refuse this policy:\n${formatViolations(violations)}\n`,
+          );
+        }
+        process.stdout.write(formatPlan(plan));
+      },
+    );
+
+  rotation
+    .command('validate')
+    .description("check a rotation policy against the service's rules, listing every violation (offline)")
+    .requiredOption('--policy <file>', 'rotation policy JSON')
+    .option('--key-expires <iso>', 'the key has this expiry date')
+    .option('--key-no-expiry', 'the key has no expiry date')
+    .option('--json', 'print the violations as JSON')
+    .action(
+      async (options: { policy: string; keyExpires?: string; keyNoExpiry?: boolean; json?: boolean }) => {
+        const policy = await readPolicyFile(options.policy);
+        if (options.keyExpires !== undefined && options.keyNoExpiry) {
+          throw new InvalidArgumentError('use either --key-expires or --key-no-expiry, not both');
+        }
+        const keyExpiresOn = options.keyNoExpiry
+          ? null
+          : options.keyExpires === undefined
+            ? undefined
+            : parseInstant(options.keyExpires, '--key-expires');
+        const violations = validateRotationPolicy(policy, keyExpiresOn === undefined ? {} : { keyExpiresOn });
+        if (options.json) print({ valid: violations.length === 0, violations });
+        else if (violations.length === 0) process.stdout.write('policy is valid\n');
+        else process.stdout.write(`policy is invalid:\n${formatViolations(violations)}\n`);
+        if (violations.length > 0) process.exitCode = 1;
+      },
+    );
+
+  rotation
+    .command('get')
+    .description("show a key's rotation policy (service JSON shape)")
+    .argument('<vault>', 'vault name or URL')
+    .argument('<key>', 'key name')
+    .action(async (vault: string, key: string) => {
+      const client = await keyClientFor(vault);
+      try {
+        print(toServiceJson(fromSdk(await client.getKeyRotationPolicy(key)), { includeMetadata: true }));
+      } catch (error) {
+        throw serviceError(`getting the rotation policy of ${key}`, error);
+      }
+    });
+
+  rotation
+    .command('set')
+    .description("replace a key's rotation policy, validated before the call")
+    .argument('<vault>', 'vault name or URL')
+    .argument('<key>', 'key name')
+    .requiredOption('--policy <file>', 'rotation policy JSON, e.g. the documented P18M / P30D / P2Y example')
+    .action(async (vault: string, key: string, options: { policy: string }) => {
+      const policy = await readPolicyFile(options.policy);
+      const client = await keyClientFor(vault);
+      // The key's expiry decides whether before-expiry triggers are allowed; without `get` rights, skip it.
+      let keyExpiresOn: Date | null | undefined;
+      try {
+        keyExpiresOn = (await client.getKey(key)).properties.expiresOn ?? null;
+      } catch {
+        keyExpiresOn = undefined;
+      }
+      const violations = validateRotationPolicy(policy, keyExpiresOn === undefined ? {} : { keyExpiresOn });
+      if (violations.length > 0) throw new RotationPolicyInvalidError(violations);
+      try {
+        const stored = await client.updateKeyRotationPolicy(key, toSdk(policy));
+        print(toServiceJson(fromSdk(stored), { includeMetadata: true }));
+      } catch (error) {
+        throw serviceError(`setting the rotation policy of ${key}`, error);
+      }
+    });
+
+  rotation
+    .command('rotate')
+    .description('create a new version of a key now (needs the rotate permission)')
+    .argument('<vault>', 'vault name or URL')
+    .argument('<key>', 'key name')
+    .action(async (vault: string, key: string) => {
+      const client = await keyClientFor(vault);
+      try {
+        const rotated = await client.rotateKey(key);
+        // Never print key material: only the versioned id and dates.
+        print({
+          id: rotated.id,
+          version: rotated.properties.version,
+          createdOn: rotated.properties.createdOn,
+          expiresOn: rotated.properties.expiresOn,
+        });
+      } catch (error) {
+        throw serviceError(`rotating ${key}`, error);
+      }
+    });
+
+  rotation
+    .command('audit')
+    .description('check every key of a vault against "rotation scheduled within N days after creation"')
+    .argument('<vault>', 'vault name or URL')
+    .requiredOption('--max-days <n>', 'maximumDaysToRotate of the Azure Policy built-in, e.g. 730')
+    .option('--json', 'print the full report as JSON')
+    .option('--strict', 'exit with status 1 when a key is non-compliant or could not be audited')
+    .action(async (vault: string, options: { maxDays: string; json?: boolean; strict?: boolean }) => {
+      const maximumDaysToRotate = Number(options.maxDays);
+      if (
+        !/^\d+$/.test(options.maxDays) ||
+        !Number.isSafeInteger(maximumDaysToRotate) ||
+        maximumDaysToRotate < 1
+      ) {
+        throw new InvalidArgumentError(`--max-days must be a whole number of days, got ${options.maxDays}`);
+      }
+      const client = await keyClientFor(vault);
+      const interactive = process.stderr.isTTY === true && !options.json;
+      let report: RotationAuditReport;
+      try {
+        report = await auditRotation(client, {
+          maximumDaysToRotate,
+          onProgress: (p) => {
+            if (interactive)
+              process.stderr.write(`\raudited ${p.audited}/${p.listed} keys (${p.pages} pages)`);
+          },
+        });
+      } catch (error) {
+        if (error instanceof CvmSkrError) throw error;
+        throw serviceError('listing the keys of the vault', error);
+      } finally {
+        if (interactive) process.stderr.write('\n');
+      }
+      if (options.json) print(report);
+      else process.stdout.write(formatAudit(report));
+      if (options.strict && (report.summary.nonCompliant > 0 || report.summary.errors > 0))
+        process.exitCode = 1;
+    });
+}

@@ -1,0 +1,153 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { formatAudit, formatPlan, parseInstant, readPolicyFile } from '../../src/cli/rotation.js';
+import { InvalidArgumentError, RotationPolicyFormatError } from '../../src/errors.js';
+import { auditKey } from '../../src/rotation/audit.js';
+import { planRotation } from '../../src/rotation/plan.js';
+
+const run = promisify(execFile);
+const documented = JSON.stringify({
+  lifetimeActions: [
+    { trigger: { timeAfterCreate: 'P18M' }, action: { type: 'Rotate' } },
+    { trigger: { timeBeforeExpiry: 'P30D' }, action: { type: 'Notify' } },
+  ],
+  attributes: { expiryTime: 'P2Y' },
+});
+
+async function tempDir(t: import('ava').ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cvm-skr-rotation-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function cli(args: string[]) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      timeout: 60_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+test('parseInstant accepts only unambiguous instants', (t) => {
+  t.is(parseInstant('2025-01-31', '--created').toISOString(), '2025-01-31T00:00:00.000Z');
+  t.is(parseInstant('2025-01-31T08:00:00+02:00', '--created').toISOString(), '2025-01-31T06:00:00.000Z');
+  for (const bad of ['2025-01-31T08:00', 'yesterday', '2025-13-01', '1738310400', '']) {
+    t.throws(
+      () => parseInstant(bad, '--created'),
+      { instanceOf: InvalidArgumentError, message: /--created/ },
+      bad,
+    );
+  }
+});
+
+test('readPolicyFile: good file, bad JSON, missing file, BOM', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'ok.json'), `\uFEFF${documented}`);
+  await writeFile(join(dir, 'bad.json'), '{"lifetimeActions": [');
+  t.is((await readPolicyFile(join(dir, 'ok.json'))).expiryTime, 'P2Y');
+  await t.throwsAsync(readPolicyFile(join(dir, 'bad.json')), { instanceOf: RotationPolicyFormatError });
+  await t.throwsAsync(readPolicyFile(join(dir, 'missing.json')), { instanceOf: InvalidArgumentError });
+  await t.throwsAsync(readPolicyFile(dir), { instanceOf: InvalidArgumentError, message: /not a file/ });
+});
+
+test('formatPlan and formatAudit say what will happen', (t) => {
+  const plan = planRotation(
+    undefined,
+    { createdOn: new Date('2025-01-01T00:00:00Z'), expiresOn: new Date('2025-06-01T00:00:00Z') },
+    { now: new Date('2025-01-02T00:00:00Z') },
+  );
+  const text = formatPlan(plan);
+  t.regex(text, /next rotation: +none \(the key has no rotation policy\)/);
+  t.regex(text, /warning: the current version expires before it is rotated/);
+  const entry = auditKey(
+    { name: 'k', createdOn: new Date('2025-01-01T00:00:00Z') },
+    undefined,
+    730,
+    new Date('2025-01-02T00:00:00Z'),
+  );
+  const audit = formatAudit({
+    maximumDaysToRotate: 730,
+    evaluatedAt: new Date(),
+    keys: [entry],
+    summary: { total: 1, compliant: 0, nonCompliant: 1, skipped: 0, errors: 0, expiringWithoutRotation: 0 },
+  });
+  t.regex(audit, /^non-compliant +k: the key has no rotation policy/);
+  t.regex(audit, /1 keys, max 730 days: 0 compliant, 1 non-compliant/);
+});
+
+test('cvm-skr rotation plan prints the documented example plan', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'policy.json');
+  await writeFile(file, documented);
+  const text = await cli([
+    'rotation',
+    'plan',
+    '--policy',
+    file,
+    '--created',
+    '2025-01-31T08:00:00Z',
+    '--expires',
+    '2027-01-31T08:00:00Z',
+    '--now',
+    '2025-02-01T00:00:00Z',
+  ]);
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, /next rotation: +2026-07-31T08:00:00\.000Z/);
+  t.regex(text.stdout, /new version expires: +2028-07-31T08:00:00\.000Z/);
+  t.regex(text.stdout, /next notification: +2028-07-01T08:00:00\.000Z/);
+  t.is(text.stderr, '');
+
+  const json = await cli([
+    'rotation',
+    'plan',
+    '--policy',
+    file,
+    '--created',
+    '2025-01-31',
+    '--now',
+    '2025-02-01',
+    '--json',
+  ]);
+  t.is(json.code, 0, json.stderr);
+  const parsed = JSON.parse(json.stdout) as { rotation: { at: string }; violations: Array<{ code: string }> };
+  t.is(parsed.rotation.at, '2026-07-31T00:00:00.000Z');
+  // no --expires: the key has no expiry, which the service refuses for a Notify
+  t.deepEqual(
+    parsed.violations.map((v) => v.code),
+    ['KEY_EXPIRY_REQUIRED'],
+  );
+});
+
+test('cvm-skr rotation validate exits 1 and lists every violation', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'policy.json');
+  await writeFile(
+    file,
+    JSON.stringify({
+      lifetimeActions: [{ trigger: { timeAfterCreate: 'P3D' }, action: { type: 'rotate' } }],
+      attributes: { expiryTime: 'P20D' },
+    }),
+  );
+  const out = await cli(['rotation', 'validate', '--policy', file, '--json']);
+  t.is(out.code, 1);
+  const parsed = JSON.parse(out.stdout) as {
+    valid: boolean;
+    violations: Array<{ code: string; field: string }>;
+  };
+  t.false(parsed.valid);
+  t.deepEqual(
+    parsed.violations.map((v) => v.code),
+    ['EXPIRY_TOO_SHORT', 'ROTATION_TOO_EARLY'],
+  );
+  const bad = await cli(['rotation', 'plan', '--policy', file, '--created', 'now']);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /--created must be an ISO-8601 date .*\[ERR_INVALID_ARGUMENT\]/);
+});
