@@ -1,0 +1,246 @@
+import { constants, createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import {
+  type EvidenceCheck,
+  HclRuntimeDataError,
+  HclUnsupportedReportError,
+  InvalidArgumentError,
+  MalformedDataError,
+  MalformedQuoteError,
+  QuoteNonceError,
+  QuotePcrDigestError,
+  QuoteSignatureError,
+} from '../errors.js';
+import { bytesEqual, bytesFrom, toHex } from '../snp/bytes.js';
+import {
+  runCheck,
+  type SnpVerificationResult,
+  type VerifySnpReportOptions,
+  verifySnpReportInto,
+} from '../snp/verify.js';
+import { parseAttest, type QuoteAttest } from '../tpm/structures.js';
+import { checkHclBinding } from './binding.js';
+import { type HclReport, parseHclReport } from './report.js';
+
+const TPM_ST_ATTEST_QUOTE = 0x8018;
+const TPM_ALG = {
+  sha1: 0x0004,
+  sha256: 0x000b,
+  sha384: 0x000c,
+  sha512: 0x000d,
+  rsassa: 0x0014,
+  rsapss: 0x0016,
+};
+const HASH_NAMES: Record<number, string> = { 4: 'sha1', 11: 'sha256', 12: 'sha384', 13: 'sha512' };
+
+/** A PCR value given with the quote: as `{ index, digest }`, or in a list whose position is the index. */
+export type PcrInput = { index: number; digest: Uint8Array | string } | Uint8Array | string;
+
+export interface VerifyAzureVtpmEvidenceOptions
+  extends Omit<VerifySnpReportOptions, 'certificates' | 'reportData'> {
+  /** The NV blob of index 0x01400001, or its parsed form. */
+  hclReport: Uint8Array | HclReport;
+  /** VCEK chain for the embedded SNP report (THIM JSON, PEM, DER...). */
+  certificates: VerifySnpReportOptions['certificates'];
+  /** The TPMS_ATTEST the TPM signed. */
+  quote: Uint8Array | string;
+  /** The quote signature: the raw RSA signature, or a marshalled TPMT_SIGNATURE. */
+  signature: Uint8Array | string;
+  /** The PCR values the quote covers (SHA-256 bank on Azure). */
+  pcrs: readonly PcrInput[];
+  /** The qualifying data the quote must carry; default empty (the reference client sends none). */
+  nonce?: Uint8Array | string;
+}
+
+export interface AzureVtpmVerificationResult {
+  ok: true;
+  hcl: HclReport;
+  snp: SnpVerificationResult;
+  quote: QuoteAttest;
+  akPub: KeyObject;
+  checks: EvidenceCheck[];
+}
+
+function normalisePcrs(pcrs: readonly PcrInput[]): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>();
+  pcrs.forEach((p, i) => {
+    const { index, digest } =
+      typeof p === 'string' || p instanceof Uint8Array
+        ? { index: i, digest: p }
+        : { index: p.index, digest: p.digest };
+    if (!Number.isInteger(index) || index < 0 || index > 31)
+      throw new InvalidArgumentError(`PCR index ${index} is out of range`);
+    if (out.has(index)) throw new InvalidArgumentError(`PCR ${index} is given twice`);
+    out.set(index, bytesFrom(digest, `PCR ${index}`));
+  });
+  return out;
+}
+
+/** Raw RSA signature, or TPMT_SIGNATURE { sigAlg, hash, TPM2B sig }: returns the scheme and signature bytes. */
+function signatureParts(
+  signature: Uint8Array,
+  keyBytes: number,
+): { scheme: number; hash: number; sig: Uint8Array } {
+  if (signature.length === keyBytes) return { scheme: TPM_ALG.rsassa, hash: TPM_ALG.sha256, sig: signature };
+  if (signature.length >= 6) {
+    const v = new DataView(signature.buffer, signature.byteOffset, signature.byteLength);
+    const scheme = v.getUint16(0);
+    const hash = v.getUint16(2);
+    const size = v.getUint16(4);
+    if ((scheme === TPM_ALG.rsassa || scheme === TPM_ALG.rsapss) && size === signature.length - 6) {
+      return { scheme, hash, sig: signature.subarray(6) };
+    }
+  }
+  throw new QuoteSignatureError(
+    `the quote signature is neither a ${keyBytes}-byte RSA signature nor an RSA TPMT_SIGNATURE`,
+    'quote-signature',
+  );
+}
+
+/**
+ * Verifies Azure confidential-VM evidence the way the attestation service does: the embedded SNP report (all
+ * checks of `verifySnpReport`), the HCL binding of the runtime data, then the TPM quote: signed by `HCLAkPub`,
+ * carrying the nonce, and with a PCR digest equal to the digest of the given PCR values.
+ */
+export function verifyAzureVtpmEvidence(
+  options: VerifyAzureVtpmEvidenceOptions,
+): AzureVtpmVerificationResult {
+  const checks: EvidenceCheck[] = [];
+  const hcl = options.hclReport instanceof Uint8Array ? parseHclReport(options.hclReport) : options.hclReport;
+
+  const snpReport = runCheck(checks, 'hardware-report', () => {
+    if (hcl.reportType !== 'snp' || hcl.snpReport === undefined) {
+      throw new HclUnsupportedReportError(
+        `the HCL report carries a ${hcl.reportType.toUpperCase()} report; only SEV-SNP is verified (TDX quote verification is not supported)`,
+        'hardware-report',
+      );
+    }
+    return { detail: `SEV-SNP report version ${hcl.snpReport.version}`, value: hcl.snpReport };
+  });
+  const { hclReport: _h, quote: _q, signature: _s, pcrs: _p, nonce: _n, ...snpOptions } = options;
+  const snp = verifySnpReportInto(snpReport, snpOptions, checks);
+
+  runCheck(checks, 'hcl-binding', () => ({ detail: checkHclBinding(hcl), value: undefined }));
+
+  const akPub = runCheck(checks, 'ak-public-key', () => {
+    const ak = hcl.runtimeData.akPub;
+    if (ak === undefined || ak.asymmetricKeyType !== 'rsa') {
+      throw new HclRuntimeDataError('the runtime data has no RSA HCLAkPub key', 'ak-public-key');
+    }
+    return { detail: `HCLAkPub RSA-${ak.asymmetricKeyDetails?.modulusLength}`, value: ak };
+  });
+
+  const quoteBytes = bytesFrom(options.quote, 'quote');
+  const { attest: quote, hashName: quoteHash } = runCheck(checks, 'quote-signature', () => {
+    const keyBytes = (akPub.asymmetricKeyDetails?.modulusLength ?? 2048) / 8;
+    const { scheme, hash, sig } = signatureParts(bytesFrom(options.signature, 'signature'), keyBytes);
+    const hashName = HASH_NAMES[hash];
+    const ok =
+      hashName !== undefined &&
+      cryptoVerify(
+        hashName,
+        quoteBytes,
+        scheme === TPM_ALG.rsapss
+          ? {
+              key: akPub,
+              padding: constants.RSA_PKCS1_PSS_PADDING,
+              saltLength: constants.RSA_PSS_SALTLEN_AUTO,
+            }
+          : akPub,
+        sig,
+      );
+    if (!ok)
+      throw new QuoteSignatureError('the quote signature does not verify under HCLAkPub', 'quote-signature');
+    let attest: ReturnType<typeof parseAttest>;
+    try {
+      attest = parseAttest(quoteBytes);
+    } catch (error) {
+      if (error instanceof MalformedDataError)
+        throw new MalformedQuoteError(`quote: ${error.message}`, { cause: error });
+      throw error;
+    }
+    if (attest.type !== TPM_ST_ATTEST_QUOTE || !('quote' in attest)) {
+      throw new QuoteSignatureError(
+        `the signed structure is not a quote (type 0x${attest.type.toString(16)})`,
+        'quote-signature',
+      );
+    }
+    return {
+      detail: `${scheme === TPM_ALG.rsapss ? 'RSASSA-PSS' : 'RSASSA-PKCS1-v1_5'} ${hashName} by HCLAkPub`,
+      value: { attest, hashName: hashName as string },
+    };
+  });
+
+  runCheck(checks, 'quote-nonce', () => {
+    const nonce = options.nonce === undefined ? new Uint8Array(0) : bytesFrom(options.nonce, 'nonce');
+    if (!bytesEqual(nonce, quote.extraData)) {
+      throw new QuoteNonceError(
+        `the quote carries extraData ${toHex(quote.extraData) || '(empty)'}, not the expected nonce ${toHex(nonce) || '(empty)'}`,
+        'quote-nonce',
+      );
+    }
+    return {
+      detail:
+        nonce.length === 0
+          ? 'empty qualifying data, as expected'
+          : `extraData = nonce (${nonce.length} bytes)`,
+      value: undefined,
+    };
+  });
+
+  runCheck(checks, 'quote-pcr-digest', () => {
+    const values = normalisePcrs(options.pcrs);
+    const quoted = new Set<number>();
+    // The TPM digests the selected PCRs with the hash of the signing scheme.
+    const hash = createHash(quoteHash);
+    for (const selection of quote.quote.pcrSelect) {
+      const bank = HASH_NAMES[selection.hashAlg];
+      if (bank === undefined)
+        throw new QuotePcrDigestError(
+          `the quote selects unknown bank 0x${selection.hashAlg.toString(16)}`,
+          'quote-pcr-digest',
+        );
+      for (const index of selection.pcrs) {
+        if (quoted.has(index)) {
+          throw new QuotePcrDigestError(
+            'the quote selects one PCR in two banks; give one bank',
+            'quote-pcr-digest',
+          );
+        }
+        quoted.add(index);
+        const value = values.get(index);
+        if (value === undefined)
+          throw new QuotePcrDigestError(
+            `PCR ${index} is quoted but its value was not given`,
+            'quote-pcr-digest',
+          );
+        if (value.length !== createHash(bank).digest().length) {
+          throw new QuotePcrDigestError(
+            `PCR ${index} is ${value.length} bytes, not a ${bank} digest`,
+            'quote-pcr-digest',
+          );
+        }
+        hash.update(value);
+      }
+    }
+    const unquoted = [...values.keys()].filter((i) => !quoted.has(i));
+    if (unquoted.length > 0) {
+      throw new QuotePcrDigestError(
+        `PCRs ${unquoted.join(', ')} were given but are not covered by the quote`,
+        'quote-pcr-digest',
+      );
+    }
+    const digest = hash.digest();
+    if (!bytesEqual(digest, quote.quote.pcrDigest)) {
+      throw new QuotePcrDigestError(
+        `the quote's pcrDigest ${toHex(quote.quote.pcrDigest)} is not the digest of the given PCR values ${toHex(digest)}`,
+        'quote-pcr-digest',
+      );
+    }
+    return {
+      detail: `pcrDigest covers PCRs ${[...quoted].sort((a, b) => a - b).join(',')}`,
+      value: undefined,
+    };
+  });
+
+  return { ok: true, hcl, snp, quote, akPub, checks };
+}
