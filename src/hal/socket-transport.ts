@@ -172,7 +172,7 @@ export class SocketTpmTransport implements TpmTransport {
 function connectError(error: NodeJS.ErrnoException, where: string): Error {
   const details = {
     systemCode: error.code ?? 'UNKNOWN',
-    errno: Math.abs(error.errno ?? 0),
+    errno: error.errno ?? 0,
     syscall: error.syscall ?? 'connect',
     path: where,
   };

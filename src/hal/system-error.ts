@@ -1,0 +1,112 @@
+import { constants } from 'node:os';
+import {
+  DeviceError,
+  DeviceNotFoundError,
+  DevicePermissionError,
+  type SystemErrorDetails,
+  TpmCommandRejectedError,
+  TransportClosedError,
+  TransportError,
+  TransportTimeoutError,
+  UnsupportedPlatformError,
+} from '../errors.js';
+import type { NativeError } from './addon.js';
+
+const errnoNames = new Map<number, string>(
+  Object.entries(constants.errno).map(([name, value]) => [Math.abs(value), name] as const),
+);
+
+export interface NodeSystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  path?: string;
+}
+
+/** A Node-style system error (`code` like ENOENT, negative `errno` as in libuv, `syscall`, `path`). */
+export function nodeSystemError(errno: number, syscall: string, path?: string): NodeSystemError {
+  const positive = Math.abs(errno);
+  const code = errnoNames.get(positive) ?? 'UNKNOWN';
+  const error = new Error(`${code}: ${syscall} failed${path ? ` '${path}'` : ''}`) as NodeSystemError;
+  error.code = code;
+  error.errno = -positive;
+  error.syscall = syscall;
+  if (path !== undefined) error.path = path;
+  return error;
+}
+
+const NOT_FOUND = new Set(['ENOENT', 'ENXIO', 'ENODEV', 'ECONNREFUSED', 'ENOTDIR']);
+const PERMISSION = new Set(['EACCES', 'EPERM']);
+
+/**
+ * Wraps a system error in the project's coded error. `advice` completes the message for each class of
+ * failure, since what to check differs between a TPM and the SNP guest device.
+ */
+export function wrapSystemError(
+  cause: NodeSystemError,
+  what: string,
+  advice: { notFound: string; permission: string; other?: string },
+): DeviceError {
+  const details: SystemErrorDetails = {
+    systemCode: cause.code,
+    errno: cause.errno,
+    syscall: cause.syscall,
+    ...(cause.path !== undefined ? { path: cause.path } : {}),
+  };
+  if (NOT_FOUND.has(cause.code)) {
+    return new DeviceNotFoundError(`${what}: ${cause.code}; ${advice.notFound}`, details, { cause });
+  }
+  if (PERMISSION.has(cause.code)) {
+    return new DevicePermissionError(`${what}: ${cause.code}; ${advice.permission}`, details, { cause });
+  }
+  return new DeviceError(
+    `${what}: ${cause.code} in ${cause.syscall}${advice.other ? `; ${advice.other}` : ''}`,
+    details,
+    {
+      cause,
+    },
+  );
+}
+
+export const TPM_ADVICE = {
+  notFound:
+    'no TPM there: on an Azure confidential VM the vTPM is /dev/tpmrm0 (is the tpm_crb/tpm_tis driver loaded?); for swtpm pass its Unix socket path',
+  permission: 'run as root or add the service user to the group owning the device (usually "tss")',
+};
+
+/** Maps an addon rejection from the TPM transport onto the coded errors. */
+export function tpmTransportError(error: unknown, path: string): Error {
+  const native = error as NativeError;
+  switch (native?.kind) {
+    case 'system':
+      return wrapSystemError(
+        nodeSystemError(native.errno ?? 0, native.syscall ?? 'unknown', native.path ?? path),
+        `TPM at ${path}`,
+        TPM_ADVICE,
+      );
+    case 'timeout':
+      return new TransportTimeoutError(`the TPM at ${path} did not answer in time; is it busy or hung?`, {
+        cause: error,
+      });
+    case 'closed':
+      return new TransportClosedError(`the TPM transport for ${path} is closed`, { cause: error });
+    case 'eof':
+      return new TransportError(
+        `the TPM at ${path} closed the connection; is swtpm or the TPM service still running?`,
+        {
+          cause: error,
+        },
+      );
+    case 'protocol':
+      return new TransportError(`TPM exchange with ${path} failed: ${native.message}`, { cause: error });
+    case 'invalid':
+      return new TpmCommandRejectedError(native.message, { cause: error });
+    case 'unsupported':
+      return new UnsupportedPlatformError(
+        `${native.message}; use the emulator or a TCP TPM (openTpm({ tcp })) on this platform`,
+        { cause: error },
+      );
+    default:
+      return error instanceof Error ? error : new TransportError(String(error));
+  }
+}

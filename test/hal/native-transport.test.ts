@@ -1,0 +1,248 @@
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import test from 'ava';
+import {
+  CvmSkrError,
+  DeviceNotFoundError,
+  TpmCommandRejectedError,
+  TransportClosedError,
+  TransportError,
+  TransportTimeoutError,
+} from '../../src/errors.js';
+import { loadAddon, tryLoadAddon } from '../../src/hal/addon.js';
+import { NativeTpmTransport } from '../../src/hal/native-transport.js';
+import { openTpm } from '../../src/hal/open-tpm.js';
+import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import {
+  createPrimaryRsaCommand,
+  flushContextCommand,
+  getRandomCommand,
+  responseCode,
+} from '../helpers/tpm-commands.js';
+
+function requireAddon(t: import('ava').ExecutionContext): boolean {
+  const loaded = tryLoadAddon();
+  if (!(loaded instanceof Error)) return true;
+  if (process.env.CI === 'true') t.fail(`native addon missing under CI: ${loaded.message}`);
+  else {
+    t.log(loaded.message);
+    t.pass();
+  }
+  return false;
+}
+
+/** A Unix socket server that accepts TPM commands and never answers: a hung TPM. */
+async function startSilentServer(t: import('ava').ExecutionContext) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-silent-'));
+  const socketPath = path.join(dir, 'silent.sock');
+  const clients = new Set<net.Socket>();
+  const server = net.createServer((c) => {
+    clients.add(c);
+    c.on('close', () => clients.delete(c));
+    c.on('error', () => {});
+    c.resume(); // read and drop commands, so the end of the connection is noticed
+  });
+  server.listen(socketPath);
+  await once(server, 'listening');
+  t.teardown(async () => {
+    for (const c of clients) c.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { socketPath, clients, server };
+}
+
+test('native transport: GetRandom round trip over swtpm Unix socket', async (t) => {
+  if (!requireSwtpm(t) || !requireAddon(t)) return;
+  const tpm = await startSwtpm();
+  t.teardown(tpm.stop);
+  const transport = await openTpm({ path: tpm.socketPath });
+  t.teardown(() => transport.close());
+  t.true(transport instanceof NativeTpmTransport);
+  t.true((transport as NativeTpmTransport).isSocket);
+  const response = await transport.transmit(getRandomCommand(32));
+  t.is(response.length, 12 + 32);
+  t.is(responseCode(response), 0);
+});
+
+test('native transport: 1,000 sequential and 64 concurrent commands are all answered in order', async (t) => {
+  if (!requireSwtpm(t) || !requireAddon(t)) return;
+  const tpm = await startSwtpm();
+  t.teardown(tpm.stop);
+  const transport = (await openTpm({ path: tpm.socketPath })) as NativeTpmTransport;
+  t.teardown(() => transport.close());
+  let ok = 0;
+  for (let i = 0; i < 1000; i++) {
+    const size = 1 + (i % 32);
+    const r = await transport.transmit(getRandomCommand(size));
+    if (r.length === 12 + size && responseCode(r) === 0 && Buffer.from(r).readUInt16BE(10) === size) ok++;
+  }
+  t.is(ok, 1000);
+
+  // Each concurrent command asks for a different length, so an interleaved or swapped response is detected.
+  const sizes = Array.from({ length: 64 }, (_, i) => i + 1);
+  const pending = sizes.map((n) => transport.transmit(getRandomCommand(n)));
+  t.true(transport.pending > 1, 'commands queue behind the one in flight');
+  const responses = await Promise.all(pending);
+  responses.forEach((r, i) => {
+    t.is(responseCode(r), 0);
+    t.is(r.length, 12 + sizes[i]!, `response ${i} has the length its command asked for`);
+  });
+  t.is(transport.pending, 0);
+});
+
+test('native transport: swtpm killed mid-command gives a typed error and no hang', async (t) => {
+  if (!requireSwtpm(t) || !requireAddon(t)) return;
+  const tpm = await startSwtpm();
+  t.teardown(tpm.stop);
+  const transport = await openTpm({ path: tpm.socketPath, timeoutMs: 20_000 });
+  t.teardown(() => transport.close());
+  const inFlight = transport.transmit(createPrimaryRsaCommand(3072));
+  const queued = transport.transmit(getRandomCommand());
+  tpm.kill();
+  const error = await t.throwsAsync(inFlight);
+  t.true(error instanceof CvmSkrError, `typed error, got ${error?.name}`);
+  t.false(error instanceof TransportTimeoutError, 'the dead peer is noticed, not waited out');
+  // Whatever was queued behind it fails too, and so does anything after.
+  await t.throwsAsync(queued, { instanceOf: CvmSkrError });
+  await t.throwsAsync(transport.transmit(getRandomCommand()), { instanceOf: TransportError });
+});
+
+test('native transport: a TPM that never answers times out with a typed error', async (t) => {
+  if (!requireAddon(t)) return;
+  const silent = await startSilentServer(t);
+  const transport = await openTpm({ path: silent.socketPath, timeoutMs: 150 });
+  t.teardown(() => transport.close());
+  await t.throwsAsync(transport.transmit(getRandomCommand()), { instanceOf: TransportTimeoutError });
+  // The stream is out of step after a timeout: later commands are refused rather than mismatched.
+  await t.throwsAsync(transport.transmit(getRandomCommand()), { instanceOf: TransportError });
+});
+
+test('native transport: close() rejects the command in flight and everything queued', async (t) => {
+  if (!requireAddon(t)) return;
+  const silent = await startSilentServer(t);
+  const transport = await openTpm({ path: silent.socketPath, timeoutMs: 60_000 });
+  const inFlight = transport.transmit(getRandomCommand());
+  const queued = transport.transmit(getRandomCommand());
+  await new Promise((r) => setTimeout(r, 20));
+  await transport.close();
+  await t.throwsAsync(inFlight, { instanceOf: TransportClosedError });
+  await t.throwsAsync(queued, { instanceOf: TransportClosedError });
+  await transport.close();
+  await t.throwsAsync(transport.transmit(getRandomCommand()), { instanceOf: TransportClosedError });
+  // The server sees the connection go away: the fd was closed.
+  while (silent.clients.size > 0) await new Promise((r) => setTimeout(r, 10));
+  t.is(silent.clients.size, 0);
+});
+
+test('native transport: missing path is an ENOENT-coded DeviceNotFoundError', async (t) => {
+  if (!requireAddon(t)) return;
+  const error = await t.throwsAsync(openTpm({ path: '/nonexistent/cvm-skr/tpmrm0' }), {
+    instanceOf: DeviceNotFoundError,
+  });
+  t.is(error?.code, 'ERR_DEVICE_NOT_FOUND');
+  t.is(error?.systemCode, 'ENOENT');
+  t.is(error?.syscall, 'open');
+  t.is(error?.path, '/nonexistent/cvm-skr/tpmrm0');
+  const cause = error?.cause as NodeJS.ErrnoException;
+  t.is(cause.code, 'ENOENT');
+  t.is(cause.errno, -2);
+  t.regex(error?.message ?? '', /tpmrm0/);
+});
+
+test('native transport: oversized and malformed commands never reach the device', async (t) => {
+  if (!requireSwtpm(t) || !requireAddon(t)) return;
+  const tpm = await startSwtpm();
+  t.teardown(tpm.stop);
+  const transport = await openTpm({ path: tpm.socketPath });
+  t.teardown(() => transport.close());
+  const oversized = new Uint8Array(4097);
+  oversized.set([0x80, 0x01, 0, 0, 0x10, 0x01]);
+  await t.throwsAsync(transport.transmit(oversized), { instanceOf: TpmCommandRejectedError });
+  const lying = getRandomCommand();
+  lying[5] = 40;
+  await t.throwsAsync(transport.transmit(lying), { instanceOf: TpmCommandRejectedError });
+  await t.throwsAsync(transport.transmit(new Uint8Array(4)), { instanceOf: TpmCommandRejectedError });
+
+  // The addon enforces the same limits on its own, for callers that bypass the TypeScript wrapper.
+  // swtpm serves one client at a time, so this second, raw handle only ever reaches the addon's own checks.
+  const raw = await loadAddon().openTpm(tpm.socketPath, 1000);
+  t.teardown(() => raw.close());
+  await t.throwsAsync(raw.transmit(oversized), { message: /outside 10\.\.4096/ });
+  await t.throwsAsync(raw.transmit(lying), { message: /header size disagrees/ });
+  await raw.close();
+  // Nothing bad reached swtpm: the stream is still in step.
+  const response = await transport.transmit(getRandomCommand(8));
+  t.is(responseCode(response), 0);
+  t.is(response.length, 20);
+});
+
+test('native transport: many primaries created and flushed leave the TPM usable', async (t) => {
+  if (!requireSwtpm(t) || !requireAddon(t)) return;
+  const tpm = await startSwtpm();
+  t.teardown(tpm.stop);
+  const transport = await openTpm({ path: tpm.socketPath });
+  t.teardown(() => transport.close());
+  for (let i = 0; i < 5; i++) {
+    const r = await transport.transmit(createPrimaryRsaCommand());
+    t.is(responseCode(r), 0);
+    const handle = Buffer.from(r).readUInt32BE(10);
+    t.is(handle >>> 24, 0x80, 'a transient handle');
+    t.is(responseCode(await transport.transmit(flushContextCommand(handle))), 0);
+  }
+});
+
+const workerSource = `
+const { parentPort, workerData } = require('node:worker_threads');
+const addon = require(workerData.addonPath);
+(async () => {
+  const handle = await addon.openTpm(workerData.socketPath, workerData.timeoutMs);
+  const command = Uint8Array.from([0x80, 1, 0, 0, 0, 12, 0, 0, 1, 0x7b, 0, 8]);
+  if (workerData.hang) {
+    handle.transmit(command).catch(() => {});
+    parentPort.postMessage({ started: true });
+    return;
+  }
+  const response = await handle.transmit(command);
+  await handle.close();
+  parentPort.postMessage({ length: response.length, rc: Buffer.from(response).readUInt32BE(6) });
+})().catch((e) => parentPort.postMessage({ error: e.message }));
+`;
+
+test('native addon loads and works inside a worker thread', async (t) => {
+  if (!requireSwtpm(t) || !requireAddon(t)) return;
+  const tpm = await startSwtpm();
+  t.teardown(tpm.stop);
+  const loaded = tryLoadAddon();
+  if (loaded instanceof Error) return t.fail();
+  const worker = new Worker(workerSource, {
+    eval: true,
+    workerData: { addonPath: loaded.path, socketPath: tpm.socketPath, timeoutMs: 5000 },
+  });
+  t.teardown(() => worker.terminate());
+  const [message] = (await once(worker, 'message')) as [{ length?: number; rc?: number; error?: string }];
+  t.deepEqual(message, { length: 20, rc: 0 });
+});
+
+test('terminating a worker with a command in flight closes its fd through the env cleanup hook', async (t) => {
+  if (!requireAddon(t)) return;
+  const silent = await startSilentServer(t);
+  const loaded = tryLoadAddon();
+  if (loaded instanceof Error) return t.fail();
+  const worker = new Worker(workerSource, {
+    eval: true,
+    // Without the cleanup hook, teardown would wait for this 10-minute timeout.
+    workerData: { addonPath: loaded.path, socketPath: silent.socketPath, timeoutMs: 600_000, hang: true },
+  });
+  const [message] = (await once(worker, 'message')) as [{ started?: boolean }];
+  t.true(message.started);
+  while (silent.clients.size === 0) await new Promise((r) => setTimeout(r, 10));
+  t.is(silent.clients.size, 1);
+  await worker.terminate();
+  while (silent.clients.size > 0) await new Promise((r) => setTimeout(r, 10));
+  t.is(silent.clients.size, 0, 'the worker closed its connection on teardown');
+});
