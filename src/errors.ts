@@ -124,6 +124,11 @@ export class SnpFirmwareError extends CvmSkrError {
   }
 }
 
+/** A configfs-tsm report entry gave an unusable answer, or another process raced us on it. */
+export class ConfigfsTsmError extends CvmSkrError {
+  static override code = 'ERR_CONFIGFS_TSM';
+}
+
 /** No confidential-computing backend is available on this machine. */
 export class NotConfidentialError extends CvmSkrError {
   static override code = 'ERR_NOT_CONFIDENTIAL';
