@@ -150,22 +150,50 @@ export function isFixedLength(d: Duration): boolean {
   return calendarMonths(d) === 0;
 }
 
-function daysInMonth(year: number, monthIndex: number): number {
-  return new Date(Date.UTC(year, monthIndex + 1, 0)).getUTCDate();
+/** Proleptic Gregorian, like Date. `month` is 1-12. */
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/*
+ * Integer civil-date conversions (days since 1970-01-01 <-> y/m/d, proleptic Gregorian, any year), so the
+ * bound scans below run without allocating Dates. The era arithmetic is the well-known public-domain
+ * algorithm described by Howard Hinnant ("chrono-compatible low-level date algorithms").
+ */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
+
+function civilFromDays(days: number): [year: number, month: number, day: number] {
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  return [yoe + era * 400 + (month <= 2 ? 1 : 0), month, day];
 }
 
 function shiftMonthsMs(ms: number, months: number): number {
   if (months === 0) return ms;
-  const date = new Date(ms);
-  const total = date.getUTCFullYear() * 12 + date.getUTCMonth() + months;
-  const year = Math.floor(total / 12);
-  const month = total - year * 12;
-  const day = Math.min(date.getUTCDate(), daysInMonth(year, month));
-  const timeOfDay = ((ms % MS_PER_DAY) + MS_PER_DAY) % MS_PER_DAY;
-  // Date.UTC maps years 0-99 to 1900-1999; setUTCFullYear does not.
-  const target = new Date(0);
-  target.setUTCFullYear(year, month, day);
-  return target.getTime() + timeOfDay;
+  const dayNumber = Math.floor(ms / MS_PER_DAY);
+  const timeOfDay = ms - dayNumber * MS_PER_DAY;
+  const [year, month, day] = civilFromDays(dayNumber);
+  const total = year * 12 + (month - 1) + months;
+  const targetYear = Math.floor(total / 12);
+  const targetMonth = total - targetYear * 12 + 1;
+  const targetDay = Math.min(day, daysInMonth(targetYear, targetMonth));
+  return daysFromCivil(targetYear, targetMonth, targetDay) * MS_PER_DAY + timeOfDay;
 }
 
 function toDate(ms: number, what: string): Date {
@@ -218,11 +246,11 @@ function monthGapBounds(laterMonths: number, earlierMonths: number): { min: numb
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
   for (let year = 2000; year < 2400; year++) {
-    for (let month = 0; month < 12; month++) {
+    for (let month = 1; month <= 12; month++) {
       const last = daysInMonth(year, month);
       for (const day of [1, 29, 30, 31]) {
         if (day > last) continue;
-        const s = Date.UTC(year, month, day);
+        const s = daysFromCivil(year, month, day) * MS_PER_DAY;
         const gap = shiftMonthsMs(s, laterMonths) - shiftMonthsMs(s, earlierMonths);
         if (gap < min) min = gap;
         if (gap > max) max = gap;

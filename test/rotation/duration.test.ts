@@ -278,3 +278,35 @@ test('property: years equal twelve months when adding and subtracting', (t) => {
   );
   t.pass();
 });
+
+/** Independent reference: month shifting through Date's own calendar, clamping by probing day 0. */
+function referenceAdd(start: Date, d: Duration): Date {
+  const months = start.getUTCMonth() + d.years * 12 + d.months;
+  const target = new Date(start.getTime());
+  target.setUTCDate(1);
+  target.setUTCFullYear(start.getUTCFullYear(), months, 1);
+  const lastDay = new Date(target.getTime());
+  lastDay.setUTCMonth(lastDay.getUTCMonth() + 1, 0);
+  target.setUTCDate(Math.min(start.getUTCDate(), lastDay.getUTCDate()));
+  const fixed = ((d.weeks * 7 + d.days) * 24 * 3600 + d.hours * 3600 + d.minutes * 60 + d.seconds) * 1000;
+  return new Date(target.getTime() + fixed);
+}
+
+test('property: calendar arithmetic matches a Date-based reference, including years before 1970 and 100', (t) => {
+  const wideDate = fc
+    .date({
+      min: new Date('-000500-01-01T00:00:00Z'),
+      max: new Date('3000-01-01T00:00:00Z'),
+      noInvalidDate: true,
+    })
+    .map((x) => new Date(Math.floor(x.getTime() / 1000) * 1000));
+  fc.assert(
+    fc.property(
+      wideDate,
+      durationArb,
+      (s, d) => addDuration(s, d).getTime() === referenceAdd(s, d).getTime(),
+    ),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});

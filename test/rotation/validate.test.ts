@@ -1,5 +1,7 @@
 import test from 'ava';
+import fc from 'fast-check';
 import { RotationPolicyInvalidError } from '../../src/errors.js';
+import { addDuration, MS_PER_DAY, parseDuration, subtractDuration } from '../../src/rotation/duration.js';
 import type { RotationPolicy } from '../../src/rotation/policy.js';
 import {
   assertValidRotationPolicy,
@@ -277,5 +279,57 @@ test('normalize: the service adds Notify P30D when no Notify is given', (t) => {
     normalizeRotationPolicyForService({ lifetimeActions: [{ action: 'Rotate', timeAfterCreate: 'P90D' }] })
       .lifetimeActions.length,
     2,
+  );
+});
+
+const unitDuration = fc
+  .tuple(fc.constantFrom('Y', 'M', 'W', 'D'), fc.integer({ min: 1, max: 40 }))
+  .map(([unit, n]) => (unit === 'Y' ? `P${Math.ceil(n / 10)}Y` : `P${n}${unit}`));
+const compound = fc
+  .tuple(unitDuration, unitDuration)
+  .map(([a, b]) => (a.endsWith('Y') && !b.endsWith('Y') ? `${a}${b.slice(1)}` : a));
+const startDate = fc
+  .date({ min: new Date('1990-01-01T00:00:00Z'), max: new Date('2200-01-01T00:00:00Z'), noInvalidDate: true })
+  .map((x) => new Date(Math.floor(x.getTime() / 60_000) * 60_000));
+
+test('property: a policy that passes validation keeps its margins from every creation date', (t) => {
+  const sevenDays = 7 * MS_PER_DAY;
+  fc.assert(
+    fc.property(compound, compound, fc.boolean(), startDate, (expiry, trigger, beforeExpiry, s) => {
+      const policy: RotationPolicy = {
+        lifetimeActions: [
+          beforeExpiry
+            ? { action: 'Rotate', timeBeforeExpiry: trigger }
+            : { action: 'Rotate', timeAfterCreate: trigger },
+        ],
+        expiryTime: expiry,
+      };
+      if (validateRotationPolicy(policy).length > 0) return true;
+      const expiresOn = addDuration(s, parseDuration(expiry));
+      const rotatesOn = beforeExpiry
+        ? subtractDuration(expiresOn, parseDuration(trigger))
+        : addDuration(s, parseDuration(trigger));
+      return (
+        expiresOn.getTime() - s.getTime() >= 28 * MS_PER_DAY &&
+        rotatesOn.getTime() - s.getTime() >= sevenDays &&
+        expiresOn.getTime() - rotatesOn.getTime() >= sevenDays
+      );
+    }),
+    { numRuns: 400 },
+  );
+  t.pass();
+});
+
+test('property: validation is tight: a rejected margin fails for some real creation date', (t) => {
+  // P1M expiry with a P22D rotation is refused because from any Feb 1st only 6 days remain.
+  const s = new Date('2025-02-01T00:00:00Z');
+  const gap =
+    addDuration(s, parseDuration('P1M')).getTime() - addDuration(s, parseDuration('P22D')).getTime();
+  t.is(gap, 6 * MS_PER_DAY);
+  t.true(
+    validateRotationPolicy({
+      lifetimeActions: [{ action: 'Rotate', timeAfterCreate: 'P22D' }],
+      expiryTime: 'P1M',
+    }).length > 0,
   );
 });
