@@ -1,0 +1,208 @@
+/**
+ * The emulator's certificate authority: one self-signed root per emulator instance (or loaded from saved
+ * state) that issues loopback TLS server certificates and signing certificates (release JWS `x5c`, attestation
+ * token signing). Every subject carries "cvm-skr emulator" so it is obvious what it is; nothing in the library
+ * trusts this CA unless a caller passes its PEM explicitly.
+ */
+import 'reflect-metadata';
+import { createHash, createPrivateKey, type KeyObject, webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import { EmulatorError } from '../errors.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+/** Organisation name in every emulator certificate subject. */
+export const EMULATOR_ORGANIZATION = 'cvm-skr emulator';
+
+const EC_ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const RSA_ALG = {
+  name: 'RSASSA-PKCS1-v1_5',
+  modulusLength: 2048,
+  publicExponent: new Uint8Array([1, 0, 1]),
+  hash: 'SHA-256',
+} as const;
+
+const DAY_MS = 24 * 3600 * 1000;
+
+export interface IssuedCertificate {
+  certPem: string;
+  certDer: Buffer;
+  /** PKCS#8 PEM of the private key; for TLS servers and signers inside the emulator only. */
+  keyPem: string;
+  privateKey: KeyObject;
+  /** Leaf then CA, base64 DER, as used in a JWS/JWK `x5c`. */
+  x5c: string[];
+  /** base64url SHA-1 thumbprint of the leaf (JWS `x5t`). */
+  x5t: string;
+  /** base64url SHA-256 thumbprint of the leaf (JWS `x5t#S256`). */
+  x5tS256: string;
+}
+
+export interface ServerCertificateOptions {
+  /** Extra DNS names besides `localhost`. */
+  dnsNames?: string[];
+  /** Extra IP addresses besides 127.0.0.1 and ::1. */
+  ipAddresses?: string[];
+  commonName?: string;
+}
+
+export interface SigningCertificateOptions {
+  commonName: string;
+  /** `rsa` (RS256, 2048 bits) or `ec` (ES256). Default `rsa`. */
+  keyType?: 'rsa' | 'ec';
+}
+
+export interface SavedEmulatorCa {
+  certPem: string;
+  keyPem: string;
+}
+
+function randomSerial(): string {
+  // Positive 16-byte serial: clear the top bit so DER does not read it as negative.
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
+  return Buffer.from(bytes).toString('hex');
+}
+
+function pemOfKey(der: ArrayBuffer): string {
+  const b64 = Buffer.from(der).toString('base64');
+  return `-----BEGIN PRIVATE KEY-----\n${b64.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
+}
+
+export class EmulatorCa {
+  readonly certPem: string;
+  readonly certDer: Buffer;
+  readonly #cert: x509.X509Certificate;
+  readonly #key: CryptoKey;
+  readonly #keyPem: string;
+
+  private constructor(cert: x509.X509Certificate, key: CryptoKey, keyPem: string) {
+    this.#cert = cert;
+    this.#key = key;
+    this.#keyPem = keyPem;
+    this.certDer = Buffer.from(cert.rawData);
+    this.certPem = cert.toString('pem');
+  }
+
+  /** Generates a fresh root (ECDSA P-256, valid 10 years). */
+  static async create(commonName = `${EMULATOR_ORGANIZATION} CA`): Promise<EmulatorCa> {
+    const keys = (await webcrypto.subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const now = Date.now();
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: randomSerial(),
+      name: [{ CN: [commonName] }, { O: [EMULATOR_ORGANIZATION] }],
+      notBefore: new Date(now - DAY_MS),
+      notAfter: new Date(now + 3650 * DAY_MS),
+      keys,
+      signingAlgorithm: EC_ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 1, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ],
+    });
+    const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+    return new EmulatorCa(cert, keys.privateKey, pemOfKey(pkcs8));
+  }
+
+  /** Loads a root saved with `toJSON()`, so clients that trust it keep working across restarts. */
+  static async load(saved: SavedEmulatorCa): Promise<EmulatorCa> {
+    try {
+      const cert = new x509.X509Certificate(saved.certPem);
+      if (!cert.subject.includes(EMULATOR_ORGANIZATION)) {
+        throw new EmulatorError('saved CA certificate is not a cvm-skr emulator CA');
+      }
+      const der = createPrivateKey(saved.keyPem).export({ format: 'der', type: 'pkcs8' });
+      const key = await webcrypto.subtle.importKey('pkcs8', der, EC_ALG, true, ['sign']);
+      return new EmulatorCa(cert, key, saved.keyPem);
+    } catch (cause) {
+      if (cause instanceof EmulatorError) throw cause;
+      throw new EmulatorError('saved emulator CA cannot be loaded: check the certificate and key PEM', {
+        cause,
+      });
+    }
+  }
+
+  toJSON(): SavedEmulatorCa {
+    return { certPem: this.certPem, keyPem: this.#keyPem };
+  }
+
+  get subject(): string {
+    return this.#cert.subject;
+  }
+
+  async #issue(
+    commonName: string,
+    keys: CryptoKeyPair,
+    extensions: x509.Extension[],
+    validDays: number,
+  ): Promise<IssuedCertificate> {
+    const now = Date.now();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: [{ CN: [commonName] }, { O: [EMULATOR_ORGANIZATION] }],
+      issuer: this.#cert.subject,
+      notBefore: new Date(now - DAY_MS),
+      notAfter: new Date(now + validDays * DAY_MS),
+      publicKey: keys.publicKey,
+      signingKey: this.#key,
+      signingAlgorithm: EC_ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        await x509.AuthorityKeyIdentifierExtension.create(this.#cert, false),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        ...extensions,
+      ],
+    });
+    const der = Buffer.from(cert.rawData);
+    const keyPem = pemOfKey(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+    return {
+      certPem: cert.toString('pem'),
+      certDer: der,
+      keyPem,
+      privateKey: createPrivateKey(keyPem),
+      x5c: [der.toString('base64'), this.certDer.toString('base64')],
+      x5t: createHash('sha1').update(der).digest('base64url'),
+      x5tS256: createHash('sha256').update(der).digest('base64url'),
+    };
+  }
+
+  /** A TLS server certificate (ECDSA P-256) for loopback: `localhost`, 127.0.0.1 and ::1 plus extras. */
+  async issueServerCertificate(options: ServerCertificateOptions = {}): Promise<IssuedCertificate> {
+    const keys = (await webcrypto.subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const names: x509.JsonGeneralName[] = [
+      { type: 'dns', value: 'localhost' },
+      ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+      { type: 'ip', value: '127.0.0.1' },
+      { type: 'ip', value: '::1' },
+      ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+    ];
+    return this.#issue(
+      options.commonName ?? `${EMULATOR_ORGANIZATION} TLS`,
+      keys,
+      [
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+        new x509.SubjectAlternativeNameExtension(names, false),
+      ],
+      825,
+    );
+  }
+
+  /** A document-signing certificate (release JWS, attestation tokens). */
+  async issueSigningCertificate(options: SigningCertificateOptions): Promise<IssuedCertificate> {
+    const alg = options.keyType === 'ec' ? EC_ALG : RSA_ALG;
+    const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+    return this.#issue(
+      options.commonName.includes(EMULATOR_ORGANIZATION)
+        ? options.commonName
+        : `${EMULATOR_ORGANIZATION} ${options.commonName}`,
+      keys,
+      [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
+      825,
+    );
+  }
+}

@@ -1,0 +1,303 @@
+/**
+ * The emulated Azure Key Vault: `startKeyVaultEmulator(options)` starts an HTTPS vault on loopback (emulator
+ * CA), a managed-identity token endpoint, the virtual clock and the event bus, optionally backed by a state
+ * file, and returns what a client needs to talk to it with the official SDK.
+ *
+ * Pointing `@azure/keyvault-keys` at it:
+ *   new KeyClient(vaultUrl, credential, {
+ *     disableChallengeResourceVerification: true, // the challenge names https://vault.azure.net, not 127.0.0.1
+ *     tlsOptions: { ca: caPem },                   // or NODE_EXTRA_CA_CERTS=<file with caPem> for the process
+ *   })
+ * (`keyClient()` does exactly that.) The challenge resource can be changed with `challengeResource`; the
+ * SDK's check wants the request host to end with `.<resource host>`, which a loopback address cannot.
+ *
+ * Credentials: `credential` (an `EmulatorCredential`), or `ManagedIdentityCredential` with
+ * `IDENTITY_ENDPOINT=<tokenUrl>` and `IDENTITY_HEADER=<identityHeader>` in the environment. Like App
+ * Service's identity endpoint, the token endpoint is plain http on loopback, so MSAL needs no CA.
+ */
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
+import { EmulatorError, EmulatorStateError } from '../../errors.js';
+import { EmulatorCa, type IssuedCertificate } from '../ca.js';
+import { EmulatorCredential } from '../credential.js';
+import { AttestationVerifier, type TrustedIssuer } from './attestation-verifier.js';
+import { KEY_VAULT_RESOURCE, type Principal, type PrincipalConfig, VaultAuth } from './auth.js';
+import { VirtualClock, type VirtualClockOptions } from './clock.js';
+import { VaultEvents, type WebhookOptions } from './events.js';
+import type { ReleaseDecision } from './release.js';
+import { createTokenHandler, createVaultHandler } from './server.js';
+import { loadVaultState, StateWriter } from './state.js';
+import { VaultStore } from './store.js';
+
+export type { TrustedIssuer } from './attestation-verifier.js';
+export { KEY_PERMISSIONS, KEY_VAULT_RESOURCE, type KeyPermission, type PrincipalConfig } from './auth.js';
+export { type ClockTask, VirtualClock, type VirtualClockOptions } from './clock.js';
+export {
+  type EventGridEvent,
+  type EventListener,
+  KEY_VAULT_EVENT_TYPES,
+  type KeyVaultEventData,
+  type KeyVaultEventType,
+  VaultEvents,
+  type WebhookOptions,
+  type WebhookStats,
+} from './events.js';
+export type { ReleaseDecision } from './release.js';
+
+/** The principal every emulator has unless told otherwise: all key permissions. */
+export const DEFAULT_PRINCIPAL_ID = '00000000-0000-0000-0000-00000000e001';
+export const DEFAULT_TENANT_ID = '00000000-0000-0000-0000-00000000e0e0';
+
+export interface KeyVaultEmulatorOptions {
+  /** Loopback address to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** Vault port; default a free port. */
+  port?: number;
+  /** Token endpoint port; default a free port. */
+  tokenPort?: number;
+  /** Serve the vault over plain http (clients then need `allowInsecureConnection`). Default false. */
+  insecureHttp?: boolean;
+  /** CA to use (share one with the attestation emulator). Default: from the state file, else a new one. */
+  ca?: EmulatorCa;
+  /** Persist vault state to this file (atomic writes). Default: memory only. */
+  statePath?: string;
+  /** A clock to share, or options for a new one. */
+  clock?: VirtualClock | VirtualClockOptions;
+  /** Vault name in events and messages. Default `emulator`. */
+  vaultName?: string;
+  tenantId?: string;
+  /** Principals and their key permissions. Default: one principal with every permission. */
+  principals?: PrincipalConfig[];
+  /** Principal a token request without `client_id` gets. Default: the first principal. */
+  defaultPrincipalId?: string;
+  /** The `IDENTITY_HEADER` secret. Default: random. */
+  identityHeader?: string;
+  /** Attestation issuers whose tokens release keys (e.g. the emulated MAA). */
+  trustedIssuers?: TrustedIssuer[];
+  /** Resource in the 401 challenge and required token audience. Default `https://vault.azure.net`. */
+  challengeResource?: string;
+  /** Webhooks receiving Event Grid events. */
+  webhooks?: (string | ({ url: string } & WebhookOptions))[];
+  /**
+   * How often a running (not frozen) clock checks for due lifetime actions in real time, in ms. Default
+   * 1000; 0 disables (then only `clock.advance`/`clock.tick` run them).
+   */
+  tickIntervalMs?: number;
+}
+
+export interface KeyVaultEmulator {
+  /** `https://127.0.0.1:<port>` (no trailing slash). */
+  readonly vaultUrl: string;
+  /** Managed identity token endpoint (`IDENTITY_ENDPOINT`). */
+  readonly tokenUrl: string;
+  /** Secret for the token endpoint (`IDENTITY_HEADER`). */
+  readonly identityHeader: string;
+  readonly tenantId: string;
+  /** PEM of the emulator CA that issued the vault's TLS and signing certificates. */
+  readonly caPem: string;
+  readonly ca: EmulatorCa;
+  /** Credential of the default principal. */
+  readonly credential: EmulatorCredential;
+  readonly clock: VirtualClock;
+  readonly events: VaultEvents;
+  /** An SDK client for this vault, as the default principal or `clientId`. */
+  keyClient(options?: KeyClientOptions & { clientId?: string }): KeyClient;
+  /** Credential acting as another principal. */
+  credentialFor(clientId: string): EmulatorCredential;
+  addPrincipal(config: PrincipalConfig): Principal;
+  trustIssuer(issuer: TrustedIssuer): void;
+  untrustIssuer(issuer: string): void;
+  /** Release decisions so far (most recent last, at most 1000), with reasons and clause results. */
+  releaseDecisions(): ReleaseDecision[];
+  /** Environment a separate client process needs (managed identity endpoint and secret). */
+  environment(): Record<string, string>;
+  /** Waits for pending state writes and webhook deliveries. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+export async function startKeyVaultEmulator(
+  options: KeyVaultEmulatorOptions = {},
+): Promise<KeyVaultEmulator> {
+  const host = options.host ?? '127.0.0.1';
+  const vaultName = options.vaultName ?? 'emulator';
+  const tenantId = options.tenantId ?? DEFAULT_TENANT_ID;
+  const resource = (options.challengeResource ?? KEY_VAULT_RESOURCE).replace(/\/+$/, '');
+
+  const saved = options.statePath ? await loadVaultState(options.statePath) : undefined;
+  let ca = options.ca;
+  if (!ca) {
+    if (saved?.ca) {
+      try {
+        ca = await EmulatorCa.load(saved.ca);
+      } catch (cause) {
+        throw new EmulatorStateError(
+          `state file ${options.statePath} has an unusable CA`,
+          options.statePath!,
+          { cause },
+        );
+      }
+    } else {
+      ca = await EmulatorCa.create();
+    }
+  }
+  const clock = options.clock instanceof VirtualClock ? options.clock : new VirtualClock(options.clock ?? {});
+  const events = new VaultEvents(
+    `/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/emulator/providers/Microsoft.KeyVault/vaults/${vaultName}`,
+  );
+  for (const hook of options.webhooks ?? []) {
+    if (typeof hook === 'string') events.addWebhook(hook);
+    else events.addWebhook(hook.url, hook);
+  }
+  const auth = new VaultAuth({
+    tenantId,
+    vaultName,
+    principals: options.principals ?? [{ id: DEFAULT_PRINCIPAL_ID, name: 'emulator default identity' }],
+    ...(options.defaultPrincipalId ? { defaultPrincipalId: options.defaultPrincipalId } : {}),
+    ...(options.identityHeader ? { identityHeader: options.identityHeader } : {}),
+  });
+  const verifier = new AttestationVerifier(options.trustedIssuers ?? [], () => clock.now());
+
+  const tls = options.insecureHttp ? undefined : await ca.issueServerCertificate();
+  const vaultServer = tls ? createHttpsServer({ cert: tls.certPem, key: tls.keyPem }) : createHttpServer();
+  const tokenServer = createHttpServer();
+  const servers: Server[] = [];
+  let vaultPort: number;
+  let tokenPort: number;
+  try {
+    vaultPort = await listen(vaultServer as Server, options.port ?? 0, host);
+    servers.push(vaultServer as Server);
+    tokenPort = await listen(tokenServer, options.tokenPort ?? 0, host);
+    servers.push(tokenServer);
+  } catch (cause) {
+    await Promise.all(servers.map(closeServer));
+    throw new EmulatorError(`the Key Vault emulator cannot listen on ${host}: is the port in use?`, {
+      cause,
+    });
+  }
+  const vaultUrl = `${tls ? 'https' : 'http'}://${urlHost(host)}:${vaultPort}`;
+  const tokenUrl = `http://${urlHost(host)}:${tokenPort}/msi/token`;
+
+  let writer: StateWriter | undefined;
+  const store = new VaultStore({
+    vaultUrl,
+    vaultName,
+    clock,
+    events,
+    keys: saved?.keys ?? [],
+    onChange: () => writer?.schedule(),
+  });
+  if (options.statePath) {
+    const caSaved = ca.toJSON();
+    writer = new StateWriter(options.statePath, () => ({ ca: caSaved, keys: store.snapshot() }));
+    // Persist the CA at once so a client trusting caPem keeps working after a restart.
+    writer.schedule();
+  }
+  const removeTask = clock.addTask(store);
+
+  let signing: Promise<IssuedCertificate> | undefined;
+  const signer = () => {
+    signing ??= ca
+      .issueSigningCertificate({ commonName: `key vault ${vaultName} release signing` })
+      .catch((e) => {
+        signing = undefined;
+        throw e;
+      });
+    return signing;
+  };
+  const decisions: ReleaseDecision[] = [];
+  const record = (d: ReleaseDecision) => {
+    decisions.push(d);
+    if (decisions.length > 1000) decisions.shift();
+  };
+
+  vaultServer.on(
+    'request',
+    createVaultHandler({
+      store,
+      auth,
+      resource,
+      release: { store, verifier, signer, now: () => clock.now(), record },
+    }),
+  );
+  tokenServer.on('request', createTokenHandler(auth));
+
+  const tickMs = options.tickIntervalMs ?? 1000;
+  const ticker =
+    !clock.frozen && tickMs > 0
+      ? setInterval(() => {
+          void clock.tick().catch(() => {});
+        }, tickMs).unref()
+      : undefined;
+
+  const credentialFor = (clientId?: string) =>
+    new EmulatorCredential({
+      tokenUrl,
+      identityHeader: auth.identityHeader,
+      ...(clientId ? { clientId } : {}),
+    });
+  const credential = credentialFor();
+  let closed = false;
+
+  return {
+    vaultUrl,
+    tokenUrl,
+    identityHeader: auth.identityHeader,
+    tenantId,
+    caPem: ca.certPem,
+    ca,
+    credential,
+    clock,
+    events,
+    keyClient(clientOptions = {}) {
+      const { clientId, ...rest } = clientOptions;
+      return new KeyClient(vaultUrl, clientId ? credentialFor(clientId) : credential, {
+        disableChallengeResourceVerification: true,
+        ...(tls ? { tlsOptions: { ca: ca.certPem } } : { allowInsecureConnection: true }),
+        ...rest,
+      });
+    },
+    credentialFor: (clientId) => credentialFor(clientId),
+    addPrincipal: (config) => auth.addPrincipal(config),
+    trustIssuer: (issuer) => verifier.trust(issuer),
+    untrustIssuer: (issuer) => verifier.untrust(issuer),
+    releaseDecisions: () => structuredClone(decisions),
+    environment: () => ({ IDENTITY_ENDPOINT: tokenUrl, IDENTITY_HEADER: auth.identityHeader }),
+    async flush() {
+      await events.flush();
+      await writer?.flush();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (ticker) clearInterval(ticker);
+      removeTask();
+      await Promise.all(servers.map(closeServer));
+      await events.close();
+      await writer?.flush();
+    },
+  };
+}

@@ -1,0 +1,289 @@
+/**
+ * HTTP layer of the emulated vault: routes the Key Vault keys REST API (served at the root path, as key ids
+ * must be `scheme://host[:port]/keys/{name}[/{version}]`), runs the SDK's challenge flow (an
+ * unauthenticated request gets 401 with `WWW-Authenticate: Bearer authorization=..., resource=...`),
+ * authenticates and authorises each call, and answers in the service's JSON and error shapes. The token
+ * endpoint (App Service managed identity protocol) is a separate handler.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { EmulatedVaultRequestError, InvalidArgumentError } from '../../errors.js';
+import type { KeyPermission, VaultAuth } from './auth.js';
+import { type ReleaseContext, releaseKey } from './release.js';
+import type { VaultStore } from './store.js';
+import { VaultErrors } from './vault-error.js';
+
+/** Largest request body accepted. */
+const MAX_BODY_BYTES = 1024 * 1024;
+/** App Service managed identity API version (what @azure/msal-node sends). */
+export const MANAGED_IDENTITY_API_VERSION = '2019-08-01';
+
+export interface VaultHandlerOptions {
+  store: VaultStore;
+  auth: VaultAuth;
+  release: ReleaseContext;
+  /** Resource named in the challenge and required as token audience. */
+  resource: string;
+}
+
+type Json = Record<string, unknown>;
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-cache',
+    'x-ms-request-id': randomUUID(),
+    'x-ms-keyvault-service-version': '1.9.0.0',
+    ...headers,
+  });
+  res.end(text);
+}
+
+function errorBody(e: EmulatedVaultRequestError): Json {
+  return {
+    error: {
+      code: e.serviceCode,
+      message: e.message,
+      ...(e.innerCode ? { innererror: { code: e.innerCode } } : {}),
+    },
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new EmulatedVaultRequestError(413, 'RequestEntityTooLarge', 'The request body is too large.'));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') return resolve(undefined);
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(VaultErrors.badParameter('The request body is not valid JSON.'));
+      }
+    });
+  });
+}
+
+interface Route {
+  permission: KeyPermission;
+  run: (body: unknown) => Promise<{ status: number; body?: unknown }> | { status: number; body?: unknown };
+}
+
+const ok = (body: unknown) => ({ status: 200, body });
+
+function route(
+  o: VaultHandlerOptions,
+  method: string,
+  parts: string[],
+  query: URLSearchParams,
+  apiVersion: string,
+): Route | undefined {
+  const { store } = o;
+  const [root, name, a, b] = parts;
+  if (root === 'keys') {
+    if (name === undefined) {
+      return method === 'GET'
+        ? { permission: 'list', run: () => ok(store.listKeys(query, apiVersion)) }
+        : undefined;
+    }
+    if (a === undefined || a === '') {
+      if (parts.length > 3) return undefined;
+      switch (method) {
+        case 'GET':
+          return { permission: 'get', run: () => ok(store.getKey(name)) };
+        case 'PUT':
+          return { permission: 'import', run: (body) => ok(store.importKey(name, body)) };
+        case 'PATCH':
+          return { permission: 'update', run: (body) => ok(store.updateKey(name, undefined, body)) };
+        case 'DELETE':
+          return a === undefined ? { permission: 'delete', run: () => ok(store.deleteKey(name)) } : undefined;
+        default:
+          return undefined;
+      }
+    }
+    if (b === undefined) {
+      if (a === 'create' && method === 'POST') {
+        return { permission: 'create', run: async (body) => ok(await store.createKey(name, body)) };
+      }
+      if (a === 'versions' && method === 'GET') {
+        return { permission: 'list', run: () => ok(store.listVersions(name, query, apiVersion)) };
+      }
+      if (a === 'rotationpolicy') {
+        if (method === 'GET')
+          return { permission: 'getrotationpolicy', run: () => ok(store.getRotationPolicy(name)) };
+        if (method === 'PUT') {
+          return { permission: 'setrotationpolicy', run: (body) => ok(store.setRotationPolicy(name, body)) };
+        }
+        return undefined;
+      }
+      if (a === 'rotate' && method === 'POST') {
+        return { permission: 'rotate', run: async () => ok(await store.rotateKey(name)) };
+      }
+      if (a === 'release' && method === 'POST') {
+        return {
+          permission: 'release',
+          run: async (body) => ok(await releaseKey(o.release, name, undefined, body, apiVersion)),
+        };
+      }
+      if (method === 'GET') return { permission: 'get', run: () => ok(store.getKey(name, a)) };
+      if (method === 'PATCH')
+        return { permission: 'update', run: (body) => ok(store.updateKey(name, a, body)) };
+      return undefined;
+    }
+    if (b === 'release' && parts.length === 4 && method === 'POST') {
+      return {
+        permission: 'release',
+        run: async (body) => ok(await releaseKey(o.release, name, a, body, apiVersion)),
+      };
+    }
+    return undefined;
+  }
+  if (root === 'deletedkeys') {
+    if (name === undefined) {
+      return method === 'GET'
+        ? { permission: 'list', run: () => ok(store.listDeletedKeys(query, apiVersion)) }
+        : undefined;
+    }
+    if (a === undefined) {
+      if (method === 'GET') return { permission: 'get', run: () => ok(store.getDeletedKey(name)) };
+      if (method === 'DELETE') {
+        return {
+          permission: 'purge',
+          run: () => {
+            store.purgeDeletedKey(name);
+            return { status: 204 };
+          },
+        };
+      }
+      return undefined;
+    }
+    if (a === 'recover' && b === undefined && method === 'POST') {
+      return { permission: 'recover', run: () => ok(store.recoverDeletedKey(name)) };
+    }
+  }
+  return undefined;
+}
+
+function challengeHeader(o: VaultHandlerOptions): string {
+  return `Bearer authorization="https://login.microsoftonline.com/${o.auth.tenantId}", resource="${o.resource}"`;
+}
+
+export function createVaultHandler(
+  o: VaultHandlerOptions,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://vault.invalid');
+    const method = (req.method ?? 'GET').toUpperCase();
+    const parts = url.pathname.split('/').slice(1).map(decodeURIComponent);
+    const apiVersion = url.searchParams.get('api-version');
+    try {
+      if (!req.headers.authorization) {
+        req.resume();
+        throw new EmulatedVaultRequestError(
+          401,
+          'Unauthorized',
+          'AKV10000: Request is missing a Bearer or PoP token.',
+        );
+      }
+      const principal = await o.auth.authenticate(req.headers.authorization, o.resource);
+      if (!apiVersion) throw VaultErrors.badParameter("The 'api-version' query parameter is missing.");
+      const r = route(o, method, parts, url.searchParams, apiVersion);
+      if (!r) {
+        req.resume();
+        throw new EmulatedVaultRequestError(
+          404,
+          'NotFound',
+          `The operation ${method} ${url.pathname} is not supported.`,
+        );
+      }
+      o.auth.authorize(principal, r.permission);
+      let body: unknown;
+      if (method === 'GET' || method === 'DELETE') req.resume();
+      else body = await readBody(req);
+      const result = await r.run(body);
+      send(res, result.status, result.body);
+    } catch (e) {
+      if (e instanceof EmulatedVaultRequestError) {
+        send(res, e.status, errorBody(e), e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {});
+        return;
+      }
+      if (e instanceof InvalidArgumentError) {
+        send(res, 400, { error: { code: 'BadParameter', message: e.message } });
+        return;
+      }
+      send(res, 500, {
+        error: { code: 'InternalServerError', message: 'The emulated vault failed unexpectedly.' },
+      });
+    }
+  };
+  return (req, res) => {
+    void handle(req, res);
+  };
+}
+
+/**
+ * The App Service managed identity token endpoint (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`), as
+ * `ManagedIdentityCredential` calls it: `GET ?api-version=2019-08-01&resource=...[&client_id=...]` with
+ * header `X-IDENTITY-HEADER`; answers `{access_token, expires_on, resource, token_type, client_id}`.
+ */
+export function createTokenHandler(auth: VaultAuth): (req: IncomingMessage, res: ServerResponse) => void {
+  const fail = (res: ServerResponse, status: number, error: string, description: string) =>
+    send(res, status, { error, error_description: description, statusCode: status });
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    const url = new URL(req.url ?? '/', 'http://token.invalid');
+    if (req.method !== 'GET' || url.pathname.replace(/\/+$/, '') !== '/msi/token') {
+      return fail(res, 404, 'not_found', 'Use GET /msi/token.');
+    }
+    const header = req.headers['x-identity-header'];
+    if (!auth.checkIdentityHeader(typeof header === 'string' ? header : undefined)) {
+      return fail(
+        res,
+        401,
+        'unauthorized',
+        'X-IDENTITY-HEADER is missing or wrong: use the IDENTITY_HEADER value.',
+      );
+    }
+    const resource = url.searchParams.get('resource');
+    if (!resource) return fail(res, 400, 'invalid_request', 'The resource query parameter is required.');
+    const id =
+      url.searchParams.get('client_id') ??
+      url.searchParams.get('principal_id') ??
+      url.searchParams.get('object_id') ??
+      url.searchParams.get('mi_res_id') ??
+      undefined;
+    try {
+      const { token, expiresOn, principal } = await auth.issueToken(id, resource);
+      send(res, 200, {
+        access_token: token,
+        expires_on: expiresOn,
+        resource: resource.replace(/\/+$/, ''),
+        token_type: 'Bearer',
+        client_id: principal.id,
+      });
+    } catch {
+      fail(res, 400, 'invalid_request', 'No managed identity with that id is configured in the emulator.');
+    }
+  };
+  return (req, res) => {
+    void handle(req, res);
+  };
+}
