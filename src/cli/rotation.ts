@@ -166,26 +166,64 @@ export function registerRotation(program: Command): void {
 
   rotation
     .command('plan')
-    .description('when the service will rotate a key, notify about it, and expire the new version (offline)')
-    .requiredOption('--policy <file>', 'rotation policy JSON (service/CLI shape, az output, or SDK shape)')
-    .requiredOption('--created <iso>', "creation time of the key's current version")
+    .description(
+      'when the service will rotate a key, notify about it, and expire the new version: offline from --policy and --created, or for a key in a vault (--policy then overrides its policy: "what if I set this")',
+    )
+    .argument('[vault]', 'vault name or URL (with <key>): read the policy and dates from the vault')
+    .argument('[key]', 'key name')
+    .option('--policy <file>', 'rotation policy JSON (service/CLI shape, az output, or SDK shape)')
+    .option('--created <iso>', "creation time of the key's current version")
     .option('--expires <iso>', "expiry of the key's current version")
     .option('--now <iso>', 'plan as of this instant (default: now)')
     .option('--json', 'print a machine-readable plan')
     .action(
-      async (options: {
-        policy: string;
-        created: string;
-        expires?: string;
-        now?: string;
-        json?: boolean;
-      }) => {
-        const policy = await readPolicyFile(options.policy);
-        const createdOn = parseInstant(options.created, '--created');
-        const expiresOn =
-          options.expires === undefined ? undefined : parseInstant(options.expires, '--expires');
+      async (
+        vault: string | undefined,
+        key: string | undefined,
+        options: { policy?: string; created?: string; expires?: string; now?: string; json?: boolean },
+      ) => {
+        if ((vault === undefined) !== (key === undefined)) {
+          throw new InvalidArgumentError('give both <vault> and <key>, or neither');
+        }
         const now = options.now === undefined ? new Date() : parseInstant(options.now, '--now');
-        const violations = validateRotationPolicy(policy, { keyExpiresOn: expiresOn ?? null });
+        let policy = options.policy === undefined ? undefined : await readPolicyFile(options.policy);
+        let createdOn: Date;
+        let expiresOn: Date | undefined;
+        if (vault !== undefined && key !== undefined) {
+          if (options.created !== undefined || options.expires !== undefined) {
+            throw new InvalidArgumentError(
+              '--created and --expires come from the vault when <vault> <key> are given',
+            );
+          }
+          const client = await keyClientFor(vault);
+          try {
+            const properties = (await client.getKey(key)).properties;
+            if (properties.createdOn === undefined) {
+              throw new RotationRequestError(`the vault did not report when ${key} was created`, {});
+            }
+            createdOn = properties.createdOn;
+            expiresOn = properties.expiresOn;
+            if (policy === undefined) {
+              const stored = await client.getKeyRotationPolicy(key);
+              // Without timestamps the service is showing its default, not a policy someone set.
+              policy =
+                stored.createdOn === undefined && stored.updatedOn === undefined
+                  ? undefined
+                  : fromSdk(stored);
+            }
+          } catch (error) {
+            if (error instanceof CvmSkrError) throw error;
+            throw serviceError(`reading ${key} and its rotation policy`, error);
+          }
+        } else {
+          if (options.policy === undefined || options.created === undefined) {
+            throw new InvalidArgumentError('offline planning needs --policy <file> and --created <iso>');
+          }
+          createdOn = parseInstant(options.created, '--created');
+          expiresOn = options.expires === undefined ? undefined : parseInstant(options.expires, '--expires');
+        }
+        const violations =
+          policy === undefined ? [] : validateRotationPolicy(policy, { keyExpiresOn: expiresOn ?? null });
         const plan = planRotation(policy, { createdOn, expiresOn }, { now });
         if (options.json) {
           print(planToJson(plan, violations));

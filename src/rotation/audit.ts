@@ -15,7 +15,7 @@
  * rotate with their certificate and take no rotation policy.
  */
 import type { KeyProperties, KeyRotationPolicy } from '@azure/keyvault-keys';
-import { AbortError, InvalidArgumentError } from '../errors.js';
+import { AbortError, InvalidArgumentError, InvalidDurationError } from '../errors.js';
 import { MS_PER_DAY } from './duration.js';
 import { planRotation } from './plan.js';
 import { fromSdk, type RotationPolicy } from './policy.js';
@@ -159,8 +159,12 @@ export function auditKey(
   try {
     plan = planRotation(policy, { createdOn: key.createdOn, expiresOn: key.expiresOn }, { now });
   } catch (error) {
+    if (!(error instanceof InvalidDurationError)) {
+      entry.status = 'error';
+      return fail('POLICY_UNREADABLE', `the key's dates cannot be evaluated: ${(error as Error).message}`);
+    }
     entry.expiresWithoutRotation = key.expiresOn !== undefined;
-    return fail('INVALID_POLICY', `the rotation policy cannot be evaluated: ${(error as Error).message}`);
+    return fail('INVALID_POLICY', `the rotation policy cannot be evaluated: ${error.message}`);
   }
   entry.expiresWithoutRotation = plan.expiresBeforeRotation;
   if (plan.rotation !== undefined) entry.scheduledRotationOn = plan.rotation.at;

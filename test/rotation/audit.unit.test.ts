@@ -188,6 +188,16 @@ test('the deadline is inclusive: rotating exactly N days after creation is compl
     now,
   );
   t.is(bad.reason, 'INVALID_POLICY');
+  t.is(bad.status, 'non-compliant');
+  // dates the vault should never report (expiry before creation) are an error, not a verdict
+  const odd = auditKey(
+    key('g', { expiresOn: new Date('2024-01-01T00:00:00Z') }),
+    { lifetimeActions: [{ action: 'Rotate', timeAfterCreate: 'P30D' }] },
+    90,
+    now,
+  );
+  t.is(odd.status, 'error');
+  t.regex(odd.message, /before createdOn/);
 });
 
 test('listing without byPage still works', async (t) => {
