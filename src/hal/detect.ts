@@ -1,6 +1,208 @@
-export interface PlatformReport {
-  platform: string | null;
+import { constants as fsConstants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import { tryLoadAddon } from './addon.js';
+import { DEFAULT_TPM_PATH } from './open-tpm.js';
+import { DEFAULT_CONFIGFS_TSM_PATH, DEFAULT_SEV_GUEST_PATH } from './snp-providers.js';
+import type { PlatformKind } from './types.js';
+
+export const HCL_REPORT_NV_INDEX = 0x01400001;
+
+export interface BackendStatus {
+  kind: PlatformKind;
+  /** The backend can run here. */
+  available: boolean;
+  /** `detectPlatform` may pick it without being asked (never true for emulators). */
+  automatic: boolean;
+  /** Why it is or is not available: what was found, or what to check. */
+  reason: string;
 }
-export async function detectPlatform(): Promise<PlatformReport> {
-  return { platform: null };
+
+export interface PathStatus {
+  path: string;
+  exists: boolean;
+  readable: boolean;
+  writable: boolean;
+  /** e.g. `crw-rw---- uid=0 gid=113` */
+  mode?: string;
+  error?: string;
+}
+
+export interface PlatformDetection {
+  /** The backend `platform: 'auto'` uses, or null when this is not a confidential machine. */
+  selected: 'azure-vtpm' | 'sev-guest' | null;
+  backends: BackendStatus[];
+  addon: { loaded: boolean; supported?: boolean; path?: string; error?: string };
+  tpm: PathStatus & { hclReportIndex?: 'defined' | 'undefined' | 'unknown' };
+  sevGuest: PathStatus;
+  configfsTsm: PathStatus;
+  swtpm: { onPath: boolean; path?: string };
+}
+
+export interface DetectOptions {
+  tpmPath?: string;
+  sevGuestPath?: string;
+  configfsTsmPath?: string;
+  /** Ask the TPM whether the HCL report index exists (one NV_ReadPublic). Default true. */
+  probeTpm?: boolean;
+}
+
+async function statPath(p: string): Promise<PathStatus> {
+  try {
+    const st = await fsp.stat(p);
+    const can = async (mode: number) =>
+      fsp.access(p, mode).then(
+        () => true,
+        () => false,
+      );
+    const kind = st.isCharacterDevice() ? 'c' : st.isDirectory() ? 'd' : st.isSocket() ? 's' : '-';
+    return {
+      path: p,
+      exists: true,
+      readable: await can(fsConstants.R_OK),
+      writable: await can(fsConstants.W_OK),
+      mode: `${kind}${(st.mode & 0o777).toString(8).padStart(3, '0')} uid=${st.uid} gid=${st.gid}`,
+    };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'UNKNOWN';
+    return {
+      path: p,
+      exists: false,
+      readable: false,
+      writable: false,
+      ...(code !== 'ENOENT' ? { error: code } : {}),
+    };
+  }
+}
+
+async function findOnPath(program: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, program);
+    const ok = await fsp.access(candidate, fsConstants.X_OK).then(
+      () => true,
+      () => false,
+    );
+    if (ok) return candidate;
+  }
+  return undefined;
+}
+
+/** One NV_ReadPublic on the HCL report index, hand-marshalled so the HAL does not depend on the TPM layer. */
+async function probeHclIndex(tpmPath: string): Promise<'defined' | 'undefined' | 'unknown'> {
+  const { NativeTpmTransport } = await import('./native-transport.js');
+  let transport: Awaited<ReturnType<typeof NativeTpmTransport.open>> | undefined;
+  try {
+    transport = await NativeTpmTransport.open(tpmPath, 5000);
+    const i = HCL_REPORT_NV_INDEX;
+    const command = Uint8Array.from([
+      0x80,
+      0x01,
+      0,
+      0,
+      0,
+      14,
+      0,
+      0,
+      0x01,
+      0x69,
+      i >>> 24,
+      (i >> 16) & 0xff,
+      (i >> 8) & 0xff,
+      i & 0xff,
+    ]);
+    const response = await transport.transmit(command);
+    const rc = Buffer.from(response.buffer, response.byteOffset, response.byteLength).readUInt32BE(6);
+    // TPM_RC_HANDLE (format 1, handle 1) is how a TPM says the index does not exist.
+    if (rc === 0) return 'defined';
+    if ((rc & 0xbf) === 0x8b) return 'undefined';
+    return 'unknown';
+  } catch {
+    return 'unknown';
+  } finally {
+    await transport?.close();
+  }
+}
+
+/**
+ * Finds out which confidential-computing backends this machine offers, and why each other one is missing.
+ * Order of preference: the Azure vTPM, then the SEV-SNP guest device (ioctl or configfs-tsm). Emulators are
+ * listed but never chosen automatically.
+ */
+export async function detectPlatform(options: DetectOptions = {}): Promise<PlatformDetection> {
+  const tpmPath = options.tpmPath ?? DEFAULT_TPM_PATH;
+  const sevGuestPath = options.sevGuestPath ?? DEFAULT_SEV_GUEST_PATH;
+  const configfsPath = options.configfsTsmPath ?? DEFAULT_CONFIGFS_TSM_PATH;
+  const loaded = tryLoadAddon();
+  const addon =
+    loaded instanceof Error
+      ? { loaded: false, error: loaded.message }
+      : { loaded: true, supported: loaded.addon.supported, path: loaded.path };
+  const [tpm, sevGuest, configfsTsm, swtpmPath] = await Promise.all([
+    statPath(tpmPath),
+    statPath(sevGuestPath),
+    statPath(configfsPath),
+    findOnPath('swtpm'),
+  ]);
+  const nativeReady = addon.loaded && addon.supported === true;
+
+  let hclReportIndex: 'defined' | 'undefined' | 'unknown' | undefined;
+  let vtpmReason: string;
+  let vtpmAvailable = false;
+  if (!tpm.exists) {
+    vtpmReason = `${tpmPath} not found: no vTPM (not an Azure confidential VM, or the TPM driver is not loaded)`;
+  } else if (!tpm.readable || !tpm.writable) {
+    vtpmReason = `${tpmPath} exists but this process may not open it (${tpm.mode}); run as root or join the device's group (usually "tss")`;
+  } else if (!nativeReady) {
+    vtpmReason = `${tpmPath} is accessible but the native addon is not loaded: ${addon.error ?? 'unsupported platform'}`;
+  } else if (options.probeTpm === false) {
+    hclReportIndex = 'unknown';
+    vtpmAvailable = true;
+    vtpmReason = `${tpmPath} accessible (HCL report index not probed)`;
+  } else {
+    hclReportIndex = await probeHclIndex(tpmPath);
+    vtpmAvailable = hclReportIndex === 'defined';
+    vtpmReason =
+      hclReportIndex === 'defined'
+        ? `${tpmPath} accessible and NV index 0x01400001 holds an HCL report`
+        : hclReportIndex === 'undefined'
+          ? `${tpmPath} works but NV index 0x01400001 (HCL report) is not defined: a TPM, but not an Azure confidential VM's vTPM`
+          : `${tpmPath} is accessible but did not answer NV_ReadPublic; is another process holding /dev/tpm0 exclusively?`;
+  }
+
+  let sevAvailable = false;
+  let sevReason: string;
+  if (sevGuest.exists && sevGuest.readable && sevGuest.writable && nativeReady) {
+    sevAvailable = true;
+    sevReason = `${sevGuestPath} accessible (SNP_GET_REPORT through the native addon)`;
+  } else if (configfsTsm.exists && configfsTsm.writable) {
+    sevAvailable = true;
+    sevReason = `configfs-tsm at ${configfsPath} (the provider is checked on first use)`;
+  } else if (sevGuest.exists) {
+    sevReason = !nativeReady
+      ? `${sevGuestPath} exists but the native addon is not loaded: ${addon.error ?? 'unsupported platform'}`
+      : `${sevGuestPath} exists but this process may not open it (${sevGuest.mode}); run as root`;
+  } else if (configfsTsm.exists) {
+    sevReason = `configfs-tsm at ${configfsPath} exists but is not writable by this process; run as root`;
+  } else {
+    sevReason = `neither ${sevGuestPath} nor configfs-tsm (${configfsPath}) found: not an SEV-SNP guest`;
+  }
+
+  const emulatorReason =
+    'software emulator, always available; used only when asked for by name (never by "auto")';
+  const backends: BackendStatus[] = [
+    { kind: 'azure-vtpm', available: vtpmAvailable, automatic: true, reason: vtpmReason },
+    { kind: 'sev-guest', available: sevAvailable, automatic: true, reason: sevReason },
+    { kind: 'emulated-azure-vtpm', available: true, automatic: false, reason: emulatorReason },
+    { kind: 'emulated-sev-guest', available: true, automatic: false, reason: emulatorReason },
+  ];
+  return {
+    selected: vtpmAvailable ? 'azure-vtpm' : sevAvailable ? 'sev-guest' : null,
+    backends,
+    addon,
+    tpm: { ...tpm, ...(hclReportIndex ? { hclReportIndex } : {}) },
+    sevGuest,
+    configfsTsm,
+    swtpm: swtpmPath ? { onPath: true, path: swtpmPath } : { onPath: false },
+  };
 }

@@ -1,0 +1,68 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { detectPlatform, HCL_REPORT_NV_INDEX } from '../../src/hal/detect.js';
+import { NativeTpmTransport } from '../../src/hal/native-transport.js';
+import { storeNvBlob } from '../../src/tpm/provision.js';
+import { Tpm } from '../../src/tpm/tpm.js';
+import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+
+const run = promisify(execFile);
+
+test('detectPlatform on a machine with no confidential hardware explains every backend', async (t) => {
+  const report = await detectPlatform({
+    tpmPath: '/nonexistent/tpmrm0',
+    sevGuestPath: '/nonexistent/sev-guest',
+    configfsTsmPath: '/nonexistent/tsm/report',
+  });
+  t.is(report.selected, null);
+  t.deepEqual(
+    report.backends.map((b) => [b.kind, b.available, b.automatic]),
+    [
+      ['azure-vtpm', false, true],
+      ['sev-guest', false, true],
+      ['emulated-azure-vtpm', true, false],
+      ['emulated-sev-guest', true, false],
+    ],
+  );
+  t.regex(report.backends[0]!.reason, /not found/);
+  t.regex(report.backends[1]!.reason, /not an SEV-SNP guest/);
+  if (process.platform === 'linux') t.true(report.addon.loaded, report.addon.error);
+});
+
+test('detectPlatform tells a plain TPM from an Azure vTPM by the HCL report index', async (t) => {
+  if (!requireSwtpm(t)) return;
+  const swtpm = await startSwtpm();
+  t.teardown(swtpm.stop);
+  const options = {
+    tpmPath: swtpm.socketPath,
+    sevGuestPath: '/nonexistent/sev-guest',
+    configfsTsmPath: '/nonexistent/tsm',
+  };
+  const plain = await detectPlatform(options);
+  t.is(plain.tpm.hclReportIndex, 'undefined');
+  t.false(plain.backends[0]!.available);
+  t.regex(plain.backends[0]!.reason, /not an Azure confidential VM/);
+  t.is(plain.selected, null);
+
+  const transport = await NativeTpmTransport.open(swtpm.socketPath);
+  try {
+    await storeNvBlob(new Tpm(transport), HCL_REPORT_NV_INDEX, new Uint8Array(64).fill(7));
+  } finally {
+    await transport.close();
+  }
+  const vtpm = await detectPlatform(options);
+  t.is(vtpm.tpm.hclReportIndex, 'defined');
+  t.true(vtpm.backends[0]!.available);
+  t.is(vtpm.selected, 'azure-vtpm');
+});
+
+test('cvm-skr doctor --json prints the detection, with the addon loaded on Linux', async (t) => {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'doctor', '--json']);
+  const report = JSON.parse(stdout);
+  t.is(report.addon.loaded, process.platform === 'linux');
+  t.is(report.backends.length, 4);
+  const text = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'doctor']);
+  t.regex(text.stdout, /backends:/);
+  t.regex(text.stdout, /emulated-azure-vtpm/);
+});
