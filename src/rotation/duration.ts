@@ -90,7 +90,15 @@ export function tryParseDuration(text: string): Duration | undefined {
 
 /** Builds a duration from parts (missing parts are 0), checking each is a whole, non-negative number. */
 export function duration(parts: Partial<Duration>): Duration {
-  const out = { ...ZERO_DURATION, ...parts };
+  const out: Duration = {
+    years: parts.years ?? 0,
+    months: parts.months ?? 0,
+    weeks: parts.weeks ?? 0,
+    days: parts.days ?? 0,
+    hours: parts.hours ?? 0,
+    minutes: parts.minutes ?? 0,
+    seconds: parts.seconds ?? 0,
+  };
   for (const [name, value] of Object.entries(out)) {
     if (!Number.isSafeInteger(value) || value < 0 || value > MAX_COMPONENT) {
       throw new InvalidArgumentError(`duration ${name} must be a whole number from 0 to ${MAX_COMPONENT}`);
