@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { CvmSkrError } from '../errors.js';
 import { registerDoctor } from './doctor.js';
 import { registerRotation } from './rotation.js';
+import { registerVerifyReport } from './verify-report.js';
 
 const program = new Command('cvm-skr')
   .description('Secure Key Release on AMD SEV-SNP confidential machines, and rotation of the released keys')
@@ -10,6 +11,7 @@ const program = new Command('cvm-skr')
 
 registerDoctor(program);
 registerRotation(program);
+registerVerifyReport(program);
 
 try {
   await program.parseAsync(process.argv);
