@@ -221,6 +221,11 @@ export class HclUserDataTimeoutError extends CvmSkrError {
   static override code = 'ERR_HCL_USER_DATA_TIMEOUT';
 }
 
+/** PCRs changed between reading them and quoting them, again and again. */
+export class PcrsUnstableError extends CvmSkrError {
+  static override code = 'ERR_TPM_PCRS_UNSTABLE';
+}
+
 /** A platform (and its TPM handles) was used after `close()`. */
 export class PlatformClosedError extends CvmSkrError {
   static override code = 'ERR_PLATFORM_CLOSED';

@@ -59,12 +59,12 @@ export function mapMissingHandle(
 }
 
 /** TPM2_ReadPublic. The returned name is checked against the public area, so a lying TPM is caught. */
-export async function readPublic(tpm: Tpm, objectHandle: number): Promise<PublicInfo> {
+export async function readPublic(tpm: Tpm, objectHandle: number, hint = ''): Promise<PublicInfo> {
   let r: TpmReader;
   try {
     ({ params: r } = await tpm.execute({ cc: TPM_CC.ReadPublic, handles: [objectHandle] }));
   } catch (error) {
-    mapMissingHandle(error, 1, objectHandle);
+    mapMissingHandle(error, 1, objectHandle, hint);
   }
   const info = readPublicInfo(r);
   const name = r.tpm2b('name', 66);

@@ -1,0 +1,554 @@
+import { readFile } from 'node:fs/promises';
+import {
+  AbortError,
+  DeviceNotFoundError,
+  DevicePermissionError,
+  HclUserDataTimeoutError,
+  InvalidArgumentError,
+  NvIndexNotDefinedError,
+  PcrsUnstableError,
+  PlatformClosedError,
+  TpmPolicyError,
+} from '../../errors.js';
+import { AZURE_VTPM } from '../../tpm/azure-layout.js';
+import { certify, quote, type SignedAttest } from '../../tpm/commands/attest.js';
+import { getProperty } from '../../tpm/commands/capability.js';
+import { nvDefineSpace, nvReadAll, nvReadPublic, nvWriteAll } from '../../tpm/commands/nv.js';
+import {
+  createPrimary,
+  flushContext,
+  mapMissingHandle,
+  type PublicInfo,
+  readPublic,
+} from '../../tpm/commands/object.js';
+import { readPcrs } from '../../tpm/commands/pcr.js';
+import { policyPcr, startAuthSession } from '../../tpm/commands/policy.js';
+import { rsaDecrypt } from '../../tpm/commands/rsa.js';
+import { TPM_ALG, TPM_PT, TPM_RH, TPM_SE, TPMA_NV, TPMA_OBJECT } from '../../tpm/constants.js';
+import { publicToJwk } from '../../tpm/keys.js';
+import { policyAuth, policyPcrDigest } from '../../tpm/sessions.js';
+import { hash, type PcrSelection, rsaTemplate, type TpmtScheme } from '../../tpm/structures.js';
+import { type RetryOptions, Tpm } from '../../tpm/tpm.js';
+import { DEFAULT_TPM_PATH, openTpm } from '../open-tpm.js';
+import type {
+  AttestationPlatform,
+  AzureVtpmEvidence,
+  CollectEvidenceOptions,
+  DecryptScheme,
+  PcrValue,
+  TpmTransport,
+  TransferKey,
+} from '../types.js';
+import { hclUserData } from './hcl-user-data.js';
+
+export interface AzureVtpmPlatformOptions {
+  /** An already open transport (e.g. to swtpm). The platform does not close it. */
+  transport?: TpmTransport;
+  /** TPM device or Unix socket, opened with `openTpm` (and closed by `close()`). Default `/dev/tpmrm0`. */
+  path?: string;
+  /** Per-command timeout of a transport opened from `path`. */
+  timeoutMs?: number;
+  /** SHA-256 PCRs for the quote and the transfer key's policy. Default 0-7 (Linux). */
+  pcrs?: readonly number[];
+  retry?: RetryOptions;
+  /**
+   * TCG event log for the evidence. Default: the kernel's log when the platform opened a device path,
+   * none otherwise. `false`: never read one.
+   */
+  eventLogPath?: string | false;
+}
+
+export interface WriteUserDataOptions {
+  /** How long to wait for the regenerated report. Default 10 000 ms. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface QuoteOptions {
+  /** Qualifying data (at most 64 bytes) the quote must carry as extraData. */
+  nonce?: Uint8Array;
+  pcrs?: readonly number[];
+}
+
+const DEFAULT_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7];
+const KERNEL_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
+const EMPTY = new Uint8Array(0);
+
+/** The transfer key template (DESIGN.md section 3): decrypt only, no userWithAuth, PolicyPCR-bound. */
+const TRANSFER_KEY_ATTRIBUTES =
+  TPMA_OBJECT.decrypt |
+  TPMA_OBJECT.fixedTPM |
+  TPMA_OBJECT.fixedParent |
+  TPMA_OBJECT.sensitiveDataOrigin |
+  TPMA_OBJECT.noDA;
+
+const SCHEMES: Record<DecryptScheme, TpmtScheme> = {
+  rsaes: { scheme: TPM_ALG.RSAES },
+  'oaep-sha1': { scheme: TPM_ALG.OAEP, hashAlg: TPM_ALG.SHA1 },
+  'oaep-sha256': { scheme: TPM_ALG.OAEP, hashAlg: TPM_ALG.SHA256 },
+  'oaep-sha384': { scheme: TPM_ALG.OAEP, hashAlg: TPM_ALG.SHA384 },
+};
+
+const HINT = {
+  hclReport: ': not an Azure confidential VM (the paravisor defines it at boot), or the TPM is not the vTPM',
+  akCert:
+    ': not a confidential VM, or the AK certificate is not provisioned yet (it appears a few minutes after the first boot)',
+  ak: ': not an Azure confidential VM, or the AK is not provisioned yet',
+};
+
+interface EphemeralKey {
+  handle: number;
+  public: PublicInfo;
+  selection: PcrSelection[];
+  modulusBytes: number;
+  transferKey: AzureVtpmTransferKey;
+}
+
+/** The vTPM transfer key: its private half never leaves the TPM; decrypts through a PolicyPCR session. */
+export class AzureVtpmTransferKey implements TransferKey {
+  readonly jwk: { kty: 'RSA'; n: string; e: string; kid: string; key_ops: string[] };
+  /** TPM2B_PUBLIC of the key and its name, e.g. for evidence or a certify check. */
+  readonly public: PublicInfo;
+  readonly #platform: AzureVtpmPlatform;
+
+  constructor(platform: AzureVtpmPlatform, pub: PublicInfo) {
+    const jwk = publicToJwk(pub.public);
+    if (jwk.kty !== 'RSA') throw new InvalidArgumentError('transfer key must be RSA');
+    this.jwk = { kty: 'RSA', n: jwk.n, e: jwk.e, kid: 'TpmEphemeralEncryptionKey', key_ops: ['encrypt'] };
+    this.public = pub;
+    this.#platform = platform;
+  }
+
+  decrypt(ciphertext: Uint8Array, scheme: DecryptScheme): Promise<Buffer> {
+    return this.#platform.decrypt(ciphertext, scheme);
+  }
+}
+
+function checkSignal(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError('the operation was aborted', { cause: signal.reason });
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new AbortError('the operation was aborted', { cause: signal?.reason }));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function rangeText(pcrs: readonly number[]): string {
+  return pcrs.join(',');
+}
+
+/**
+ * The `azure-vtpm` backend: evidence and the transfer key of an Azure confidential VM, from its vTPM.
+ * TPM work that needs a session or creates an object is serialised, so a TPM without a resource manager
+ * (swtpm: 3 object and 3 session slots) is never exhausted; everything created is flushed on every path.
+ */
+export class AzureVtpmPlatform implements AttestationPlatform {
+  readonly kind = 'azure-vtpm' as const;
+  readonly tpm: Tpm;
+  readonly #ownsTransport: boolean;
+  readonly #pcrs: readonly number[];
+  readonly #eventLogPath: string | undefined;
+  #nvBufferMax: Promise<number> | undefined;
+  #key: Promise<EphemeralKey> | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  private constructor(
+    tpm: Tpm,
+    ownsTransport: boolean,
+    pcrs: readonly number[],
+    eventLogPath: string | undefined,
+  ) {
+    this.tpm = tpm;
+    this.#ownsTransport = ownsTransport;
+    this.#pcrs = pcrs;
+    this.#eventLogPath = eventLogPath;
+  }
+
+  static async open(options: AzureVtpmPlatformOptions = {}): Promise<AzureVtpmPlatform> {
+    if (options.transport && options.path !== undefined) {
+      throw new InvalidArgumentError('AzureVtpmPlatform.open takes either transport or path, not both');
+    }
+    const pcrs = [...new Set(options.pcrs ?? DEFAULT_PCRS)].sort((a, b) => a - b);
+    if (pcrs.length === 0 || pcrs.some((p) => !Number.isInteger(p) || p < 0 || p > 23)) {
+      throw new InvalidArgumentError('pcrs must be a non-empty list of PCR indices 0-23');
+    }
+    let transport = options.transport;
+    const owns = transport === undefined;
+    if (!transport) {
+      const path = options.path ?? DEFAULT_TPM_PATH;
+      transport = await openDevice(path, options.timeoutMs);
+    }
+    const eventLogPath =
+      options.eventLogPath === false
+        ? undefined
+        : (options.eventLogPath ?? (owns ? KERNEL_EVENT_LOG : undefined));
+    return new AzureVtpmPlatform(new Tpm(transport, options.retry), owns, pcrs, eventLogPath);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // NV: HCL report, user data, AK certificate
+  // -------------------------------------------------------------------------------------------------------
+
+  #chunkSize(): Promise<number> {
+    this.#nvBufferMax ??= getProperty(this.tpm, TPM_PT.NV_BUFFER_MAX).catch((error: unknown) => {
+      this.#nvBufferMax = undefined;
+      throw error;
+    });
+    return this.#nvBufferMax;
+  }
+
+  async #readNv(nvIndex: number, hint: string): Promise<Uint8Array> {
+    const [info, chunkSize] = await Promise.all([nvReadPublic(this.tpm, nvIndex, hint), this.#chunkSize()]);
+    return nvReadAll(this.tpm, { nvIndex, chunkSize, public: info.public });
+  }
+
+  /** The whole NV blob of 0x01400001 (HCL header, SNP report, runtime data), read in NV_BUFFER_MAX chunks. */
+  async readHclReport(): Promise<Uint8Array> {
+    this.#checkOpen();
+    return this.#readNv(AZURE_VTPM.HCL_REPORT_INDEX, HINT.hclReport);
+  }
+
+  /** The AK certificate (DER) from NV 0x01C101D0. */
+  async readAkCertificate(): Promise<Uint8Array> {
+    this.#checkOpen();
+    return this.#readNv(AZURE_VTPM.AK_CERT_INDEX, HINT.akCert);
+  }
+
+  /**
+   * Writes up to 64 bytes of user data (zero-padded) to 0x01400002 and waits until the paravisor's
+   * regenerated HCL report carries them as `user-data`; resolves with that report. Polls with a growing
+   * interval until `timeoutMs`, then throws `HclUserDataTimeoutError`.
+   */
+  async writeUserData(data: Uint8Array, options: WriteUserDataOptions = {}): Promise<Uint8Array> {
+    this.#checkOpen();
+    if (data.length > AZURE_VTPM.USER_DATA_SIZE) {
+      throw new InvalidArgumentError(
+        `user data is ${data.length} bytes; at most ${AZURE_VTPM.USER_DATA_SIZE} fit`,
+      );
+    }
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const padded = new Uint8Array(AZURE_VTPM.USER_DATA_SIZE);
+    padded.set(data);
+    const expected = Buffer.from(padded).toString('hex');
+    const nvIndex = AZURE_VTPM.USER_DATA_INDEX;
+    let pub: Awaited<ReturnType<typeof nvReadPublic>>['public'];
+    try {
+      pub = (await nvReadPublic(this.tpm, nvIndex)).public;
+    } catch (error) {
+      if (!(error instanceof NvIndexNotDefinedError)) throw error;
+      // The index is the guest's to define (as Azure's own samples do with tpm2_nvdefine).
+      pub = {
+        nvIndex,
+        nameAlg: TPM_ALG.SHA256,
+        attributes:
+          TPMA_NV.OWNERWRITE | TPMA_NV.AUTHWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA,
+        authPolicy: EMPTY,
+        dataSize: AZURE_VTPM.USER_DATA_SIZE,
+      };
+      await nvDefineSpace(this.tpm, { public: pub });
+    }
+    if (pub.dataSize !== AZURE_VTPM.USER_DATA_SIZE) {
+      throw new InvalidArgumentError(
+        `NV index 0x01400002 holds ${pub.dataSize} bytes, not ${AZURE_VTPM.USER_DATA_SIZE}: it was defined by someone else`,
+      );
+    }
+    await nvWriteAll(this.tpm, { nvIndex, data: padded, chunkSize: await this.#chunkSize(), public: pub });
+    const deadline = Date.now() + timeoutMs;
+    let delay = 5;
+    let seen = 'no report read yet';
+    for (;;) {
+      checkSignal(options.signal);
+      const report = await this.readHclReport();
+      const { userData, problem } = hclUserData(report);
+      if (userData !== undefined && userData.toLowerCase() === expected) return report;
+      seen = problem ?? 'the report still carries other user data';
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new HclUserDataTimeoutError(
+          `the HCL report did not carry the new user data within ${timeoutMs} ms (${seen}); on an Azure ` +
+            'confidential VM the paravisor regenerates it after the write, anywhere else whoever emulates the ' +
+            'paravisor must rewrite NV 0x01400001',
+        );
+      }
+      await sleep(Math.min(delay, left), options.signal);
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // AK, PCRs, quote
+  // -------------------------------------------------------------------------------------------------------
+
+  /** The AK public area at 0x81000003 (TPM2B_PUBLIC bytes, parsed, and its name). */
+  async readAkPublic(): Promise<PublicInfo> {
+    this.#checkOpen();
+    return readPublic(this.tpm, AZURE_VTPM.AK_HANDLE, HINT.ak);
+  }
+
+  /** SHA-256 PCR values (default 0-7), one consistent snapshot. */
+  async readPcrs(pcrs: readonly number[] = this.#pcrs): Promise<PcrValue[]> {
+    this.#checkOpen();
+    return readPcrs(this.tpm, TPM_ALG.SHA256, pcrs);
+  }
+
+  /** TPM2_Quote by the AK over SHA-256 PCRs, with the AK's own scheme (RSASSA SHA-256). */
+  async quote(options: QuoteOptions = {}): Promise<SignedAttest> {
+    this.#checkOpen();
+    const nonce = options.nonce ?? EMPTY;
+    if (nonce.length > 64)
+      throw new InvalidArgumentError(`quote nonce is ${nonce.length} bytes; at most 64 fit`);
+    try {
+      return await quote(this.tpm, {
+        signHandle: AZURE_VTPM.AK_HANDLE,
+        pcrs: [{ hashAlg: TPM_ALG.SHA256, pcrs: [...(options.pcrs ?? this.#pcrs)] }],
+        qualifyingData: nonce,
+      });
+    } catch (error) {
+      mapMissingHandle(error, 1, AZURE_VTPM.AK_HANDLE, HINT.ak);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // transfer key
+  // -------------------------------------------------------------------------------------------------------
+
+  /** Runs `fn` after every earlier exclusive operation: one session or new object at a time. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  #ephemeral(): Promise<EphemeralKey> {
+    this.#checkOpen();
+    this.#key ??= this.#exclusive(() => this.#createEphemeral()).catch((error: unknown) => {
+      this.#key = undefined;
+      throw error;
+    });
+    return this.#key;
+  }
+
+  async #createEphemeral(): Promise<EphemeralKey> {
+    this.#checkOpen();
+    const selection: PcrSelection[] = [{ hashAlg: TPM_ALG.SHA256, pcrs: [...this.#pcrs] }];
+    const values = await readPcrs(this.tpm, TPM_ALG.SHA256, this.#pcrs);
+    const authPolicy = policyPcrDigest(
+      TPM_ALG.SHA256,
+      selection,
+      values.map((v) => v.digest),
+    );
+    const created = await createPrimary(this.tpm, {
+      hierarchy: TPM_RH.NULL,
+      template: rsaTemplate({ objectAttributes: TRANSFER_KEY_ATTRIBUTES, authPolicy }),
+    });
+    try {
+      const pub = created.public;
+      if (pub.type !== TPM_ALG.RSA || Buffer.compare(pub.authPolicy, authPolicy) !== 0) {
+        throw new InvalidArgumentError('the TPM created a transfer key that does not match the template');
+      }
+      const info: PublicInfo = { public: pub, public2b: created.public2b, name: created.name };
+      return {
+        handle: created.handle,
+        public: info,
+        selection,
+        modulusBytes: pub.unique.length,
+        transferKey: new AzureVtpmTransferKey(this, info),
+      };
+    } catch (error) {
+      await flushContext(this.tpm, created.handle).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * The ephemeral transfer key: an RSA-2048 primary in the NULL hierarchy whose authPolicy is PolicyPCR over
+   * the platform's PCRs. Created on first use and kept loaded until `close()`.
+   */
+  async transferKey(): Promise<AzureVtpmTransferKey> {
+    return (await this.#ephemeral()).transferKey;
+  }
+
+  /** TPM2_Certify of the transfer key by the AK (empty qualifying data). */
+  async certifyTransferKey(): Promise<SignedAttest> {
+    const key = await this.#ephemeral();
+    try {
+      return await certify(this.tpm, { objectHandle: key.handle, signHandle: AZURE_VTPM.AK_HANDLE });
+    } catch (error) {
+      mapMissingHandle(error, 2, AZURE_VTPM.AK_HANDLE, HINT.ak);
+    }
+  }
+
+  /** Decrypts with the transfer key inside the TPM: PolicyPCR session + TPM2_RSA_Decrypt. */
+  async decrypt(ciphertext: Uint8Array, scheme: DecryptScheme): Promise<Buffer> {
+    const tpmScheme = SCHEMES[scheme];
+    if (!tpmScheme) throw new InvalidArgumentError(`unknown decrypt scheme ${JSON.stringify(scheme)}`);
+    const key = await this.#ephemeral();
+    if (ciphertext.length !== key.modulusBytes) {
+      throw new InvalidArgumentError(
+        `ciphertext is ${ciphertext.length} bytes; the ${key.modulusBytes * 8}-bit transfer key needs ${key.modulusBytes}`,
+      );
+    }
+    return this.#exclusive(async () => {
+      this.#checkOpen();
+      const session = await startAuthSession(this.tpm, {
+        sessionType: TPM_SE.POLICY,
+        authHash: TPM_ALG.SHA256,
+      });
+      let consumed = false;
+      try {
+        await policyPcr(this.tpm, session.handle, key.selection);
+        // Without continueSession the TPM flushes the session itself when the decrypt succeeds.
+        const out = await rsaDecrypt(this.tpm, {
+          keyHandle: key.handle,
+          ciphertext,
+          scheme: tpmScheme,
+          auth: policyAuth(session.handle),
+        });
+        consumed = true;
+        return Buffer.from(out.buffer, out.byteOffset, out.length);
+      } catch (error) {
+        if (error instanceof TpmPolicyError) {
+          throw new TpmPolicyError(
+            `the transfer key's PCR policy failed (${error.rcName}): SHA-256 PCRs ${rangeText(this.#pcrs)} changed ` +
+              'since the key was made; open a new platform to make a key for the current PCRs, then attest again',
+            error,
+            { cause: error },
+          );
+        }
+        throw error;
+      } finally {
+        if (!consumed) await flushContext(this.tpm, session.handle).catch(() => {});
+      }
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // evidence
+  // -------------------------------------------------------------------------------------------------------
+
+  async #eventLog(): Promise<Uint8Array> {
+    if (!this.#eventLogPath) return EMPTY;
+    try {
+      return new Uint8Array(await readFile(this.#eventLogPath));
+    } catch {
+      // The log is optional evidence; it is root-only on most distributions.
+      return EMPTY;
+    }
+  }
+
+  /**
+   * Everything MAA's AzureGuest protocol needs: HCL report, AK certificate and public area, PCRs and a
+   * quote over them (with the caller's nonce), the transfer key and the AK's certification of it.
+   */
+  async collectEvidence(options: CollectEvidenceOptions = {}): Promise<AzureVtpmEvidence> {
+    this.#checkOpen();
+    const { signal } = options;
+    checkSignal(signal);
+    const [hclReport, akCert, akPub, key, tcgLog] = await Promise.all([
+      this.readHclReport(),
+      this.readAkCertificate(),
+      this.readAkPublic(),
+      this.#ephemeral(),
+      this.#eventLog(),
+    ]);
+    checkSignal(signal);
+    // The quote must cover the PCR values reported beside it; retry if something extends a PCR in between.
+    let pcrs: PcrValue[] = [];
+    let signed: SignedAttest | undefined;
+    for (let attempt = 0; attempt < 3 && !signed; attempt++) {
+      pcrs = await this.readPcrs();
+      const q = await this.quote(options.nonce ? { nonce: options.nonce } : {});
+      const digest = hash(TPM_ALG.SHA256, ...pcrs.map((p) => p.digest));
+      if ('quote' in q.attest && Buffer.compare(q.attest.quote.pcrDigest, digest) === 0) signed = q;
+    }
+    if (!signed) {
+      throw new PcrsUnstableError(
+        'PCRs kept changing between PCR_Read and Quote; something is extending PCRs, try again when it settles',
+      );
+    }
+    checkSignal(signal);
+    const certified = await this.certifyTransferKey();
+    return {
+      kind: 'azure-vtpm',
+      hclReport,
+      akCert,
+      akPub: akPub.public2b,
+      quote: signed.attestBytes,
+      quoteSignature: rawSignature(signed),
+      pcrs,
+      encKeyPub: key.public.public2b,
+      encKeyCertifyInfo: certified.attestBytes,
+      encKeyCertifyInfoSignature: rawSignature(certified),
+      tcgLog,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // lifetime
+  // -------------------------------------------------------------------------------------------------------
+
+  #checkOpen(): void {
+    if (this.#closed) throw new PlatformClosedError('this AzureVtpmPlatform was closed; open a new one');
+  }
+
+  /** Flushes the transfer key (after running exclusive work finishes) and closes a transport it opened. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const pending = this.#key;
+    this.#key = undefined;
+    await this.#exclusive(async () => {
+      const key = await pending?.catch(() => undefined);
+      if (key) await flushContext(this.tpm, key.handle).catch(() => {});
+    });
+    if (this.#ownsTransport) await this.tpm.transport.close();
+  }
+}
+
+function rawSignature(signed: SignedAttest): Uint8Array {
+  const s = signed.signature;
+  if ('signature' in s) return s.signature;
+  throw new InvalidArgumentError(`the AK signed with algorithm 0x${s.sigAlg.toString(16)}, not RSA`);
+}
+
+async function openDevice(path: string, timeoutMs: number | undefined): Promise<TpmTransport> {
+  try {
+    return await openTpm(timeoutMs === undefined ? { path } : { path, timeoutMs });
+  } catch (error) {
+    if (error instanceof DevicePermissionError) {
+      throw new DevicePermissionError(
+        `permission denied opening the vTPM at ${path}: run as root, or add the user to the group owning it ` +
+          `(usually tss: sudo usermod -aG tss "$USER", then log in again; check with ls -l ${path})`,
+        detailsOf(error, path),
+        { cause: error },
+      );
+    }
+    if (error instanceof DeviceNotFoundError) {
+      throw new DeviceNotFoundError(
+        `no TPM at ${path}: not a confidential VM with a vTPM (Azure DCasv5/ECasv5), or the TPM driver is not loaded`,
+        detailsOf(error, path),
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+function detailsOf(error: DevicePermissionError | DeviceNotFoundError, path: string) {
+  return {
+    systemCode: error.systemCode,
+    errno: error.errno,
+    syscall: error.syscall,
+    path: error.path ?? path,
+  };
+}
