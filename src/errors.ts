@@ -399,6 +399,11 @@ export class QuotePcrDigestError extends EvidenceVerificationError {
   static override code = 'ERR_QUOTE_PCR_DIGEST';
 }
 
+/** An in-memory (sev-guest) transfer key could not decrypt: wrong key, wrong scheme, or corrupted ciphertext. */
+export class TransferKeyDecryptError extends CvmSkrError {
+  static override code = 'ERR_TRANSFER_KEY_DECRYPT';
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // maa / keyvault / rotation / emulator
 // ---------------------------------------------------------------------------------------------------------
