@@ -1,5 +1,21 @@
 // Public API of cvm-skr. Keep it small: everything exported here is documented in the README.
 export * from './errors.js';
+export {
+  type BackendStatus,
+  type DetectOptions,
+  detectPlatform,
+  type PathStatus,
+  type PlatformDetection,
+} from './hal/detect.js';
+export { NativeTpmTransport } from './hal/native-transport.js';
+export { DEFAULT_TPM_PATH, type OpenTpmOptions, openTpm } from './hal/open-tpm.js';
+export {
+  ConfigfsTsmProvider,
+  DEFAULT_CONFIGFS_TSM_PATH,
+  DEFAULT_SEV_GUEST_PATH,
+  SevGuestIoctlProvider,
+  type TsmFileSystem,
+} from './hal/snp-providers.js';
 export { SocketTpmTransport, type SocketTransportOptions } from './hal/socket-transport.js';
 export type {
   AttestationPlatform,
