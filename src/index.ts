@@ -9,6 +9,7 @@ export {
 } from './hal/detect.js';
 export { NativeTpmTransport } from './hal/native-transport.js';
 export { DEFAULT_TPM_PATH, type OpenTpmOptions, openTpm } from './hal/open-tpm.js';
+export { SevGuestPlatform, type SevGuestPlatformOptions } from './hal/platforms/sev-guest.js';
 export {
   ConfigfsTsmProvider,
   DEFAULT_CONFIGFS_TSM_PATH,
@@ -32,6 +33,26 @@ export type {
   TpmTransport,
   TransferKey,
 } from './hal/types.js';
+export { checkHclBinding } from './hcl/binding.js';
+export {
+  type HclHashType,
+  type HclReport,
+  type HclReportType,
+  isHclReport,
+  parseHclReport,
+} from './hcl/report.js';
+export {
+  type HclRuntimeData,
+  type HclRuntimeKey,
+  type HclVmConfiguration,
+  parseHclRuntimeData,
+} from './hcl/runtime-data.js';
+export {
+  type AzureVtpmVerificationResult,
+  type PcrInput,
+  type VerifyAzureVtpmEvidenceOptions,
+  verifyAzureVtpmEvidence,
+} from './hcl/verify.js';
 export {
   type AuditRotationOptions,
   auditKey,
@@ -96,3 +117,62 @@ export {
   type ValidateRotationPolicyOptions,
   validateRotationPolicy,
 } from './rotation/validate.js';
+export { certificateBundlePem, certificateToPem } from './snp/bundle.js';
+export {
+  buildCertTable,
+  CERT_TABLE_GUIDS,
+  type CertTableEntry,
+  type CertTableKind,
+  parseCertTable,
+} from './snp/cert-table.js';
+export type { SnpCertificate } from './snp/certificate.js';
+export {
+  loadSnpCertificates,
+  type SnpCertificateSource,
+  type SnpCertificates,
+  type ThimCertificates,
+} from './snp/certificates.js';
+export { clearChainCache } from './snp/chain.js';
+export {
+  parseSnpReport,
+  SNP_REPORT_SIZE,
+  type SnpFirmwareVersion,
+  type SnpGuestPolicy,
+  type SnpPlatformInfo,
+  type SnpReport,
+  type SnpSigner,
+} from './snp/report.js';
+export { embeddedAmdRoots, type TrustedRoot, type TrustedRootInput } from './snp/roots.js';
+export {
+  decodeTcb,
+  encodeTcb,
+  productFromCpuid,
+  type SnpProduct,
+  type TcbComponent,
+  type TcbVersion,
+} from './snp/tcb.js';
+export { VcekCache } from './snp/vcek-cache.js';
+export {
+  type ContainerCertificateOptions,
+  type FetchedCertificates,
+  fetchKdsChain,
+  fetchKdsVcek,
+  fetchThimCertificates,
+  type HttpOptions,
+  KDS_BASE_URL,
+  type KdsVcekRequest,
+  kdsVcekUrl,
+  readContainerCertificates,
+  THIM_URL,
+  VcekFetcher,
+  type VcekFetcherOptions,
+  type VcekSourceName,
+} from './snp/vcek-sources.js';
+export {
+  checkSnpReport,
+  type SnpCheckOutcome,
+  type SnpVerificationResult,
+  type TcbMinimum,
+  type VerifySnpReportOptions,
+  verifySnpReport,
+} from './snp/verify.js';

@@ -1,0 +1,231 @@
+import { constants, createHash, generateKeyPair, type KeyObject, privateDecrypt } from 'node:crypto';
+import { promisify } from 'node:util';
+import { calculateJwkThumbprint } from 'jose';
+import {
+  AbortError,
+  InvalidArgumentError,
+  PlatformClosedError,
+  SnpCertificateError,
+  TransferKeyDecryptError,
+} from '../../errors.js';
+import { certificateBundlePem } from '../../snp/bundle.js';
+import { loadSnpCertificates, type SnpCertificates } from '../../snp/certificates.js';
+import { parseSnpReport, type SnpReport } from '../../snp/report.js';
+import type { TrustedRootInput } from '../../snp/roots.js';
+import type { SnpProduct } from '../../snp/tcb.js';
+import { VcekFetcher } from '../../snp/vcek-sources.js';
+import type {
+  AttestationPlatform,
+  CollectEvidenceOptions,
+  DecryptScheme,
+  SevGuestEvidence,
+  SnpReportProvider,
+  TransferKey,
+} from '../types.js';
+
+const generateRsa = promisify(generateKeyPair);
+
+export interface SevGuestPlatformOptions {
+  /** Where reports come from: the sev-guest ioctl or configfs-tsm provider (or a test double). */
+  provider: SnpReportProvider;
+  /** VMPL to request reports at. Default 0. */
+  vmpl?: number;
+  /** Product, for version-2 reports when certificates must be fetched from AMD KDS. */
+  product?: SnpProduct;
+  /**
+   * Certificates when the host gives no extended-report table: a fetcher (confidential-container variable, THIM,
+   * KDS). Default: a fetcher with the standard endpoints. `false`: only the extended report.
+   */
+  vcekFetcher?: VcekFetcher | false;
+  /** Roots besides AMD's used to complete the PEM chain (e.g. an emulator's). */
+  trustedRoots?: readonly TrustedRootInput[];
+}
+
+type TransferJwk = TransferKey['jwk'] & { key_ops: string[] };
+
+/**
+ * RSAES-PKCS1-v1_5 unpadding over a raw RSA result, without early exits on the padding bytes: Node refuses
+ * PKCS#1 v1.5 private decryption (CVE-2023-46809), but MAA encrypts its inner key that way.
+ */
+function unpadPkcs1v15(em: Buffer): Buffer | undefined {
+  let good = (em[0] === 0 ? 1 : 0) & (em[1] === 2 ? 1 : 0);
+  let found = 0;
+  let separator = 0;
+  for (let i = 2; i < em.length; i++) {
+    const isZero = (((em[i] as number) - 1) >>> 31) & 1;
+    const first = isZero & (found ^ 1);
+    separator |= -first & i;
+    found |= isZero;
+  }
+  good &= found & (separator >= 10 ? 1 : 0);
+  return good === 1 ? em.subarray(separator + 1) : undefined;
+}
+
+class InMemoryTransferKey implements TransferKey {
+  readonly jwk: TransferJwk;
+  readonly #privateKey: KeyObject;
+  readonly #isClosed: () => boolean;
+
+  constructor(jwk: TransferJwk, privateKey: KeyObject, isClosed: () => boolean) {
+    this.jwk = jwk;
+    this.#privateKey = privateKey;
+    this.#isClosed = isClosed;
+  }
+
+  async decrypt(ciphertext: Uint8Array, scheme: DecryptScheme): Promise<Buffer> {
+    if (this.#isClosed()) throw new PlatformClosedError('this SevGuestPlatform was closed; open a new one');
+    if (ciphertext.length !== 256) {
+      throw new TransferKeyDecryptError(
+        `ciphertext is ${ciphertext.length} bytes; an RSA-2048 ciphertext is 256`,
+      );
+    }
+    if (scheme === 'rsaes') {
+      let em: Buffer;
+      try {
+        em = privateDecrypt({ key: this.#privateKey, padding: constants.RSA_NO_PADDING }, ciphertext);
+      } catch (error) {
+        throw new TransferKeyDecryptError('RSA decryption failed', { cause: error });
+      }
+      const message = unpadPkcs1v15(em);
+      if (message === undefined) {
+        throw new TransferKeyDecryptError(
+          'RSAES-PKCS1-v1_5 decryption failed: wrong key, scheme or ciphertext',
+        );
+      }
+      return Buffer.from(message);
+    }
+    const oaepHash = { 'oaep-sha1': 'sha1', 'oaep-sha256': 'sha256', 'oaep-sha384': 'sha384' }[scheme];
+    if (oaepHash === undefined)
+      throw new InvalidArgumentError(`unknown decrypt scheme ${JSON.stringify(scheme)}`);
+    try {
+      return privateDecrypt(
+        { key: this.#privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash },
+        ciphertext,
+      );
+    } catch (error) {
+      throw new TransferKeyDecryptError(
+        `RSA-OAEP (${oaepHash}) decryption failed: wrong key, scheme or ciphertext`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+}
+
+/**
+ * The `sev-guest` platform: SNP reports from the guest device (through an `SnpReportProvider`), and a transfer key
+ * generated in guest memory (RSA-2048; the private key is never exported). Evidence binds the transfer key:
+ * report_data = sha256(runtime data JSON) || 32 zero bytes.
+ */
+export class SevGuestPlatform implements AttestationPlatform {
+  readonly kind = 'sev-guest' as const;
+  readonly #options: SevGuestPlatformOptions;
+  readonly #fetcher: VcekFetcher | undefined;
+  #key: Promise<InMemoryTransferKey> | undefined;
+  #closed = false;
+
+  constructor(options: SevGuestPlatformOptions) {
+    if (options?.provider === undefined)
+      throw new InvalidArgumentError('SevGuestPlatform needs a report provider');
+    const vmpl = options.vmpl ?? 0;
+    if (!Number.isInteger(vmpl) || vmpl < 0 || vmpl > 3) throw new InvalidArgumentError('vmpl must be 0..3');
+    this.#options = options;
+    this.#fetcher = options.vcekFetcher === false ? undefined : (options.vcekFetcher ?? new VcekFetcher());
+  }
+
+  /** Creates the platform and its transfer key. */
+  static async open(options: SevGuestPlatformOptions): Promise<SevGuestPlatform> {
+    const platform = new SevGuestPlatform(options);
+    await platform.transferKey();
+    return platform;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new PlatformClosedError('this SevGuestPlatform was closed; open a new one');
+  }
+
+  async transferKey(): Promise<TransferKey> {
+    this.#checkOpen();
+    this.#key ??= (async () => {
+      const { privateKey, publicKey } = await generateRsa('rsa', {
+        modulusLength: 2048,
+        publicExponent: 0x10001,
+      });
+      const { n, e } = publicKey.export({ format: 'jwk' });
+      if (n === undefined || e === undefined)
+        throw new InvalidArgumentError('generated RSA key has no modulus');
+      const kid = await calculateJwkThumbprint({ kty: 'RSA', n, e }, 'sha256');
+      return new InMemoryTransferKey(
+        { kty: 'RSA', n, e, kid, key_ops: ['encrypt'] },
+        privateKey,
+        () => this.#closed,
+      );
+    })();
+    return this.#key;
+  }
+
+  /** The runtime data JSON: the transfer key, and the caller's nonce (base64url) when given. */
+  async runtimeData(nonce?: Uint8Array): Promise<Buffer> {
+    const { jwk } = await this.transferKey();
+    const runtime: Record<string, unknown> = {
+      keys: [{ e: jwk.e, key_ops: jwk.key_ops, kid: jwk.kid, kty: jwk.kty, n: jwk.n }],
+    };
+    if (nonce !== undefined) runtime.nonce = Buffer.from(nonce).toString('base64url');
+    return Buffer.from(JSON.stringify(runtime));
+  }
+
+  async collectEvidence(options: CollectEvidenceOptions = {}): Promise<SevGuestEvidence> {
+    this.#checkOpen();
+    if (options.signal?.aborted) throw new AbortError('evidence collection aborted');
+    const runtimeData = await this.runtimeData(options.nonce);
+    const reportData = new Uint8Array(64);
+    reportData.set(createHash('sha256').update(runtimeData).digest());
+    const result = await this.#options.provider.getReport({
+      reportData,
+      vmpl: this.#options.vmpl ?? 0,
+      extended: true,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    this.#checkOpen();
+    const report = parseSnpReport(result.report);
+    const certificates = await this.#certificates(report, result.certificateTable, options.signal);
+    return {
+      kind: 'sev-guest',
+      report: report.raw,
+      runtimeData,
+      vcekCertChain: certificateBundlePem(certificates, report.signer, this.#options.trustedRoots),
+    };
+  }
+
+  async #certificates(
+    report: SnpReport,
+    table: Uint8Array | undefined,
+    signal?: AbortSignal,
+  ): Promise<SnpCertificates> {
+    let tableProblem = 'the host gave no extended-report certificate table';
+    if (table !== undefined && table.length > 0) {
+      try {
+        return loadSnpCertificates(table);
+      } catch (error) {
+        if (!(error instanceof SnpCertificateError)) throw error;
+        tableProblem = `the host's certificate table is unusable (${error.message})`;
+      }
+    }
+    if (this.#fetcher === undefined) {
+      throw new SnpCertificateError(`${tableProblem}, and fetching certificates is turned off`);
+    }
+    const product = this.#options.product;
+    const fetched = await this.#fetcher.certificatesFor(report, {
+      ...(product === undefined ? {} : { product }),
+      ...(signal === undefined ? {} : { signal }),
+    });
+    return fetched.certificates;
+  }
+
+  /** Forgets the transfer key; later calls fail with `PlatformClosedError`. The provider is not owned. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#key = undefined;
+  }
+}
