@@ -9,6 +9,13 @@ export {
 } from './hal/detect.js';
 export { NativeTpmTransport } from './hal/native-transport.js';
 export { DEFAULT_TPM_PATH, type OpenTpmOptions, openTpm } from './hal/open-tpm.js';
+export {
+  AzureVtpmPlatform,
+  type AzureVtpmPlatformOptions,
+  AzureVtpmTransferKey,
+  type QuoteOptions,
+  type WriteUserDataOptions,
+} from './hal/platforms/azure-vtpm.js';
 export { SevGuestPlatform, type SevGuestPlatformOptions } from './hal/platforms/sev-guest.js';
 export {
   ConfigfsTsmProvider,
@@ -176,3 +183,10 @@ export {
   type VerifySnpReportOptions,
   verifySnpReport,
 } from './snp/verify.js';
+export { AZURE_VTPM } from './tpm/azure-layout.js';
+export {
+  type AzureVtpmLayout,
+  type AzureVtpmLayoutOptions,
+  type ProvisionedAk,
+  provisionAzureVtpmLayout,
+} from './tpm/provision.js';
