@@ -62,15 +62,15 @@ function readBody(req: IncomingMessage): Promise<unknown> {
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new EmulatedVaultRequestError(413, 'RequestEntityTooLarge', 'The request body is too large.'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      // Past the limit the rest is drained and dropped, so the client still reads the 413.
+      if (size <= MAX_BODY_BYTES) chunks.push(c);
     });
     req.on('error', reject);
     req.on('end', () => {
+      if (size > MAX_BODY_BYTES) {
+        reject(new EmulatedVaultRequestError(413, 'RequestEntityTooLarge', 'The request body is too large.'));
+        return;
+      }
       const text = Buffer.concat(chunks).toString('utf8');
       if (text.trim() === '') return resolve(undefined);
       try {
@@ -190,11 +190,18 @@ export function createVaultHandler(
   o: VaultHandlerOptions,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://vault.invalid');
     const method = (req.method ?? 'GET').toUpperCase();
-    const parts = url.pathname.split('/').slice(1).map(decodeURIComponent);
-    const apiVersion = url.searchParams.get('api-version');
     try {
+      let url: URL;
+      let parts: string[];
+      try {
+        url = new URL(req.url ?? '/', 'http://vault.invalid');
+        parts = url.pathname.split('/').slice(1).map(decodeURIComponent);
+      } catch {
+        req.resume();
+        throw VaultErrors.badParameter('The request URL is malformed.');
+      }
+      const apiVersion = url.searchParams.get('api-version');
       if (!req.headers.authorization) {
         req.resume();
         throw new EmulatedVaultRequestError(
@@ -235,7 +242,11 @@ export function createVaultHandler(
     }
   };
   return (req, res) => {
-    void handle(req, res);
+    handle(req, res).catch(() => {
+      if (!res.headersSent)
+        send(res, 500, { error: { code: 'InternalServerError', message: 'Unexpected failure.' } });
+      else res.destroy();
+    });
   };
 }
 
@@ -249,7 +260,12 @@ export function createTokenHandler(auth: VaultAuth): (req: IncomingMessage, res:
     send(res, status, { error, error_description: description, statusCode: status });
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     req.resume();
-    const url = new URL(req.url ?? '/', 'http://token.invalid');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://token.invalid');
+    } catch {
+      return fail(res, 400, 'invalid_request', 'The request URL is malformed.');
+    }
     if (req.method !== 'GET' || url.pathname.replace(/\/+$/, '') !== '/msi/token') {
       return fail(res, 404, 'not_found', 'Use GET /msi/token.');
     }
@@ -284,6 +300,9 @@ export function createTokenHandler(auth: VaultAuth): (req: IncomingMessage, res:
     }
   };
   return (req, res) => {
-    void handle(req, res);
+    handle(req, res).catch(() => {
+      if (!res.headersSent) fail(res, 500, 'server_error', 'Unexpected failure.');
+      else res.destroy();
+    });
   };
 }

@@ -1,0 +1,102 @@
+import { request as httpsRequest } from 'node:https';
+import test from 'ava';
+import { startVault } from './helpers/setup.js';
+
+function raw(url: string, caPem: string, token: string, method = 'GET', body?: string) {
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        ca: caPem,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      },
+      (res) => {
+        let out = '';
+        res.on('data', (c) => {
+          out += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: out }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('malformed requests get service-shaped errors and the server keeps serving', async (t) => {
+  const emu = await startVault(t);
+  const { token } = await emu.credential.getToken('https://vault.azure.net/.default');
+  const badPath = await raw(`${emu.vaultUrl}/keys/%E0%A4%A?api-version=7.4`, emu.caPem, token);
+  t.is(badPath.status, 400);
+  t.is(JSON.parse(badPath.body).error.code, 'BadParameter');
+  const noVersion = await raw(`${emu.vaultUrl}/keys`, emu.caPem, token);
+  t.is(noVersion.status, 400);
+  t.regex(JSON.parse(noVersion.body).error.message, /api-version/);
+  const unknown = await raw(`${emu.vaultUrl}/secrets/x?api-version=7.4`, emu.caPem, token);
+  t.is(unknown.status, 404);
+  const badJson = await raw(
+    `${emu.vaultUrl}/keys/k/create?api-version=7.4`,
+    emu.caPem,
+    token,
+    'POST',
+    '{nope',
+  );
+  t.is(badJson.status, 400);
+  t.regex(JSON.parse(badJson.body).error.message, /not valid JSON/);
+  const notObject = await raw(
+    `${emu.vaultUrl}/keys/k/create?api-version=7.4`,
+    emu.caPem,
+    token,
+    'POST',
+    '[1]',
+  );
+  t.is(notObject.status, 400);
+  const badKty = await raw(
+    `${emu.vaultUrl}/keys/k/create?api-version=7.4`,
+    emu.caPem,
+    token,
+    'POST',
+    '{"kty":"DSA"}',
+  );
+  t.is(badKty.status, 400);
+  const badSkip = await raw(`${emu.vaultUrl}/keys?api-version=7.4&$skiptoken=%%%`, emu.caPem, token);
+  t.is(badSkip.status, 400);
+  const badMax = await raw(`${emu.vaultUrl}/keys?api-version=7.4&maxresults=26`, emu.caPem, token);
+  t.is(badMax.status, 400);
+  const tooBig = await raw(
+    `${emu.vaultUrl}/keys/k/create?api-version=7.4`,
+    emu.caPem,
+    token,
+    'POST',
+    JSON.stringify({ kty: 'EC', tags: { a: 'x'.repeat(2 * 1024 * 1024) } }),
+  );
+  t.is(tooBig.status, 413);
+  t.is((await emu.keyClient().createEcKey('still-alive')).name, 'still-alive');
+});
+
+test('plain http only when asked, with allowInsecureConnection', async (t) => {
+  const emu = await startVault(t, { insecureHttp: true });
+  t.regex(emu.vaultUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const k = await emu.keyClient().createEcKey('http-key');
+  t.true(k.id?.startsWith(emu.vaultUrl));
+});
+
+test('the token endpoint speaks the App Service managed identity protocol', async (t) => {
+  const emu = await startVault(t);
+  const url = new URL(emu.tokenUrl);
+  url.searchParams.set('api-version', '2019-08-01');
+  url.searchParams.set('resource', 'https://vault.azure.net');
+  const ok = await fetch(url, { headers: { 'X-IDENTITY-HEADER': emu.identityHeader } });
+  t.is(ok.status, 200);
+  const body = (await ok.json()) as Record<string, unknown>;
+  t.is(body.token_type, 'Bearer');
+  t.is(body.resource, 'https://vault.azure.net');
+  t.is(typeof body.access_token, 'string');
+  t.true(Number(body.expires_on) > Date.now() / 1000);
+  const noHeader = await fetch(url);
+  t.is(noHeader.status, 401);
+  url.searchParams.delete('resource');
+  const noResource = await fetch(url, { headers: { 'X-IDENTITY-HEADER': emu.identityHeader } });
+  t.is(noResource.status, 400);
+});
