@@ -17,7 +17,9 @@ import {
   type VerifySnpReportOptions,
   verifySnpReportInto,
 } from '../snp/verify.js';
-import { parseAttest, type QuoteAttest } from '../tpm/structures.js';
+import { publicToKeyObject } from '../tpm/keys.js';
+import { TpmReader } from '../tpm/marshal.js';
+import { parseAttest, type QuoteAttest, readTpm2bPublic } from '../tpm/structures.js';
 import { checkHclBinding } from './binding.js';
 import { type HclReport, parseHclReport } from './report.js';
 
@@ -49,6 +51,8 @@ export interface VerifyAzureVtpmEvidenceOptions
   pcrs: readonly PcrInput[];
   /** The qualifying data the quote must carry; default empty (the reference client sends none). */
   nonce?: Uint8Array | string;
+  /** The TPM's AK public area (TPM2B_PUBLIC of 0x81000003); when given it must be the runtime data's HCLAkPub. */
+  akPub?: Uint8Array;
 }
 
 export interface AzureVtpmVerificationResult {
@@ -116,7 +120,7 @@ export function verifyAzureVtpmEvidence(
     }
     return { detail: `SEV-SNP report version ${hcl.snpReport.version}`, value: hcl.snpReport };
   });
-  const { hclReport: _h, quote: _q, signature: _s, pcrs: _p, nonce: _n, ...snpOptions } = options;
+  const { hclReport: _h, quote: _q, signature: _s, pcrs: _p, nonce: _n, akPub: _a, ...snpOptions } = options;
   const snp = verifySnpReportInto(snpReport, snpOptions, checks);
 
   runCheck(checks, 'hcl-binding', () => ({ detail: checkHclBinding(hcl), value: undefined }));
@@ -126,7 +130,28 @@ export function verifyAzureVtpmEvidence(
     if (ak === undefined || ak.asymmetricKeyType !== 'rsa') {
       throw new HclRuntimeDataError('the runtime data has no RSA HCLAkPub key', 'ak-public-key');
     }
-    return { detail: `HCLAkPub RSA-${ak.asymmetricKeyDetails?.modulusLength}`, value: ak };
+    if (options.akPub !== undefined) {
+      let tpmAk: KeyObject;
+      try {
+        const reader = new TpmReader(options.akPub, 'AK TPM2B_PUBLIC');
+        tpmAk = publicToKeyObject(readTpm2bPublic(reader));
+        reader.expectEnd();
+      } catch (error) {
+        if (error instanceof MalformedDataError)
+          throw new HclRuntimeDataError(
+            `the AK public area does not parse: ${error.message}`,
+            'ak-public-key',
+          );
+        throw error;
+      }
+      const a = ak.export({ format: 'jwk' });
+      const b = tpmAk.export({ format: 'jwk' });
+      if (a.n !== b.n || a.e !== b.e) {
+        throw new HclRuntimeDataError('the TPM AK is not the HCLAkPub of the runtime data', 'ak-public-key');
+      }
+    }
+    const matched = options.akPub === undefined ? '' : ', equal to the TPM AK';
+    return { detail: `HCLAkPub RSA-${ak.asymmetricKeyDetails?.modulusLength}${matched}`, value: ak };
   });
 
   const quoteBytes = bytesFrom(options.quote, 'quote');

@@ -230,6 +230,17 @@ export function verifySnpReportInto(
         'signing-key',
       );
     }
+    // AMD issues VCEKs under the ASK and VLEKs under the ASVK; a leaf under the other one is not what it claims.
+    const issuer = chain.path[1];
+    if (chain.root.embedded && issuer !== undefined && issuer !== chain.root.root) {
+      const viaAsvk = /VLEK/i.test(issuer.subject);
+      if (viaAsvk !== (kind === 'vlek')) {
+        throw new SnpSignerMismatchError(
+          `the ${kind.toUpperCase()} is issued by ${issuer.subject}, not by the ${kind === 'vlek' ? 'ASVK' : 'ASK'}`,
+          'signing-key',
+        );
+      }
+    }
     return { detail: `${kind.toUpperCase()}`, value: undefined };
   });
 

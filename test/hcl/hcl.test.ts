@@ -13,6 +13,8 @@ import {
 import { checkHclBinding } from '../../src/hcl/binding.js';
 import { isHclReport, parseHclReport } from '../../src/hcl/report.js';
 import { verifyAzureVtpmEvidence } from '../../src/hcl/verify.js';
+import { TpmWriter } from '../../src/tpm/marshal.js';
+import { rsaTemplate, writeTpm2bPublic } from '../../src/tpm/structures.js';
 import { azureChain, fixtureText, flipBit, hclBlob, NOW } from '../snp/_fixtures.js';
 
 const quoteJson = (): { message: string; signature: string; pcrs: string[] } =>
@@ -224,4 +226,32 @@ test('random and mutated HCL reports give only typed errors', (t) => {
     { numRuns: 500 },
   );
   t.pass();
+});
+
+/** TPM2B_PUBLIC of an RSA key with the given modulus, like the AK at 0x81000003. */
+function akPublicArea(modulusB64url: string): Uint8Array {
+  const w = new TpmWriter();
+  writeTpm2bPublic(w, {
+    ...rsaTemplate({ objectAttributes: 0x00050072 }),
+    unique: Buffer.from(modulusB64url, 'base64url'),
+  });
+  return w.finish();
+}
+
+test('the TPM AK, when given, must be HCLAkPub', (t) => {
+  const hcl = parseHclReport(hclBlob());
+  const ak = hcl.runtimeData.keys.find((k) => k.kid === 'HCLAkPub');
+  const ek = hcl.runtimeData.keys.find((k) => k.kid === 'HCLEkPub');
+  const akN = ak?.jwk.n;
+  const ekN = ek?.jwk.n;
+  if (!akN || !ekN) return t.fail();
+  const ok = verifyAzureVtpmEvidence({ ...evidence(), akPub: akPublicArea(akN) });
+  t.regex(ok.checks.find((c) => c.name === 'ak-public-key')?.detail ?? '', /equal to the TPM AK/);
+  const error = t.throws(() => verifyAzureVtpmEvidence({ ...evidence(), akPub: akPublicArea(ekN) }), {
+    code: 'ERR_HCL_RUNTIME_DATA',
+  });
+  t.is(error?.message, 'the TPM AK is not the HCLAkPub of the runtime data');
+  t.throws(() => verifyAzureVtpmEvidence({ ...evidence(), akPub: new Uint8Array(3) }), {
+    code: 'ERR_HCL_RUNTIME_DATA',
+  });
 });
