@@ -2,6 +2,8 @@ import { constants, createHash, createPublicKey, publicEncrypt, randomBytes, ver
 import test from 'ava';
 import {
   type CvmSkrError,
+  DeviceNotFoundError,
+  DevicePermissionError,
   HclUserDataTimeoutError,
   InvalidArgumentError,
   NvIndexNotDefinedError,
@@ -9,7 +11,7 @@ import {
   TpmKeyNotFoundError,
   TpmPolicyError,
 } from '../../src/errors.js';
-import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
+import { AzureVtpmPlatform, derPrefix, explainOpenError } from '../../src/hal/platforms/azure-vtpm.js';
 import type { DecryptScheme, TpmTransport } from '../../src/hal/types.js';
 import { x509 } from '../../src/snp/x509.js';
 import { AZURE_VTPM } from '../../src/tpm/azure-layout.js';
@@ -342,4 +344,33 @@ test('close flushes the transfer key, is idempotent, keeps a caller transport op
   await t.throwsAsync(platform.transferKey(), { instanceOf: PlatformClosedError });
   await t.throwsAsync(platform.collectEvidence(), { instanceOf: PlatformClosedError });
   t.is((await tpm.execute({ cc: TPM_CC.GetRandom, params: (w) => w.u16(4) })).params.remaining, 6);
+});
+
+test('device errors are rewritten to say what to check (permission, missing device)', (t) => {
+  const details = { systemCode: 'EACCES', errno: 13, syscall: 'open', path: '/dev/tpmrm0' };
+  const denied = explainOpenError(new DevicePermissionError('EACCES', details), '/dev/tpmrm0');
+  t.true(denied instanceof DevicePermissionError);
+  t.regex(
+    (denied as Error).message,
+    /permission denied opening the vTPM at \/dev\/tpmrm0: run as root, or add the user to the group/,
+  );
+  t.is((denied as DevicePermissionError).systemCode, 'EACCES');
+  const missing = explainOpenError(
+    new DeviceNotFoundError('ENOENT', { ...details, systemCode: 'ENOENT' }),
+    '/dev/tpmrm0',
+  );
+  t.true(missing instanceof DeviceNotFoundError);
+  t.regex((missing as Error).message, /not a confidential VM with a vTPM/);
+  const other = new Error('x');
+  t.is(explainOpenError(other, '/dev/tpmrm0'), other);
+});
+
+test('derPrefix: an AK certificate in a larger NV index is cut to its DER length', (t) => {
+  const der = Buffer.from([0x30, 0x82, 0x00, 0x03, 1, 2, 3]);
+  t.deepEqual(Buffer.from(derPrefix(Buffer.concat([der, Buffer.alloc(20)]))), der);
+  t.deepEqual(Buffer.from(derPrefix(Buffer.from([0x30, 0x02, 9, 9, 0, 0]))), Buffer.from([0x30, 0x02, 9, 9]));
+  const notDer = Buffer.from([0xff, 1, 2]);
+  t.is(derPrefix(notDer), notDer);
+  const tooShort = Buffer.from([0x30, 0x82, 0x10, 0x00, 1]);
+  t.is(derPrefix(tooShort), tooShort);
 });

@@ -4,6 +4,7 @@ import {
   constants as cryptoConstants,
   publicEncrypt,
   randomBytes,
+  verify,
 } from 'node:crypto';
 import test from 'ava';
 import { NvIndexNotDefinedError, TpmError, TpmKeyNotFoundError, TpmPolicyError } from '../../src/errors.js';
@@ -30,6 +31,7 @@ import { policyGetDigest, policyPcr, startAuthSession } from '../../src/tpm/comm
 import { rsaDecrypt, rsaEncrypt } from '../../src/tpm/commands/rsa.js';
 import {
   TPM_ALG,
+  TPM_ECC_CURVE,
   TPM_HT,
   TPM_PT,
   TPM_RH,
@@ -41,7 +43,7 @@ import {
 import { publicToKeyObject } from '../../src/tpm/keys.js';
 import { TPM_RC } from '../../src/tpm/rc.js';
 import { passwordAuth, policyAuth, policyPcrDigest } from '../../src/tpm/sessions.js';
-import { computeName, rsaTemplate } from '../../src/tpm/structures.js';
+import { computeName, type EccPublic, rsaTemplate } from '../../src/tpm/structures.js';
 import { requireSwtpm } from '../helpers/swtpm.js';
 import { freshTpm } from './swtpm-tpm.js';
 
@@ -197,7 +199,7 @@ test('Quote and Certify: signatures verify with node:crypto, certified name matc
   } else t.fail('not a quote');
   if ('signature' in q.signature) {
     t.true(
-      (await import('node:crypto')).verify('sha256', q.attestBytes, akKey, q.signature.signature),
+      verify('sha256', q.attestBytes, akKey, q.signature.signature),
       'quote signature verifies under the AK',
     );
   }
@@ -208,7 +210,7 @@ test('Quote and Certify: signatures verify with node:crypto, certified name matc
   if ('certify' in c.attest) t.deepEqual(Buffer.from(c.attest.certify.name), Buffer.from(key.name));
   else t.fail('not a certify');
   if ('signature' in c.signature) {
-    t.true((await import('node:crypto')).verify('sha256', c.attestBytes, akKey, c.signature.signature));
+    t.true(verify('sha256', c.attestBytes, akKey, c.signature.signature));
   }
 });
 
@@ -328,4 +330,42 @@ test('StartAuthSession, PolicyPCR, PolicyGetDigest: TPM digest equals the local 
   );
   await flushContext(tpm, s2.handle);
   t.is(TPM_RC.POLICY_FAIL, 0x9d);
+});
+
+test('ECC: a P-256 ECDSA key from CreatePrimary quotes, and node:crypto verifies the r||s signature', async (t) => {
+  if (!requireSwtpm(t)) return;
+  const { tpm } = await freshTpm(t);
+  const template: EccPublic = {
+    type: TPM_ALG.ECC,
+    nameAlg: TPM_ALG.SHA256,
+    objectAttributes:
+      TPMA_OBJECT.fixedTPM |
+      TPMA_OBJECT.fixedParent |
+      TPMA_OBJECT.sensitiveDataOrigin |
+      TPMA_OBJECT.userWithAuth |
+      TPMA_OBJECT.restricted |
+      TPMA_OBJECT.sign,
+    authPolicy: new Uint8Array(0),
+    symmetric: { algorithm: TPM_ALG.NULL },
+    scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
+    curveId: TPM_ECC_CURVE.NIST_P256,
+    kdf: { scheme: TPM_ALG.NULL },
+    unique: { x: new Uint8Array(0), y: new Uint8Array(0) },
+  };
+  const key = await createPrimary(tpm, { hierarchy: TPM_RH.OWNER, template });
+  t.teardown(() => flushContext(tpm, key.handle).catch(() => {}));
+  if (key.public.type !== TPM_ALG.ECC) return t.fail('not ECC');
+  t.is(key.public.unique.x.length, 32);
+  const q = await quote(tpm, { signHandle: key.handle, pcrs: [{ hashAlg: TPM_ALG.SHA256, pcrs: [0] }] });
+  if (!('r' in q.signature)) return t.fail('not an ECDSA signature');
+  t.is(q.signature.sigAlg, TPM_ALG.ECDSA);
+  const rs = Buffer.concat([
+    Buffer.alloc(32 - q.signature.r.length),
+    q.signature.r,
+    Buffer.alloc(32 - q.signature.s.length),
+    q.signature.s,
+  ]);
+  t.true(
+    verify('sha256', q.attestBytes, { key: publicToKeyObject(key.public), dsaEncoding: 'ieee-p1363' }, rs),
+  );
 });

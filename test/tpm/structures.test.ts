@@ -13,6 +13,7 @@ import { TpmReader, TpmWriter, unmarshal } from '../../src/tpm/marshal.js';
 import {
   type PcrSelection,
   readAttest,
+  readDigestList,
   readNvPublic2b,
   readPcrSelection,
   readSignature,
@@ -24,6 +25,7 @@ import {
   type TpmtPublic,
   type TpmtSignature,
   writeAttest,
+  writeDigestList,
   writeNvPublic2b,
   writePcrSelection,
   writeSignature,
@@ -145,6 +147,12 @@ const codecs: Codec<never>[] = [
   { name: 'TPML_PCR_SELECTION', arb: pcrSelection, write: writePcrSelection, read: readPcrSelection },
   { name: 'TPMS_ATTEST', arb: attest, write: writeAttest, read: readAttest },
   { name: 'TPMT_SIGNATURE', arb: signature, write: writeSignature, read: readSignature },
+  {
+    name: 'TPML_DIGEST',
+    arb: fc.array(bytes(64), { maxLength: 8 }),
+    write: writeDigestList,
+    read: readDigestList,
+  },
 ] as unknown as Codec<never>[];
 
 function encode<T>(c: Codec<T>, v: T): Uint8Array {

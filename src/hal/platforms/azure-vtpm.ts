@@ -221,7 +221,7 @@ export class AzureVtpmPlatform implements AttestationPlatform {
   /** The AK certificate (DER) from NV 0x01C101D0. */
   async readAkCertificate(): Promise<Uint8Array> {
     this.#checkOpen();
-    return this.#readNv(AZURE_VTPM.AK_CERT_INDEX, HINT.akCert);
+    return derPrefix(await this.#readNv(AZURE_VTPM.AK_CERT_INDEX, HINT.akCert));
   }
 
   /**
@@ -521,27 +521,52 @@ function rawSignature(signed: SignedAttest): Uint8Array {
   throw new InvalidArgumentError(`the AK signed with algorithm 0x${s.sigAlg.toString(16)}, not RSA`);
 }
 
+/**
+ * An NV index may be larger than the certificate it holds: return just the DER SEQUENCE (by its own length),
+ * so strict X.509 parsers do not trip over trailing padding. Anything that is not DER is returned unchanged.
+ */
+export function derPrefix(bytes: Uint8Array): Uint8Array {
+  if (bytes.length < 2 || bytes[0] !== 0x30) return bytes;
+  const first = bytes[1]!;
+  let length = first;
+  let header = 2;
+  if (first & 0x80) {
+    const n = first & 0x7f;
+    if (n < 1 || n > 3 || bytes.length < 2 + n) return bytes;
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + bytes[2 + i]!;
+    header = 2 + n;
+  }
+  const total = header + length;
+  return total <= bytes.length ? bytes.subarray(0, total) : bytes;
+}
+
 async function openDevice(path: string, timeoutMs: number | undefined): Promise<TpmTransport> {
   try {
     return await openTpm(timeoutMs === undefined ? { path } : { path, timeoutMs });
   } catch (error) {
-    if (error instanceof DevicePermissionError) {
-      throw new DevicePermissionError(
-        `permission denied opening the vTPM at ${path}: run as root, or add the user to the group owning it ` +
-          `(usually tss: sudo usermod -aG tss "$USER", then log in again; check with ls -l ${path})`,
-        detailsOf(error, path),
-        { cause: error },
-      );
-    }
-    if (error instanceof DeviceNotFoundError) {
-      throw new DeviceNotFoundError(
-        `no TPM at ${path}: not a confidential VM with a vTPM (Azure DCasv5/ECasv5), or the TPM driver is not loaded`,
-        detailsOf(error, path),
-        { cause: error },
-      );
-    }
-    throw error;
+    throw explainOpenError(error, path);
   }
+}
+
+/** Rewrites "cannot open the device" errors into ones that say what to check on a confidential VM. */
+export function explainOpenError(error: unknown, path: string): unknown {
+  if (error instanceof DevicePermissionError) {
+    return new DevicePermissionError(
+      `permission denied opening the vTPM at ${path}: run as root, or add the user to the group owning it ` +
+        `(usually tss: sudo usermod -aG tss "$USER", then log in again; check with ls -l ${path})`,
+      detailsOf(error, path),
+      { cause: error },
+    );
+  }
+  if (error instanceof DeviceNotFoundError) {
+    return new DeviceNotFoundError(
+      `no TPM at ${path}: not a confidential VM with a vTPM (Azure DCasv5/ECasv5), or the TPM driver is not loaded`,
+      detailsOf(error, path),
+      { cause: error },
+    );
+  }
+  return error;
 }
 
 function detailsOf(error: DevicePermissionError | DeviceNotFoundError, path: string) {
