@@ -67,7 +67,9 @@ test('an unauthenticated request gets 401 with the Key Vault challenge', async (
     res.headers['www-authenticate'],
     `Bearer authorization="https://login.microsoftonline.com/${emu.tenantId}", resource="https://vault.azure.net"`,
   );
-  t.is(JSON.parse(res.body).error.code, 'Unauthorized');
+  t.deepEqual(JSON.parse(res.body), {
+    error: { code: 'Unauthorized', message: 'Request is missing a Bearer or PoP token.' },
+  });
   const forged = await rawGet(`${emu.vaultUrl}/keys?api-version=7.4`, emu.caPem, {
     authorization: 'Bearer abc.def.ghi',
   });

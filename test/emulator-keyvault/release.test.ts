@@ -265,3 +265,20 @@ test('issuer keys are fetched through OpenID metadata once and reused', async (t
   await client.releaseKey('k', await issuer.token());
   t.is(issuer.jwksFetches(), 1);
 });
+
+test('an MAA-shaped issuer (x5c-only JWKS at /certs, no OpenID metadata) is accepted; a new kid refetches once', async (t) => {
+  const { emu, issuer } = await startVaultWithIssuer(t, {}, { maaShape: true });
+  const client = emu.keyClient();
+  await client.createEcKey('k', {
+    hsm: true,
+    exportable: true,
+    releasePolicy: { encodedPolicy: policyBytes(issuer.url) },
+  });
+  t.truthy((await client.releaseKey('k', await issuer.token())).value);
+  t.is(issuer.jwksFetches(), 1);
+  await issuer.rotateSigningKey();
+  t.truthy((await client.releaseKey('k', await issuer.token())).value);
+  t.is(issuer.jwksFetches(), 2, 'the unknown kid made the vault fetch the keys again');
+  t.truthy((await client.releaseKey('k', await issuer.token())).value);
+  t.is(issuer.jwksFetches(), 2);
+});

@@ -315,3 +315,35 @@ test('rotation permissions: rotate, getrotationpolicy and setrotationpolicy are 
   t.is(rotErr.statusCode, 403);
   t.regex(rotErr.message, /keys rotate permission/);
 });
+
+test('a CloudEvents webhook gets one CloudEvents 1.0 event per request', async (t) => {
+  const received: { contentType: string | undefined; body: Record<string, unknown> }[] = [];
+  const hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      received.push({
+        contentType: req.headers['content-type'],
+        body: JSON.parse(body) as Record<string, unknown>,
+      });
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => hook.close(() => resolve())));
+  const emu = await startVault(t, {
+    webhooks: [{ url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`, schema: 'CloudEvents' }],
+  });
+  const key = await emu.keyClient().createEcKey('ce');
+  await emu.flush();
+  t.is(received.length, 1);
+  t.is(received[0]!.contentType, 'application/cloudevents+json; charset=utf-8');
+  const ev = received[0]!.body;
+  t.is(ev.specversion, '1.0');
+  t.is(ev.type, KEY_VAULT_EVENT_TYPES.newVersionCreated);
+  t.is(ev.subject, 'ce');
+  t.is(ev.source, emu.events.topic);
+  t.is((ev.data as { Id: string }).Id, key.id as string);
+});

@@ -1,8 +1,10 @@
 /**
  * Key Vault Event Grid events of the emulated vault (`KeyNewVersionCreated`, `KeyNearExpiry`,
  * `KeyExpired`), in the Event Grid schema, delivered to in-process listeners and to webhook URLs. A webhook
- * gets a POST with a JSON array of one event and `aeg-event-type: Notification`; failures (non-2xx or network)
- * are retried a bounded number of times with exponential backoff, then counted as dropped.
+ * gets a POST with a JSON array of one event and `aeg-event-type: Notification` (or, with
+ * `schema: 'CloudEvents'`, one CloudEvents 1.0 event as `application/cloudevents+json`); failures
+ * (non-2xx or network) are retried a bounded number of times with exponential backoff, then counted as
+ * dropped. Event Grid's subscription validation handshake is not emulated: every webhook is live at once.
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError } from '../../errors.js';
@@ -41,6 +43,29 @@ export interface EventGridEvent {
 
 export type EventListener = (event: EventGridEvent) => void;
 
+/** The CloudEvents 1.0 form of an event (Event Grid's other delivery schema). */
+export interface KeyVaultCloudEvent {
+  id: string;
+  source: string;
+  subject: string;
+  type: KeyVaultEventType;
+  time: string;
+  data: KeyVaultEventData;
+  specversion: '1.0';
+}
+
+export function toCloudEvent(e: EventGridEvent): KeyVaultCloudEvent {
+  return {
+    id: e.id,
+    source: e.topic,
+    subject: e.subject,
+    type: e.eventType,
+    time: e.eventTime,
+    data: e.data,
+    specversion: '1.0',
+  };
+}
+
 export interface WebhookOptions {
   /** PEM CA(s) to trust for an https webhook. */
   ca?: string | string[];
@@ -48,6 +73,8 @@ export interface WebhookOptions {
   maxAttempts?: number;
   /** First retry delay; doubles each retry. Default 100 ms. */
   retryDelayMs?: number;
+  /** Delivery schema. Default `EventGrid`. */
+  schema?: 'EventGrid' | 'CloudEvents';
 }
 
 export interface WebhookStats {
@@ -58,7 +85,8 @@ export interface WebhookStats {
 }
 
 interface Webhook extends WebhookStats {
-  options: Required<Pick<WebhookOptions, 'maxAttempts' | 'retryDelayMs'>> & Pick<WebhookOptions, 'ca'>;
+  options: Required<Pick<WebhookOptions, 'maxAttempts' | 'retryDelayMs' | 'schema'>> &
+    Pick<WebhookOptions, 'ca'>;
 }
 
 const HISTORY_LIMIT = 10_000;
@@ -103,6 +131,7 @@ export class VaultEvents {
       options: {
         maxAttempts,
         retryDelayMs: options.retryDelayMs ?? 100,
+        schema: options.schema ?? 'EventGrid',
         ...(options.ca ? { ca: options.ca } : {}),
       },
     });
@@ -150,13 +179,17 @@ export class VaultEvents {
   }
 
   async #deliver(hook: Webhook, event: EventGridEvent): Promise<void> {
-    const body = JSON.stringify([event]);
+    const cloud = hook.options.schema === 'CloudEvents';
+    const body = JSON.stringify(cloud ? toCloudEvent(event) : [event]);
+    const headers: Record<string, string> = cloud
+      ? { 'content-type': 'application/cloudevents+json; charset=utf-8' }
+      : { 'content-type': 'application/json', 'aeg-event-type': 'Notification' };
     for (let attempt = 1; attempt <= hook.options.maxAttempts; attempt++) {
       if (this.#abort.signal.aborted) break;
       try {
         const res = await httpFetch(hook.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'aeg-event-type': 'Notification' },
+          headers,
           body,
           timeoutMs: 5_000,
           signal: this.#abort.signal,

@@ -204,11 +204,7 @@ export function createVaultHandler(
       const apiVersion = url.searchParams.get('api-version');
       if (!req.headers.authorization) {
         req.resume();
-        throw new EmulatedVaultRequestError(
-          401,
-          'Unauthorized',
-          'AKV10000: Request is missing a Bearer or PoP token.',
-        );
+        throw new EmulatedVaultRequestError(401, 'Unauthorized', 'Request is missing a Bearer or PoP token.');
       }
       const principal = await o.auth.authenticate(req.headers.authorization, o.resource);
       if (!apiVersion) throw VaultErrors.badParameter("The 'api-version' query parameter is missing.");

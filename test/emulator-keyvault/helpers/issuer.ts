@@ -19,6 +19,8 @@ export interface TestIssuer {
   close(): Promise<void>;
   /** How many JWKS fetches the issuer served. */
   jwksFetches(): number;
+  /** Replaces the signing key (new kid); the JWKS then lists only the new key. */
+  rotateSigningKey(): Promise<void>;
 }
 
 export const SNP_CLAIMS = {
@@ -35,11 +37,42 @@ export const SNP_CLAIMS = {
   'x-ms-ver': '1.0',
 };
 
-export async function startTestIssuer(ca: EmulatorCa, now: () => Date): Promise<TestIssuer> {
-  const signing = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const transfer = generateKeyPairSync('rsa', { modulusLength: 2048 });
+export interface TestIssuerOptions {
+  /**
+   * Serve keys like MAA: no OpenID metadata, JWKS at `/certs` whose keys carry only `kid`, `kty` and an
+   * `x5c` certificate (issued by the emulator CA), no `n`/`e`.
+   */
+  maaShape?: boolean;
+}
+
+interface SigningKey {
+  kid: string;
+  privateKey: KeyObject;
+  jwk: Record<string, unknown>;
+}
+
+async function newSigningKey(ca: EmulatorCa, maaShape: boolean): Promise<SigningKey> {
   const kid = randomUUID();
-  const jwk = { ...(await exportJWK(signing.publicKey)), kid, alg: 'RS256', use: 'sig' };
+  if (maaShape) {
+    const cert = await ca.issueSigningCertificate({ commonName: 'test attestation signing', keyType: 'rsa' });
+    return { kid, privateKey: cert.privateKey, jwk: { kid, kty: 'RSA', x5c: [cert.x5c[0]] } };
+  }
+  const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    kid,
+    privateKey: pair.privateKey,
+    jwk: { ...(await exportJWK(pair.publicKey)), kid, alg: 'RS256', use: 'sig' },
+  };
+}
+
+export async function startTestIssuer(
+  ca: EmulatorCa,
+  now: () => Date,
+  options: TestIssuerOptions = {},
+): Promise<TestIssuer> {
+  const maaShape = options.maaShape ?? false;
+  let signing = await newSigningKey(ca, maaShape);
+  const transfer = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const transferJwk = {
     ...(await exportJWK(transfer.publicKey)),
     kid: 'TpmEphemeralEncryptionKey',
@@ -50,11 +83,11 @@ export async function startTestIssuer(ca: EmulatorCa, now: () => Date): Promise<
   let url = '';
   const server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
     res.setHeader('content-type', 'application/json');
-    if (req.url === '/.well-known/openid-configuration') {
+    if (req.url === '/.well-known/openid-configuration' && !maaShape) {
       res.end(JSON.stringify({ issuer: url, jwks_uri: `${url}/certs` }));
     } else if (req.url === '/certs') {
       fetches++;
-      res.end(JSON.stringify({ keys: [jwk] }));
+      res.end(JSON.stringify({ keys: [signing.jwk] }));
     } else {
       res.statusCode = 404;
       res.end('{}');
@@ -66,8 +99,11 @@ export async function startTestIssuer(ca: EmulatorCa, now: () => Date): Promise<
     url,
     transferKey: { ...transfer, kid: 'TpmEphemeralEncryptionKey' },
     jwksFetches: () => fetches,
-    async token(claims = {}, options = {}) {
-      const iat = options.iat ?? Math.floor(now().getTime() / 1000);
+    async rotateSigningKey() {
+      signing = await newSigningKey(ca, maaShape);
+    },
+    async token(claims = {}, tokenOptions = {}) {
+      const iat = tokenOptions.iat ?? Math.floor(now().getTime() / 1000);
       const body: Record<string, unknown> = {
         ...SNP_CLAIMS,
         'x-ms-runtime': { keys: [transferJwk] },
@@ -75,12 +111,12 @@ export async function startTestIssuer(ca: EmulatorCa, now: () => Date): Promise<
       };
       for (const [k, v] of Object.entries(body)) if (v === null) delete body[k];
       return new SignJWT(body)
-        .setProtectedHeader({ alg: 'RS256', kid, jku: `${url}/certs`, typ: 'JWT' })
+        .setProtectedHeader({ alg: 'RS256', kid: signing.kid, jku: `${url}/certs`, typ: 'JWT' })
         .setIssuer(url)
         .setIssuedAt(iat)
         .setNotBefore(iat)
-        .setExpirationTime(iat + (options.lifetimeSeconds ?? 8 * 3600))
-        .sign(options.key ?? signing.privateKey);
+        .setExpirationTime(iat + (tokenOptions.lifetimeSeconds ?? 8 * 3600))
+        .sign(tokenOptions.key ?? signing.privateKey);
     },
     close: () =>
       new Promise<void>((resolve) => {

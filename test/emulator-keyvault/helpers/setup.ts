@@ -6,7 +6,7 @@ import {
   type KeyVaultEmulatorOptions,
   startKeyVaultEmulator,
 } from '../../../src/emulator/keyvault/index.js';
-import { startTestIssuer, type TestIssuer } from './issuer.js';
+import { startTestIssuer, type TestIssuer, type TestIssuerOptions } from './issuer.js';
 
 let sharedCa: Promise<EmulatorCa> | undefined;
 
@@ -28,10 +28,11 @@ export async function startVault(
 export async function startVaultWithIssuer(
   t: ExecutionContext,
   options: KeyVaultEmulatorOptions = {},
+  issuerOptions: TestIssuerOptions = {},
 ): Promise<{ emu: KeyVaultEmulator; issuer: TestIssuer }> {
   const emu = await startVault(t, options);
   const ca = await testCa();
-  const issuer = await startTestIssuer(ca, () => emu.clock.now());
+  const issuer = await startTestIssuer(ca, () => emu.clock.now(), issuerOptions);
   t.teardown(() => issuer.close());
   emu.trustIssuer({ issuer: issuer.url, ca: ca.certPem });
   return { emu, issuer };
