@@ -1,6 +1,6 @@
 import { TpmError } from '../errors.js';
 import type { TpmTransport } from '../hal/types.js';
-import { commandName, TPM_ST } from './constants.js';
+import { commandName, TPM_CC, TPM_ST } from './constants.js';
 import { TpmReader, TpmWriter } from './marshal.js';
 import { RETRYABLE_RCS, tpmErrorFor } from './rc.js';
 import type { AuthSession } from './sessions.js';
@@ -56,9 +56,12 @@ export class Tpm {
     let delay = this.#initialDelay;
     for (let attempt = 1; ; attempt++) {
       const response = await this.transport.transmit(command);
+      const handles: number[] = [];
       try {
-        return parseResponse(response, request);
+        return parseResponse(response, request, handles);
       } catch (error) {
+        // A handle the TPM created is ours even when the rest of its answer is unusable: do not leak it.
+        for (const h of handles) await this.transport.transmit(flushCommand(h)).catch(() => {});
         if (!(error instanceof TpmError) || !RETRYABLE_RCS.has(error.rc) || attempt >= this.#attempts)
           throw error;
       }
@@ -87,7 +90,11 @@ export function buildCommand(request: CommandRequest): Uint8Array {
   return w.finish();
 }
 
-function parseResponse(response: Uint8Array, request: CommandRequest): CommandResponse {
+function flushCommand(handle: number): Uint8Array {
+  return buildCommand({ cc: TPM_CC.FlushContext, params: (w) => w.u32(handle) });
+}
+
+function parseResponse(response: Uint8Array, request: CommandRequest, handles: number[]): CommandResponse {
   const name = commandName(request.cc);
   const r = new TpmReader(response, `${name} response`);
   const tag = r.u16('tag');
@@ -98,7 +105,6 @@ function parseResponse(response: Uint8Array, request: CommandRequest): CommandRe
     // A TPM answers errors with a bare header; the code is what matters.
     throw tpmErrorFor(rc, name);
   }
-  const handles: number[] = [];
   for (let i = 0; i < (request.responseHandles ?? 0); i++) handles.push(r.u32('response handle'));
   if (tag === TPM_ST.SESSIONS) {
     const paramSize = r.u32('parameterSize');

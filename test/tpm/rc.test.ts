@@ -101,3 +101,38 @@ test('malformed responses: wrong size, truncated parameters, trailing bytes, bad
     instanceOf: TpmMalformedDataError,
   });
 });
+
+test('a created handle whose response cannot be parsed is flushed, not leaked', async (t) => {
+  const { createPrimary } = await import('../../src/tpm/commands/object.js');
+  const { startAuthSession } = await import('../../src/tpm/commands/policy.js');
+  const { rsaTemplate } = await import('../../src/tpm/structures.js');
+  const flushed: number[] = [];
+  const answer = (body: number[], tag = 0x8001) => {
+    const f = Buffer.from(frame(0, body));
+    f.writeUInt16BE(tag, 0);
+    return f;
+  };
+  const transport: TpmTransport = {
+    async transmit(cmd) {
+      const c = Buffer.from(cmd);
+      const cc = c.readUInt32BE(6);
+      if (cc === 0x165) {
+        flushed.push(c.readUInt32BE(10));
+        return frame(0);
+      }
+      // CreatePrimary: a handle, then a session area that is cut short. StartAuthSession: handle, bad nonce.
+      if (cc === 0x131) return answer([0x80, 0, 0, 1, 0, 0, 0, 9, 1, 2], 0x8002);
+      return answer([0x03, 0, 0, 7, 0, 40, 1]);
+    },
+    async close() {},
+  };
+  const tpm = new Tpm(transport);
+  await t.throwsAsync(
+    createPrimary(tpm, { hierarchy: 0x40000007, template: rsaTemplate({ objectAttributes: 0 }) }),
+    {
+      instanceOf: TpmMalformedDataError,
+    },
+  );
+  await t.throwsAsync(startAuthSession(tpm), { instanceOf: TpmMalformedDataError });
+  t.deepEqual(flushed, [0x80000001, 0x03000007]);
+});

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { TPM_ALG, TPM_CC, TPM_RH, TPM_SE } from '../constants.js';
 import { digestSize, NULL_SYM, type PcrSelection, writePcrSelection, writeSymDef } from '../structures.js';
 import type { Tpm } from '../tpm.js';
+import { flushContext } from './object.js';
 
 export interface StartedSession {
   handle: number;
@@ -26,9 +27,15 @@ export async function startAuthSession(
       w.u16(authHash);
     },
   });
-  const nonceTpm = r.tpm2b('nonceTPM', 64);
-  r.expectEnd();
-  return { handle: handles[0]!, nonceTpm };
+  const handle = handles[0]!;
+  try {
+    const nonceTpm = r.tpm2b('nonceTPM', 64);
+    r.expectEnd();
+    return { handle, nonceTpm };
+  } catch (error) {
+    await flushContext(tpm, handle).catch(() => {});
+    throw error;
+  }
 }
 
 /** TPM2_PolicyPCR: with an empty `pcrDigest` the TPM uses the current PCR values. */
