@@ -408,6 +408,96 @@ export class TransferKeyDecryptError extends CvmSkrError {
 // maa / keyvault / rotation / emulator
 // ---------------------------------------------------------------------------------------------------------
 // (attestation, release, rotation and emulator errors go here)
+// maa + emulated hardware
+
+/**
+ * The attestation service answered with an error (HTTP status other than 200). `status` is the HTTP status;
+ * `serviceCode` the service's error code when its body had one. The message quotes the service's reason.
+ */
+export class AttestationRequestError extends CvmSkrError {
+  static override code = 'ERR_ATTESTATION_REQUEST';
+  readonly status?: number;
+  readonly serviceCode?: string;
+
+  constructor(
+    message: string,
+    details: { status?: number; serviceCode?: string } = {},
+    options?: CvmSkrErrorOptions,
+  ) {
+    super(message, options);
+    if (details.status !== undefined) this.status = details.status;
+    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+  }
+}
+
+/** The attestation service's answer is not shaped as expected, or its encrypted token could not be opened. */
+export class AttestationResponseError extends CvmSkrError {
+  static override code = 'ERR_ATTESTATION_RESPONSE';
+}
+
+/**
+ * An attestation token was rejected. Subclasses say why (signature, issuer, validity, key, algorithm); the
+ * token itself is never part of the message.
+ */
+export class AttestationTokenError extends CvmSkrError {
+  static override code = 'ERR_ATTESTATION_TOKEN';
+}
+
+/** The token is not a compact JWS with a JSON header and payload. */
+export class AttestationTokenMalformedError extends AttestationTokenError {
+  static override code = 'ERR_ATTESTATION_TOKEN_MALFORMED';
+}
+
+/** The token's `alg` is not RS256 (e.g. `none` or HS256). */
+export class AttestationTokenAlgorithmError extends AttestationTokenError {
+  static override code = 'ERR_ATTESTATION_TOKEN_ALGORITHM';
+}
+
+/** The token's signature does not verify under the attestation service's key. */
+export class AttestationTokenSignatureError extends AttestationTokenError {
+  static override code = 'ERR_ATTESTATION_TOKEN_SIGNATURE';
+}
+
+/** The token's `iss` is not the configured attestation endpoint. */
+export class AttestationTokenIssuerError extends AttestationTokenError {
+  static override code = 'ERR_ATTESTATION_TOKEN_ISSUER';
+}
+
+/** The token is expired or not yet valid (`exp`/`nbf`, with the allowed clock skew). */
+export class AttestationTokenExpiredError extends AttestationTokenError {
+  static override code = 'ERR_ATTESTATION_TOKEN_EXPIRED';
+}
+
+/** No signing key for the token: unknown `kid` (after one refetch), or a `jku` outside the configured host. */
+export class AttestationTokenKeyError extends AttestationTokenError {
+  static override code = 'ERR_ATTESTATION_TOKEN_KEY';
+}
+
+/** The AK in the TPM evidence is not the AK the HCL report (`HCLAkPub`) or the AK certificate names. */
+export class AkMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_AK_MISMATCH';
+}
+
+/** The AK certificate is unusable or not issued by a trusted vTPM CA. */
+export class AkCertificateError extends EvidenceVerificationError {
+  static override code = 'ERR_AK_CERTIFICATE';
+}
+
+/** The transfer key's certification by the AK does not verify, or the key is not a TPM-bound decryption key. */
+export class TransferKeyCertifyError extends EvidenceVerificationError {
+  static override code = 'ERR_TRANSFER_KEY_CERTIFY';
+}
+
+/** The runtime data of a SevSnpVm request is not what the report binds, or not usable JSON with a key. */
+export class RuntimeDataBindingError extends EvidenceVerificationError {
+  static override code = 'ERR_RUNTIME_DATA_BINDING';
+}
+
+/** Evidence verified but an attestation policy rule of the (emulated) service refuses it. */
+export class AttestationPolicyError extends EvidenceVerificationError {
+  static override code = 'ERR_ATTESTATION_POLICY';
+}
+
 // rotation
 
 /** An ISO-8601 duration (e.g. `P18M`, `PT48H`) did not parse; `field` names where it came from. */
@@ -490,6 +580,16 @@ export class KeyWrapError extends CvmSkrError {
 /** A key release was refused: attestation token not acceptable, or the release policy not satisfied. */
 export class ReleaseDeniedError extends CvmSkrError {
   static override code = 'ERR_RELEASE_DENIED';
+}
+
+/** The vault's release answer failed verification (signature, chain, host, or content); nothing was unwrapped. */
+export class ReleaseResponseInvalidError extends CvmSkrError {
+  static override code = 'ERR_RELEASE_RESPONSE_INVALID';
+}
+
+/** The released key could not be unwrapped with the transfer key (wrong key, damaged or truncated ciphertext). */
+export class UnwrapFailedError extends CvmSkrError {
+  static override code = 'ERR_UNWRAP_FAILED';
 }
 
 /** The emulator could not start or was used after close. */

@@ -1,0 +1,72 @@
+import { webcrypto } from 'node:crypto';
+import { x509 } from '../../src/snp/x509.js';
+
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+const RSA = {
+  name: 'RSASSA-PKCS1-v1_5',
+  hash: 'SHA-256',
+  publicExponent: new Uint8Array([1, 0, 1]),
+  modulusLength: 2048,
+};
+
+export interface TestCert {
+  cert: x509.X509Certificate;
+  keys: CryptoKeyPair;
+  /** base64 DER, as in x5c */
+  b64: string;
+  pem: string;
+}
+
+function wrap(cert: x509.X509Certificate, keys: CryptoKeyPair): TestCert {
+  return { cert, keys, b64: Buffer.from(cert.rawData).toString('base64'), pem: cert.toString('pem') };
+}
+
+/** A self-signed test CA. */
+export async function testCa(name = 'test root', days = 30): Promise<TestCert> {
+  const keys = (await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01',
+    name: `CN=${name}`,
+    notBefore: new Date(Date.now() - 86_400_000),
+    notAfter: new Date(Date.now() + days * 86_400_000),
+    keys,
+    signingAlgorithm: RSA,
+    extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+  });
+  return wrap(cert, keys);
+}
+
+/** A leaf signed by `issuer`, naming `dns`/`ip` in its subject alternative names. */
+export async function testLeaf(
+  issuer: TestCert,
+  options: {
+    cn?: string;
+    dns?: string[];
+    ip?: string[];
+    notBefore?: Date;
+    notAfter?: Date;
+    ca?: boolean;
+  } = {},
+): Promise<TestCert> {
+  const keys = (await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const names = [
+    ...(options.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(options.ip ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: '02',
+    subject: `CN=${options.cn ?? 'release signing'}`,
+    issuer: issuer.cert.subject,
+    notBefore: options.notBefore ?? new Date(Date.now() - 86_400_000),
+    notAfter: options.notAfter ?? new Date(Date.now() + 10 * 86_400_000),
+    signingKey: issuer.keys.privateKey,
+    publicKey: keys.publicKey,
+    signingAlgorithm: RSA,
+    extensions: [
+      new x509.BasicConstraintsExtension(options.ca ?? false, undefined, true),
+      ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
+    ],
+  });
+  return wrap(cert, keys);
+}
