@@ -111,35 +111,39 @@ function component(b: Uint8Array, offset: number, what: string): Uint8Array {
 function parsePolicy(raw: bigint): SnpGuestPolicy {
   if ((raw & ~POLICY_DEFINED) !== 0n) fail(`guest policy 0x${raw.toString(16)} sets reserved bits 26-63`);
   if ((raw & POLICY_RESERVED_ONE) === 0n) fail('guest policy bit 17 is reserved and must be one');
-  const bit = (n: number): boolean => ((raw >> BigInt(n)) & 1n) === 1n;
+  const lo = Number(raw & 0xffffffffn);
   return {
-    abiMinor: Number(raw & 0xffn),
-    abiMajor: Number((raw >> 8n) & 0xffn),
-    smt: bit(16),
-    migrateMa: bit(18),
-    debug: bit(19),
-    singleSocket: bit(20),
-    cxlAllow: bit(21),
-    memAes256Xts: bit(22),
-    raplDis: bit(23),
-    ciphertextHiding: bit(24),
-    pageSwapDisable: bit(25),
+    abiMinor: lo & 0xff,
+    abiMajor: (lo >>> 8) & 0xff,
+    smt: ((lo >>> 16) & 1) === 1,
+    migrateMa: ((lo >>> 18) & 1) === 1,
+    debug: ((lo >>> 19) & 1) === 1,
+    singleSocket: ((lo >>> 20) & 1) === 1,
+    cxlAllow: ((lo >>> 21) & 1) === 1,
+    memAes256Xts: ((lo >>> 22) & 1) === 1,
+    raplDis: ((lo >>> 23) & 1) === 1,
+    ciphertextHiding: ((lo >>> 24) & 1) === 1,
+    pageSwapDisable: ((lo >>> 25) & 1) === 1,
     raw,
   };
 }
 
 function parsePlatformInfo(raw: bigint): SnpPlatformInfo {
-  const bit = (n: number): boolean => ((raw >> BigInt(n)) & 1n) === 1n;
+  const lo = Number(raw & 0xffn);
   return {
-    smtEnabled: bit(0),
-    tsmeEnabled: bit(1),
-    eccEnabled: bit(2),
-    raplDisabled: bit(3),
-    ciphertextHidingEnabled: bit(4),
-    aliasCheckComplete: bit(5),
-    tioEnabled: bit(7),
+    smtEnabled: (lo & 1) === 1,
+    tsmeEnabled: ((lo >>> 1) & 1) === 1,
+    eccEnabled: ((lo >>> 2) & 1) === 1,
+    raplDisabled: ((lo >>> 3) & 1) === 1,
+    ciphertextHidingEnabled: ((lo >>> 4) & 1) === 1,
+    aliasCheckComplete: ((lo >>> 5) & 1) === 1,
+    tioEnabled: ((lo >>> 7) & 1) === 1,
     raw,
   };
+}
+
+function firmwareVersion(b: Uint8Array, o: number): SnpFirmwareVersion {
+  return { build: b[o] as number, minor: b[o + 1] as number, major: b[o + 2] as number };
 }
 
 /**
@@ -152,14 +156,11 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
   if (bytes.length !== SNP_REPORT_SIZE) fail(`expected ${SNP_REPORT_SIZE} bytes, got ${bytes.length}`);
   const b = new Uint8Array(bytes);
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const u32 = (o: number): number => view.getUint32(o, true);
-  const u64 = (o: number): bigint => view.getBigUint64(o, true);
-  const slice = (o: number, n: number): Uint8Array => b.subarray(o, o + n);
 
-  const version = u32(0x00);
+  const version = view.getUint32(0x00, true);
   if (version < 2 || version > 5) fail(`version ${version} is not supported (2 to 5)`);
 
-  const keyInfo = u32(0x48);
+  const keyInfo = view.getUint32(0x48, true);
   if (keyInfo >>> 5 !== 0)
     fail(`reserved bits 5-31 of the key info word 0x${keyInfo.toString(16)} must be zero`);
   const signer = SIGNING_KEYS[(keyInfo >>> 2) & 7];
@@ -186,48 +187,41 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
   const s = component(b, 0x2e8, 'signature S');
   reserved(b, 0x330, SNP_REPORT_SIZE, 'after the signature');
 
-  const tcb = (o: number): TcbVersion => decodeTcb(u64(o), product);
-  const fw = (o: number): SnpFirmwareVersion => ({
-    build: b[o] as number,
-    minor: b[o + 1] as number,
-    major: b[o + 2] as number,
-  });
-
   const report: SnpReport = {
     version,
-    guestSvn: u32(0x04),
-    policy: parsePolicy(u64(0x08)),
-    familyId: slice(0x10, 16),
-    imageId: slice(0x20, 16),
-    vmpl: u32(0x30),
-    signatureAlgo: u32(0x34),
-    currentTcb: tcb(0x38),
-    platformInfo: parsePlatformInfo(u64(0x40)),
+    guestSvn: view.getUint32(0x04, true),
+    policy: parsePolicy(view.getBigUint64(0x08, true)),
+    familyId: b.subarray(0x10, 0x10 + 16),
+    imageId: b.subarray(0x20, 0x20 + 16),
+    vmpl: view.getUint32(0x30, true),
+    signatureAlgo: view.getUint32(0x34, true),
+    currentTcb: decodeTcb(view.getBigUint64(0x38, true), product),
+    platformInfo: parsePlatformInfo(view.getBigUint64(0x40, true)),
     authorKeyEnabled: (keyInfo & 1) === 1,
     maskChipKey: (keyInfo & 2) === 2,
     signer,
-    reportData: slice(0x50, 64),
-    measurement: slice(0x90, 48),
-    hostData: slice(0xc0, 32),
-    idKeyDigest: slice(0xe0, 48),
-    authorKeyDigest: slice(0x110, 48),
-    reportId: slice(0x140, 32),
-    reportIdMa: slice(0x160, 32),
-    reportedTcb: tcb(0x180),
-    chipId: slice(0x1a0, 64),
-    committedTcb: tcb(0x1e0),
-    currentVersion: fw(0x1e8),
-    committedVersion: fw(0x1ec),
-    launchTcb: tcb(0x1f0),
+    reportData: b.subarray(0x50, 0x50 + 64),
+    measurement: b.subarray(0x90, 0x90 + 48),
+    hostData: b.subarray(0xc0, 0xc0 + 32),
+    idKeyDigest: b.subarray(0xe0, 0xe0 + 48),
+    authorKeyDigest: b.subarray(0x110, 0x110 + 48),
+    reportId: b.subarray(0x140, 0x140 + 32),
+    reportIdMa: b.subarray(0x160, 0x160 + 32),
+    reportedTcb: decodeTcb(view.getBigUint64(0x180, true), product),
+    chipId: b.subarray(0x1a0, 0x1a0 + 64),
+    committedTcb: decodeTcb(view.getBigUint64(0x1e0, true), product),
+    currentVersion: firmwareVersion(b, 0x1e8),
+    committedVersion: firmwareVersion(b, 0x1ec),
+    launchTcb: decodeTcb(view.getBigUint64(0x1f0, true), product),
     signature: { r, s },
-    signedBytes: slice(0, SNP_SIGNED_SIZE),
+    signedBytes: b.subarray(0, SNP_SIGNED_SIZE),
     raw: b,
   };
   if (cpuid !== undefined) report.cpuid = cpuid;
   if (product !== undefined) report.product = product;
   if (version >= 5) {
-    report.launchMitigationVector = u64(0x1f8);
-    report.currentMitigationVector = u64(0x200);
+    report.launchMitigationVector = view.getBigUint64(0x1f8, true);
+    report.currentMitigationVector = view.getBigUint64(0x200, true);
   }
   return report;
 }

@@ -22,11 +22,26 @@ export type TcbComponent = 'bootloader' | 'tee' | 'snp' | 'microcode' | 'fmc';
  * version-2 reports lack cpuid, and those come from pre-Turin firmware.
  */
 export function decodeTcb(raw: bigint, product: SnpProduct | undefined): TcbVersion {
-  const byte = (i: number): number => Number((raw >> BigInt(i * 8)) & 0xffn);
+  // Two BigInt operations and no closures: report parsing is on the warm verification path.
+  const lo = Number(raw & 0xffffffffn);
+  const hi = Number((raw >> 32n) & 0xffffffffn);
   if (product === 'Turin') {
-    return { fmc: byte(0), bootloader: byte(1), tee: byte(2), snp: byte(3), microcode: byte(7), raw };
+    return {
+      fmc: lo & 0xff,
+      bootloader: (lo >>> 8) & 0xff,
+      tee: (lo >>> 16) & 0xff,
+      snp: lo >>> 24,
+      microcode: hi >>> 24,
+      raw,
+    };
   }
-  return { bootloader: byte(0), tee: byte(1), snp: byte(6), microcode: byte(7), raw };
+  return {
+    bootloader: lo & 0xff,
+    tee: (lo >>> 8) & 0xff,
+    snp: (hi >>> 16) & 0xff,
+    microcode: hi >>> 24,
+    raw,
+  };
 }
 
 /** Packs TCB components into the u64 layout of `product`. */
