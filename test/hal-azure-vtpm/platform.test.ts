@@ -1,4 +1,6 @@
 import { constants, createHash, createPublicKey, publicEncrypt, randomBytes, verify } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import test from 'ava';
 import {
   type CvmSkrError,
@@ -20,7 +22,7 @@ import { nvRead } from '../../src/tpm/commands/nv.js';
 import { pcrExtend } from '../../src/tpm/commands/pcr.js';
 import { TPM_ALG, TPM_CC, TPM_ST, TPMA_OBJECT } from '../../src/tpm/constants.js';
 import { TpmReader } from '../../src/tpm/marshal.js';
-import { storeNvBlob } from '../../src/tpm/provision.js';
+import { provisionAzureVtpmLayout, storeNvBlob } from '../../src/tpm/provision.js';
 import { policyPcrDigest } from '../../src/tpm/sessions.js';
 import { computeName, parseAttest, readTpm2bPublic } from '../../src/tpm/structures.js';
 import { Tpm } from '../../src/tpm/tpm.js';
@@ -373,4 +375,43 @@ test('derPrefix: an AK certificate in a larger NV index is cut to its DER length
   t.is(derPrefix(notDer), notDer);
   const tooShort = Buffer.from([0x30, 0x82, 0x10, 0x00, 1]);
   t.is(derPrefix(tooShort), tooShort);
+});
+
+test('the whole sequence through AzureVtpmPlatform.open({ path }) on the swtpm Unix socket (native transport)', async (t) => {
+  if (!requireSwtpm(t)) return;
+  const swtpm = await startSwtpm();
+  t.teardown(swtpm.stop);
+  const setup = await connectSwtpm(swtpm);
+  const layout = await provisionAzureVtpmLayout(setup, { hclReport: swtpmSizedHclReport() });
+  await setup.close();
+  const eventLogPath = path.join(swtpm.dir, 'event-log.bin');
+  await writeFile(eventLogPath, Buffer.from('fake TCG log'));
+  let platform: AzureVtpmPlatform;
+  try {
+    platform = await AzureVtpmPlatform.open({ path: swtpm.socketPath, eventLogPath });
+  } catch (error) {
+    const code = (error as CvmSkrError).code;
+    if (process.env.CI !== 'true' && (code === 'ERR_UNSUPPORTED_PLATFORM' || code === 'ERR_ADDON_LOAD')) {
+      t.log(`native transport unavailable, skipped: ${(error as Error).message}`);
+      return t.pass();
+    }
+    throw error;
+  }
+  t.teardown(() => platform.close());
+  const ev = await platform.collectEvidence({ nonce: Buffer.from('n') });
+  t.deepEqual(Buffer.from(ev.tcgLog).toString(), 'fake TCG log');
+  t.true(verify('sha256', ev.quote, layout.ak.publicKey, ev.quoteSignature));
+  t.true(verify('sha256', ev.encKeyCertifyInfo, layout.ak.publicKey, ev.encKeyCertifyInfoSignature));
+  const key = await platform.transferKey();
+  const secret = randomBytes(32);
+  const ct = publicEncrypt(
+    { key: createPublicKey({ key: key.jwk, format: 'jwk' }), padding: constants.RSA_PKCS1_PADDING },
+    secret,
+  );
+  t.deepEqual(await key.decrypt(ct, 'rsaes'), secret);
+  await platform.close();
+  // close() flushed the key and closed the transport it opened, so the socket takes a new client with no objects.
+  const check = await connectSwtpm(swtpm);
+  t.teardown(() => check.close());
+  t.deepEqual(await getHandles(new Tpm(check), 0x80000000), []);
 });
