@@ -392,3 +392,16 @@ test('ManagedIdentityCredential works against the token endpoint (IDENTITY_ENDPO
   const k = await client.createEcKey('via-msi');
   t.is(k.name, 'via-msi');
 });
+
+test('a soft-deleted key is purged by the system after the retention period', async (t) => {
+  const emu = await startVault(t, { clock: { frozen: true } });
+  const client = emu.keyClient();
+  await client.createEcKey('retained');
+  await (await client.beginDeleteKey('retained', { intervalInMs: 10 })).pollUntilDone();
+  await emu.clock.advance('P89D');
+  t.is((await client.getDeletedKey('retained')).name, 'retained');
+  await emu.clock.advance('P1D');
+  const gone = await serviceError(t, client.getDeletedKey('retained'));
+  t.is(gone.statusCode, 404);
+  t.is((await client.createEcKey('retained')).name, 'retained', 'the name is free again');
+});

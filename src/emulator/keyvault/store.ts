@@ -728,7 +728,12 @@ export class VaultStore implements ClockTask {
   nextDueMs(): number | undefined {
     let next: number | undefined;
     for (const key of this.#keys.values()) {
-      if (key.deleted) continue;
+      if (key.deleted) {
+        // Soft-deleted keys are purged by the system at their scheduled purge date.
+        const at = key.deleted.scheduledPurgeDate * 1000;
+        if (next === undefined || at < next) next = at;
+        continue;
+      }
       for (const at of Object.values(this.#due(key))) {
         if (at !== undefined && (next === undefined || at < next)) next = at;
       }
@@ -738,7 +743,13 @@ export class VaultStore implements ClockTask {
 
   async runDue(nowMs: number): Promise<void> {
     for (const key of [...this.#keys.values()]) {
-      if (key.deleted) continue;
+      if (key.deleted) {
+        if (key.deleted.scheduledPurgeDate * 1000 <= nowMs) {
+          this.#keys.delete(key.name.toLowerCase());
+          this.#onChange();
+        }
+        continue;
+      }
       const due = this.#due(key);
       const v = this.#version(key);
       if (due.nearExpiry !== undefined && due.nearExpiry <= nowMs) {
