@@ -218,17 +218,35 @@ export class VcekFetcher {
     options: { product?: SnpProduct; signal?: AbortSignal } = {},
   ): Promise<FetchedCertificates> {
     const key = `${toHex(report.chipId)}:${report.reportedTcb.raw.toString(16)}`;
-    return this.#cache.get(key, () => this.#load(report, options));
+    // The shared fetch is not tied to any one caller's signal (only to the timeout), so one caller giving up
+    // does not fail the others waiting on it; each caller's own signal ends only its own wait.
+    const product = options.product;
+    const shared = this.#cache.get(key, () => this.#load(report, product === undefined ? {} : { product }));
+    const signal = options.signal;
+    if (signal === undefined) return shared;
+    if (signal.aborted) throw new AbortError('VCEK lookup aborted');
+    return new Promise<FetchedCertificates>((resolve, reject) => {
+      const onAbort = (): void => reject(new AbortError('VCEK lookup aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      shared.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
   }
 
   async #load(
     report: SnpReport,
-    options: { product?: SnpProduct; signal?: AbortSignal },
+    options: { product?: SnpProduct },
   ): Promise<{ value: FetchedCertificates; ttlSeconds?: number }> {
-    const http: HttpOptions = {
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-      ...(this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs }),
-    };
+    const http: HttpOptions =
+      this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs };
     const failures: string[] = [];
     let status: number | undefined;
     for (const source of this.#options.sources ?? ['container', 'thim', 'kds']) {
@@ -272,7 +290,6 @@ export class VcekFetcher {
         const value = { certificates: loadSnpCertificates(der), source };
         return maxAgeSeconds === undefined ? { value } : { value, ttlSeconds: maxAgeSeconds };
       } catch (error) {
-        if (error instanceof AbortError) throw error;
         if (error instanceof VcekFetchError && error.status !== undefined) status = error.status;
         failures.push(`${source}: ${error instanceof Error ? error.message : String(error)}`);
       }

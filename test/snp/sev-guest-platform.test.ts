@@ -18,6 +18,8 @@ const chipId = randomBytes(64);
 class FakeSnpProvider implements SnpReportProvider {
   readonly name = 'configfs-tsm' as const;
   readonly requests: SnpReportRequest[] = [];
+  /** Set to simulate a provider that hands back a report for other report_data. */
+  staleReportData: Uint8Array | undefined;
   constructor(
     private readonly chain: SnpTestChain,
     private readonly withTable: boolean,
@@ -29,7 +31,7 @@ class FakeSnpProvider implements SnpReportProvider {
       cpuid: { family: 0x19, model: 0x01, stepping: 1 },
       chipId,
       reportedTcb: encodeTcb(tcb, 'Milan'),
-      reportData: request.reportData,
+      reportData: this.staleReportData ?? request.reportData,
       vmpl: request.vmpl ?? 0,
     });
     const report = signSnpReport(body, this.chain.leafKey);
@@ -165,4 +167,13 @@ test('close: evidence and decryption refuse afterwards', async (t) => {
   t.throws(() => new SevGuestPlatform({ provider: new FakeSnpProvider(chain, true), vmpl: 4 }), {
     code: 'ERR_INVALID_ARGUMENT',
   });
+});
+
+test('a provider returning a report for other report_data is refused', async (t) => {
+  const chain = await testChain();
+  const provider = new FakeSnpProvider(chain, true);
+  provider.staleReportData = new Uint8Array(64).fill(7);
+  const platform = new SevGuestPlatform({ provider, vcekFetcher: false });
+  t.teardown(() => platform.close());
+  await t.throwsAsync(platform.collectEvidence(), { code: 'ERR_SNP_REPORT_DATA' });
 });

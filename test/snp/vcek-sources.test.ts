@@ -248,3 +248,21 @@ test('confidential containers: UVM_HOST_AMD_CERTIFICATE or host-amd-cert-base64'
   });
   await t.throwsAsync(other.certificatesFor(report), { instanceOf: VcekFetchError, message: /tcbm/ });
 });
+
+test('one caller aborting does not fail the others sharing the fetch', async (t) => {
+  const { base, hits } = await startServer(t, (req, res) => {
+    setTimeout(() => thimHandler(aciThim())(req, res), 100);
+  });
+  const fetcher = new VcekFetcher({ sources: ['thim'], thimUrl: base });
+  const report = parseSnpReport(aciReport());
+  const controller = new AbortController();
+  const quitter = fetcher.certificatesFor(report, { signal: controller.signal });
+  const patient = fetcher.certificatesFor(report);
+  const alsoPatient = fetcher.certificatesFor(report, { signal: new AbortController().signal });
+  await delay(20);
+  controller.abort();
+  await t.throwsAsync(quitter, { instanceOf: AbortError });
+  t.is((await patient).source, 'thim');
+  t.is((await alsoPatient).source, 'thim');
+  t.is(hits.length, 1);
+});

@@ -6,9 +6,11 @@ import {
   InvalidArgumentError,
   PlatformClosedError,
   SnpCertificateError,
+  SnpReportDataMismatchError,
   TransferKeyDecryptError,
 } from '../../errors.js';
 import { certificateBundlePem } from '../../snp/bundle.js';
+import { bytesEqual } from '../../snp/bytes.js';
 import { loadSnpCertificates, type SnpCertificates } from '../../snp/certificates.js';
 import { parseSnpReport, type SnpReport } from '../../snp/report.js';
 import type { TrustedRootInput } from '../../snp/roots.js';
@@ -189,6 +191,13 @@ export class SevGuestPlatform implements AttestationPlatform {
     });
     this.#checkOpen();
     const report = parseSnpReport(result.report);
+    // A provider that returns someone else's report (or a stale one) would bind the wrong transfer key.
+    if (!bytesEqual(report.reportData, reportData) || report.vmpl !== (this.#options.vmpl ?? 0)) {
+      throw new SnpReportDataMismatchError(
+        `the ${this.#options.provider.name} provider returned a report for other report_data or VMPL than requested`,
+        'report-data',
+      );
+    }
     const certificates = await this.#certificates(report, result.certificateTable, options.signal);
     return {
       kind: 'sev-guest',
