@@ -100,3 +100,19 @@ test('the token endpoint speaks the App Service managed identity protocol', asyn
   const noResource = await fetch(url, { headers: { 'X-IDENTITY-HEADER': emu.identityHeader } });
   t.is(noResource.status, 400);
 });
+
+test('EmulatorCredential caches tokens per resource and acts as the principal it names', async (t) => {
+  const emu = await startVault(t, { principals: [{ id: 'a' }, { id: 'b', permissions: ['list'] }] });
+  const first = await emu.credential.getToken('https://vault.azure.net/.default');
+  const second = await emu.credential.getToken(['https://vault.azure.net/.default']);
+  t.is(second.token, first.token, 'served from the cache');
+  t.true(first.expiresOnTimestamp > Date.now() + 30 * 60_000);
+  const b = await emu.credentialFor('b').getToken('https://vault.azure.net/.default');
+  const claims = JSON.parse(Buffer.from(b.token.split('.')[1]!, 'base64url').toString('utf8')) as Record<
+    string,
+    unknown
+  >;
+  t.is(claims.oid, 'b');
+  t.is(claims.aud, 'https://vault.azure.net');
+  t.is(claims.tid, emu.tenantId);
+});
