@@ -418,15 +418,18 @@ export class AttestationRequestError extends CvmSkrError {
   static override code = 'ERR_ATTESTATION_REQUEST';
   readonly status?: number;
   readonly serviceCode?: string;
+  /** The evidence check the (emulated) service names as failed, when it names one. */
+  readonly check?: string;
 
   constructor(
     message: string,
-    details: { status?: number; serviceCode?: string } = {},
+    details: { status?: number; serviceCode?: string; check?: string } = {},
     options?: CvmSkrErrorOptions,
   ) {
     super(message, options);
     if (details.status !== undefined) this.status = details.status;
     if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+    if (details.check !== undefined) this.check = details.check;
   }
 }
 
@@ -578,8 +581,61 @@ export class KeyWrapError extends CvmSkrError {
 }
 
 /** A key release was refused: attestation token not acceptable, or the release policy not satisfied. */
+export interface ReleaseDeniedDetails {
+  /** HTTP status and service error code of the refusal, when it came from a vault. */
+  statusCode?: number;
+  serviceCode?: string;
+  /** Why: the release policy was not met, or the caller lacks the `release` permission. */
+  reason?: 'policy' | 'permission';
+  /** The key's release policy, when it could be read. */
+  releasePolicy?: unknown;
+  /** The local verdict of `evaluateReleasePolicy` on the token's claims, naming every clause. */
+  evaluation?: { allowed: boolean; clauses: ReadonlyArray<{ path: string; passed: boolean; reason: string }> };
+}
+
+/** Key Vault (or the emulator) refused to release a key. */
 export class ReleaseDeniedError extends CvmSkrError {
   static override code = 'ERR_RELEASE_DENIED';
+  readonly statusCode?: number;
+  readonly serviceCode?: string;
+  readonly reason?: 'policy' | 'permission';
+  readonly releasePolicy?: unknown;
+  readonly evaluation?: ReleaseDeniedDetails['evaluation'];
+
+  constructor(message: string, details: ReleaseDeniedDetails = {}, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    if (details.statusCode !== undefined) this.statusCode = details.statusCode;
+    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+    if (details.reason !== undefined) this.reason = details.reason;
+    if (details.releasePolicy !== undefined) this.releasePolicy = details.releasePolicy;
+    if (details.evaluation !== undefined) this.evaluation = details.evaluation;
+  }
+}
+
+/** A Key Vault call failed for another reason than a release refusal (not found, bad request, auth, 5xx). */
+export class KeyVaultRequestError extends CvmSkrError {
+  static override code = 'ERR_KEYVAULT_REQUEST';
+  readonly statusCode?: number;
+  readonly serviceCode?: string;
+
+  constructor(message: string, details: { statusCode?: number; serviceCode?: string } = {}, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    if (details.statusCode !== undefined) this.statusCode = details.statusCode;
+    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+  }
+}
+
+/** The attestation service refused the evidence (HTTP 400); the message carries the service's words. */
+export class AttestationRejectedError extends CvmSkrError {
+  static override code = 'ERR_ATTESTATION_REJECTED';
+  readonly statusCode?: number;
+  readonly serviceCode?: string;
+
+  constructor(message: string, details: { statusCode?: number; serviceCode?: string } = {}, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    if (details.statusCode !== undefined) this.statusCode = details.statusCode;
+    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+  }
 }
 
 /** The vault's release answer failed verification (signature, chain, host, or content); nothing was unwrapped. */
