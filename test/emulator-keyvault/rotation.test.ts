@@ -347,3 +347,30 @@ test('a CloudEvents webhook gets one CloudEvents 1.0 event per request', async (
   t.is(ev.source, emu.events.topic);
   t.is((ev.data as { Id: string }).Id, key.id as string);
 });
+
+test('the virtual clock rotates at timeBeforeExpiry; rotation without a policy sets no expiry', async (t) => {
+  const emu = await startVault(t, { clock: { start: START, frozen: true } });
+  const client = emu.keyClient();
+  const seen: EventGridEvent[] = [];
+  emu.events.on((e) => seen.push(e));
+  const exp = plus(START, 'P1Y');
+  await client.createEcKey('tbe', { expiresOn: exp });
+  await client.updateKeyRotationPolicy('tbe', {
+    lifetimeActions: [{ action: 'Rotate', timeBeforeExpiry: 'P60D' }],
+    expiresIn: 'P1Y',
+  });
+  await emu.clock.advance('P6M');
+  t.is((await collect(client.listPropertiesOfKeyVersions('tbe'))).length, 1);
+  await emu.clock.advance('P6M');
+  const versions = await collect(client.listPropertiesOfKeyVersions('tbe'));
+  t.is(versions.length, 2);
+  const due = subtractDuration(exp, parseDuration('P60D'));
+  t.is(versions[1]!.createdOn?.getTime(), due.getTime());
+  t.is(versions[1]!.expiresOn?.getTime(), plus(due, 'P1Y').getTime());
+  // The service's added Notify P30D never fired: the version it would warn about was rotated first.
+  t.is(seen.filter((e) => e.eventType === KEY_VAULT_EVENT_TYPES.nearExpiry).length, 0);
+
+  await client.createEcKey('plain');
+  const rotated = await client.rotateKey('plain');
+  t.is(rotated.properties.expiresOn, undefined);
+});
