@@ -185,6 +185,11 @@ export {
 } from './snp/report.js';
 export { embeddedAmdRoots, type TrustedRoot, type TrustedRootInput } from './snp/roots.js';
 export {
+  type SevGuestEvidenceInput,
+  type SevGuestEvidenceResult,
+  verifySevGuestEvidence,
+} from './snp/sev-guest-evidence.js';
+export {
   decodeTcb,
   encodeTcb,
   productFromCpuid,

@@ -6,6 +6,7 @@ import { SevGuestPlatform } from '../../src/hal/platforms/sev-guest.js';
 import type { SnpReportProvider, SnpReportRequest, SnpReportResult } from '../../src/hal/types.js';
 import { encodeSnpReport, signSnpReport } from '../../src/snp/build.js';
 import { buildCertTable } from '../../src/snp/cert-table.js';
+import { verifySevGuestEvidence } from '../../src/snp/sev-guest-evidence.js';
 import { encodeTcb } from '../../src/snp/tcb.js';
 import { createSnpTestChain, type SnpTestChain } from '../../src/snp/test-chain.js';
 import { VcekFetcher } from '../../src/snp/vcek-sources.js';
@@ -176,4 +177,30 @@ test('a provider returning a report for other report_data is refused', async (t)
   const platform = new SevGuestPlatform({ provider, vcekFetcher: false });
   t.teardown(() => platform.close());
   await t.throwsAsync(platform.collectEvidence(), { code: 'ERR_SNP_REPORT_DATA' });
+});
+
+test('verifySevGuestEvidence: the platform evidence verifies; edited runtime data does not', async (t) => {
+  const chain = await testChain();
+  const platform = new SevGuestPlatform({ provider: new FakeSnpProvider(chain, true), vcekFetcher: false });
+  t.teardown(() => platform.close());
+  const evidence = await platform.collectEvidence({ nonce: Buffer.from('n') });
+  const result = verifySevGuestEvidence(evidence, { trustedRoots: [chain.arkPem] });
+  t.deepEqual(
+    result.checks.slice(-2).map((c) => [c.name, c.ok]),
+    [
+      ['runtime-data-binding', true],
+      ['runtime-data', true],
+    ],
+  );
+  t.is(result.runtime.keys[0]?.kid, (await platform.transferKey()).jwk.kid);
+  t.deepEqual(result.runtime.keys[0]?.keyOps, ['encrypt']);
+  const edited = Buffer.from(evidence.runtimeData.toString().replace('"nonce":"bg"', '"nonce":"bh"'));
+  t.notDeepEqual(edited, evidence.runtimeData);
+  const error = t.throws(
+    () => verifySevGuestEvidence({ ...evidence, runtimeData: edited }, { trustedRoots: [chain.arkPem] }),
+    {
+      code: 'ERR_SNP_REPORT_DATA',
+    },
+  );
+  t.is((error as unknown as { check: string }).check, 'runtime-data-binding');
 });
