@@ -175,13 +175,14 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
     tsfn_.Unref(env);  // an idle transport does not keep the process alive
     io_ = std::make_unique<IoThread>(device_, timeout_ms, tsfn_);
     napi_add_env_cleanup_hook(env_, &TpmHandle::OnEnvCleanup, this);
+    hook_registered_ = true;
   }
 
+  // The hook holds a raw pointer to this object: it must be removed whenever the object goes first, whether or
+  // not close() already tore the device down.
   ~TpmHandle() override {
-    if (!torn_down_) {
-      napi_remove_env_cleanup_hook(env_, &TpmHandle::OnEnvCleanup, this);
-      TearDown();
-    }
+    if (hook_registered_) napi_remove_env_cleanup_hook(env_, &TpmHandle::OnEnvCleanup, this);
+    TearDown();
   }
 
   void OnCompletion(Napi::Env env, IoCompletion* completion) {
@@ -203,6 +204,7 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
  private:
   static void OnEnvCleanup(void* arg) {
     auto* self = static_cast<TpmHandle*>(arg);
+    self->hook_registered_ = false;
     self->closed_ = true;
     self->TearDown();
   }
@@ -312,6 +314,7 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
   uint64_t next_id_ = 1;
   bool closed_ = false;
   bool torn_down_ = false;
+  bool hook_registered_ = false;
   bool keep_alive_ = false;
 };
 
