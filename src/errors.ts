@@ -369,6 +369,21 @@ export class SnpGuestSvnTooLowError extends EvidenceVerificationError {
   static override code = 'ERR_SNP_GUEST_SVN';
 }
 
+/** family_id is not the expected value. */
+export class SnpFamilyIdMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_FAMILY_ID';
+}
+
+/** image_id is not the expected value. */
+export class SnpImageIdMismatchError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_IMAGE_ID';
+}
+
+/** The firmware is provisional: committed TCB or version differs from the current one, and the caller refuses that. */
+export class SnpProvisionalFirmwareError extends EvidenceVerificationError {
+  static override code = 'ERR_SNP_PROVISIONAL_FIRMWARE';
+}
+
 /** The HCL report's runtime data does not hash to the SNP report's report_data. */
 export class HclBindingError extends EvidenceVerificationError {
   static override code = 'ERR_HCL_BINDING';

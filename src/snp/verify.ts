@@ -7,11 +7,14 @@ import {
   SnpCertificateValidityError,
   SnpChipIdMismatchError,
   SnpDebugPolicyError,
+  SnpFamilyIdMismatchError,
   SnpGuestSvnTooLowError,
   SnpHostDataMismatchError,
   SnpIdKeyDigestMismatchError,
+  SnpImageIdMismatchError,
   SnpMeasurementMismatchError,
   SnpProductMismatchError,
+  SnpProvisionalFirmwareError,
   SnpReportDataMismatchError,
   SnpSignatureError,
   SnpSignerMismatchError,
@@ -49,6 +52,12 @@ export interface VerifySnpReportOptions {
   minimumTcb?: TcbMinimum;
   idKeyDigest?: Uint8Array | string;
   minimumGuestSvn?: number;
+  familyId?: Uint8Array | string;
+  imageId?: Uint8Array | string;
+  /** Like `minimumTcb`, for launch_tcb (the TCB the guest was launched with). */
+  minimumLaunchTcb?: TcbMinimum;
+  /** Refuse provisional firmware: committed TCB and version must equal the current ones. */
+  rejectProvisionalFirmware?: boolean;
 }
 
 export interface SnpVerificationResult {
@@ -175,17 +184,15 @@ function bigU64(raw: bigint): Uint8Array {
   return out;
 }
 
-function tcbAtLeast(tcb: TcbVersion, minimum: TcbMinimum, product: SnpProduct): void {
+function tcbAtLeast(tcb: TcbVersion, minimum: TcbMinimum, product: SnpProduct, check = 'minimum-tcb'): void {
   const min = typeof minimum === 'bigint' ? decodeTcb(minimum, product) : minimum;
   for (const component of tcbComponents(product)) {
     const want = min[component];
     if (want === undefined) continue;
     const have = tcb[component] ?? 0;
     if (have < want) {
-      throw new SnpTcbTooLowError(
-        `reported_tcb ${component} SPL ${have} is below the minimum ${want}`,
-        'minimum-tcb',
-      );
+      const field = check === 'minimum-tcb' ? 'reported_tcb' : 'launch_tcb';
+      throw new SnpTcbTooLowError(`${field} ${component} SPL ${have} is below the minimum ${want}`, check);
     }
   }
 }
@@ -344,6 +351,30 @@ export function verifySnpReportInto(
         );
       }
       return { detail: `guest_svn ${report.guestSvn} >= ${minimum}`, value: undefined };
+    });
+  }
+  compare('family-id', options.familyId, report.familyId, SnpFamilyIdMismatchError);
+  compare('image-id', options.imageId, report.imageId, SnpImageIdMismatchError);
+  if (options.minimumLaunchTcb !== undefined) {
+    const minimum = options.minimumLaunchTcb;
+    runCheck(checks, 'minimum-launch-tcb', () => {
+      const launch = decodeTcb(report.launchTcb.raw, product);
+      tcbAtLeast(launch, minimum, product, 'minimum-launch-tcb');
+      return { detail: 'launch_tcb meets the minimum', value: undefined };
+    });
+  }
+  if (options.rejectProvisionalFirmware === true) {
+    runCheck(checks, 'committed-firmware', () => {
+      const cur = report.currentVersion;
+      const com = report.committedVersion;
+      const sameVersion = cur.major === com.major && cur.minor === com.minor && cur.build === com.build;
+      if (report.currentTcb.raw !== report.committedTcb.raw || !sameVersion) {
+        throw new SnpProvisionalFirmwareError(
+          `the firmware is provisional: current ${cur.major}.${cur.minor}.${cur.build} / TCB ${report.currentTcb.raw.toString(16)}, committed ${com.major}.${com.minor}.${com.build} / TCB ${report.committedTcb.raw.toString(16)}`,
+          'committed-firmware',
+        );
+      }
+      return { detail: `firmware ${cur.major}.${cur.minor}.${cur.build} committed`, value: undefined };
     });
   }
   return { ok: true, report, product, signer: kind, reportedTcb: tcb, chain: chain.path, checks };

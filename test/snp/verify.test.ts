@@ -253,6 +253,9 @@ test('policy options fail with their own codes', (t) => {
     [{ minimumTcb: 0x7408000000000003n }, 'ERR_SNP_TCB_TOO_LOW'],
     [{ idKeyDigest: new Uint8Array(48).fill(1) }, 'ERR_SNP_ID_KEY_DIGEST'],
     [{ minimumGuestSvn: 3 }, 'ERR_SNP_GUEST_SVN'],
+    [{ familyId: new Uint8Array(16).fill(1) }, 'ERR_SNP_FAMILY_ID'],
+    [{ imageId: 'ff'.repeat(16) }, 'ERR_SNP_IMAGE_ID'],
+    [{ minimumLaunchTcb: { microcode: 0x74 } }, 'ERR_SNP_TCB_TOO_LOW'],
   ];
   for (const [extra, code] of cases) {
     const error = t.throws(() => verifySnpReport(aciReport(), { ...base, ...extra }), {
@@ -298,4 +301,28 @@ test('the embedded chain of another product does not stand in for the right one'
   t.is(r.chain.at(-1)?.subject.includes('ARK-Milan'), true);
   void SnpChainError;
   void SnpUntrustedRootError;
+});
+
+test('provisional firmware is refused only when the caller asks', (t) => {
+  const base = { certificates: aciThim(), now: NOW };
+  const ok = verifySnpReport(aciReport(), {
+    ...base,
+    rejectProvisionalFirmware: true,
+    minimumLaunchTcb: { snp: 8 },
+  });
+  t.deepEqual(
+    ok.checks.slice(-2).map((c) => c.name),
+    ['minimum-launch-tcb', 'committed-firmware'],
+  );
+  // Changing the committed version breaks the signature first, so check the rule on a parsed report.
+  const report = ok.report;
+  const provisional = {
+    ...report,
+    committedVersion: { ...report.committedVersion, build: report.committedVersion.build + 1 },
+  };
+  const error = t.throws(() => verifySnpReport(provisional, { ...base, rejectProvisionalFirmware: true }), {
+    code: 'ERR_SNP_PROVISIONAL_FIRMWARE',
+  });
+  t.is((error as unknown as { check: string }).check, 'committed-firmware');
+  t.true(verifySnpReport(provisional, base).ok);
 });
