@@ -415,3 +415,33 @@ test('the whole sequence through AzureVtpmPlatform.open({ path }) on the swtpm U
   t.teardown(() => check.close());
   t.deepEqual(await getHandles(new Tpm(check), 0x80000000), []);
 });
+
+test('concurrent evidence collection and decrypts on one platform fit swtpm’s 3 object and 3 session slots', async (t) => {
+  if (!requireSwtpm(t)) return;
+  const { platform, tpm, layout } = await provisioned(t);
+  // Concurrent first use creates one transfer key, not one per caller.
+  const first = await Promise.all(Array.from({ length: 8 }, () => platform.collectEvidence()));
+  t.is(new Set(first.map((ev) => Buffer.from(ev.encKeyPub).toString('hex'))).size, 1);
+  t.is((await getHandles(tpm, 0x80000000)).length, 1);
+  const key = await platform.transferKey();
+  const pub = createPublicKey({ key: key.jwk, format: 'jwk' });
+  const secrets = Array.from({ length: 16 }, () => randomBytes(32));
+  const [evidence, plaintexts] = await Promise.all([
+    Promise.all(Array.from({ length: 16 }, (_, i) => platform.collectEvidence({ nonce: Buffer.from([i]) }))),
+    Promise.all(
+      secrets.map((s) =>
+        key.decrypt(
+          publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha384' }, s),
+          'oaep-sha384',
+        ),
+      ),
+    ),
+  ]);
+  t.deepEqual(plaintexts, secrets);
+  for (const [i, ev] of evidence.entries()) {
+    t.deepEqual(Buffer.from(parseAttest(ev.quote).extraData), Buffer.from([i]));
+    t.true(verify('sha256', ev.quote, layout.ak.publicKey, ev.quoteSignature));
+  }
+  t.deepEqual(await getHandles(tpm, 0x02000000), []);
+  t.is((await getHandles(tpm, 0x80000000)).length, 1);
+});
