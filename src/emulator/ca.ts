@@ -53,6 +53,9 @@ export interface SigningCertificateOptions {
   commonName: string;
   /** `rsa` (RS256, 2048 bits) or `ec` (ES256). Default `rsa`. */
   keyType?: 'rsa' | 'ec';
+  /** Hosts the signer speaks for (subject alternative names), e.g. the vault host a release answer names. */
+  dnsNames?: string[];
+  ipAddresses?: string[];
 }
 
 export interface SavedEmulatorCa {
@@ -196,12 +199,19 @@ export class EmulatorCa {
   async issueSigningCertificate(options: SigningCertificateOptions): Promise<IssuedCertificate> {
     const alg = options.keyType === 'ec' ? EC_ALG : RSA_ALG;
     const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const names: x509.JsonGeneralName[] = [
+      ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+      ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+    ];
     return this.#issue(
       options.commonName.includes(EMULATOR_ORGANIZATION)
         ? options.commonName
         : `${EMULATOR_ORGANIZATION} ${options.commonName}`,
       keys,
-      [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
+      [
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names, false)] : []),
+      ],
       825,
     );
   }

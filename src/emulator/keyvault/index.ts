@@ -17,7 +17,7 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import { EmulatorError, EmulatorStateError } from '../../errors.js';
 import { EmulatorCa, type IssuedCertificate } from '../ca.js';
@@ -223,7 +223,11 @@ export async function startKeyVaultEmulator(
   let signing: Promise<IssuedCertificate> | undefined;
   const signer = () => {
     signing ??= ca
-      .issueSigningCertificate({ commonName: `key vault ${vaultName} release signing` })
+      .issueSigningCertificate({
+        commonName: `key vault ${vaultName} release signing`,
+        // Clients check that the release signer names the vault host they asked.
+        ...(isIP(host) ? { ipAddresses: [host] } : { dnsNames: [host] }),
+      })
       .catch((e) => {
         signing = undefined;
         throw e;
