@@ -4,12 +4,17 @@ import { CvmSkrError, type EvidenceCheck, InvalidArgumentError } from '../errors
 import { checkHclBinding } from '../hcl/binding.js';
 import { isHclReport, parseHclReport } from '../hcl/report.js';
 import { toHex } from '../snp/bytes.js';
+import type { SnpCertificateSource } from '../snp/certificates.js';
 import { parseSnpReport, SNP_REPORT_SIZE, type SnpReport } from '../snp/report.js';
-import type { SnpProduct, TcbVersion } from '../snp/tcb.js';
+import { productFromName, type SnpProduct, type TcbVersion } from '../snp/tcb.js';
 import { runCheck, verifySnpReportInto } from '../snp/verify.js';
 
 interface VerifyReportOptions {
   certs?: string;
+  fetch?: boolean;
+  thimUrl?: string;
+  kdsUrl?: string;
+  product?: string;
   now?: string;
   allowDebug?: boolean;
   json?: boolean;
@@ -36,7 +41,7 @@ function tcbJson(tcb: TcbVersion): Omit<TcbVersion, 'raw'> & { raw: string } {
 /** Verifies a raw SNP report or an HCL report; never throws for bad evidence, only for unusable input. */
 export function verifyReportBytes(
   bytes: Uint8Array,
-  options: { certificates?: Uint8Array; now?: Date; allowDebug?: boolean },
+  options: { certificates?: SnpCertificateSource; now?: Date; allowDebug?: boolean },
 ): VerifyReportResult {
   const hcl = isHclReport(bytes);
   const checks: EvidenceCheck[] = [];
@@ -126,6 +131,13 @@ export function registerVerifyReport(program: Command): void {
       '--certs <file>',
       'VCEK and chain: THIM JSON, PEM bundle, DER, or extended-report certificate table',
     )
+    .option(
+      '--fetch',
+      'without --certs: fetch the VCEK (confidential-container variable, Azure THIM, AMD KDS)',
+    )
+    .option('--thim-url <url>', 'THIM endpoint for --fetch (default: the Azure instance metadata address)')
+    .option('--kds-url <url>', 'AMD KDS base URL for --fetch')
+    .option('--product <name>', 'Milan, Genoa or Turin, for version-2 reports fetched from KDS')
     .option('--now <time>', 'ISO time at which certificates must be valid (default: now)')
     .option('--allow-debug', 'accept a guest policy that allows debugging')
     .option('--json', 'print a machine-readable result')
@@ -137,7 +149,9 @@ export function registerVerifyReport(program: Command): void {
           throw new InvalidArgumentError(`--now ${options.now} is not an ISO time`);
       }
       const bytes = await readFile(file);
-      const certificates = options.certs === undefined ? undefined : await readFile(options.certs);
+      let certificates: SnpCertificateSource | undefined =
+        options.certs === undefined ? undefined : await readFile(options.certs);
+      if (certificates === undefined && options.fetch) certificates = await fetchCertificates(bytes, options);
       const result = verifyReportBytes(bytes, {
         ...(certificates === undefined ? {} : { certificates }),
         ...(now === undefined ? {} : { now }),
@@ -156,4 +170,32 @@ export function registerVerifyReport(program: Command): void {
       }
       if (!result.ok) process.exitCode = 1;
     });
+}
+
+/** Finds the VCEK for the report in `bytes`; undefined when the report does not parse (verification says why). */
+async function fetchCertificates(
+  bytes: Uint8Array,
+  options: VerifyReportOptions,
+): Promise<SnpCertificateSource | undefined> {
+  let report: SnpReport | undefined;
+  try {
+    report = isHclReport(bytes) ? parseHclReport(bytes).snpReport : parseSnpReport(bytes);
+  } catch (error) {
+    if (error instanceof CvmSkrError) return undefined;
+    throw error;
+  }
+  if (report === undefined) return undefined;
+  let product: SnpProduct | undefined;
+  if (options.product !== undefined) {
+    product = productFromName(options.product);
+    if (product === undefined)
+      throw new InvalidArgumentError(`--product ${options.product} is not Milan, Genoa or Turin`);
+  }
+  const { VcekFetcher } = await import('../snp/vcek-sources.js');
+  const fetcher = new VcekFetcher({
+    ...(options.thimUrl === undefined ? {} : { thimUrl: options.thimUrl }),
+    ...(options.kdsUrl === undefined ? {} : { kdsBaseUrl: options.kdsUrl }),
+  });
+  const fetched = await fetcher.certificatesFor(report, product === undefined ? {} : { product });
+  return fetched.certificates;
 }

@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { aciReport } from './_fixtures.js';
+import { aciReport, aciThim } from './_fixtures.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const fx = (p: string): string => join(root, 'test/fixtures', p);
@@ -14,7 +16,11 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
     execFile(
       process.execPath,
       ['--import', 'tsx', 'src/cli/main.ts', 'verify-report', ...args],
-      { cwd: root, timeout: 60_000 },
+      {
+        cwd: root,
+        timeout: 60_000,
+        env: { ...process.env, UVM_HOST_AMD_CERTIFICATE: '', UVM_SECURITY_CONTEXT_DIR: '' },
+      },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
         resolve({ code, stdout, stderr });
@@ -101,4 +107,28 @@ test('a tampered or truncated report, or missing certificates, exit 1', async (t
   const badTime = await cli([fx('snp/aci-milan/report.bin'), '--now', 'yesterday']);
   t.is(badTime.code, 1);
   t.regex(badTime.stderr, /not an ISO time \[ERR_INVALID_ARGUMENT\]/);
+});
+
+test('--fetch gets the VCEK from THIM (a loopback stand-in) when --certs is absent', async (t) => {
+  let hits = 0;
+  const server = createServer((req, res) => {
+    hits++;
+    if (req.headers.metadata !== 'true') return void res.writeHead(400).end();
+    res.writeHead(200, { 'content-type': 'application/json' }).end(aciThim());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  const { code, stdout } = await cli([
+    fx('snp/aci-milan/report.bin'),
+    '--fetch',
+    '--thim-url',
+    `http://127.0.0.1:${port}/metadata/THIM/amd/certification`,
+    '--kds-url',
+    `http://127.0.0.1:${port}/kds`,
+    ...NOW,
+  ]);
+  t.is(code, 0);
+  t.is(hits, 1);
+  t.regex(stdout, /OK: SNP report \(Milan, VCEK\)/);
 });
