@@ -1,0 +1,116 @@
+/**
+ * The emulated "vTPM CA" that issues AK certificates, standing in for the Azure CA that certifies each
+ * confidential VM's AK. RSA-2048, RSASSA-PKCS1-v1_5 SHA-256; cached with the emulated AMD hierarchy (see
+ * `cache.ts`) so AK certificates written into a swtpm stay verifiable by a later emulator process.
+ */
+import { createPrivateKey, type KeyObject, randomBytes, webcrypto } from 'node:crypto';
+import { x509 } from '../snp/x509.js';
+import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from './cache.js';
+
+const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
+const DAY_MS = 86_400_000;
+const CACHE_NAME = 'emulated-vtpm-ak-ca.json';
+
+interface CachedCa {
+  version: 1;
+  certPem: string;
+  keyPem: string;
+}
+
+function serial(): string {
+  const b = randomBytes(12);
+  b[0] = (b[0]! & 0x7f) | 0x01;
+  return b.toString('hex');
+}
+
+async function generate(): Promise<CachedCa> {
+  const keys = (await webcrypto.subtle.generateKey(
+    { ...ALG, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) },
+    true,
+    ['sign', 'verify'],
+  )) as webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: 'CN=cvm-skr emulator vTPM AK CA, O=cvm-skr emulator',
+    keys,
+    notBefore: new Date(now - DAY_MS),
+    notAfter: new Date(now + 20 * 365 * DAY_MS),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+    ],
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })
+    .export({ format: 'pem', type: 'pkcs8' })
+    .toString();
+  return { version: 1, certPem: cert.toString('pem'), keyPem };
+}
+
+const memory = new Map<string, Promise<CachedCa>>();
+
+export class EmulatedAkCa {
+  readonly certPem: string;
+  readonly #key: webcrypto.CryptoKey;
+  readonly #subject: string;
+
+  private constructor(certPem: string, key: webcrypto.CryptoKey) {
+    this.certPem = certPem;
+    this.#key = key;
+    this.#subject = new x509.X509Certificate(certPem).subject;
+  }
+
+  /** Loads the cached CA or makes one. `cache: false` keeps it in memory. */
+  static async load(options: { cache?: string | false } = {}): Promise<EmulatedAkCa> {
+    const cache = options.cache === undefined ? emulatorCacheDir() : options.cache;
+    const key = cache || ':memory:';
+    let pending = memory.get(key);
+    if (pending === undefined) {
+      pending = (async () => {
+        if (cache === false) return generate();
+        const dir = await ensureCacheDir(cache);
+        const cached = await readCached<CachedCa>(dir, CACHE_NAME);
+        if (
+          cached?.version === 1 &&
+          typeof cached.certPem === 'string' &&
+          typeof cached.keyPem === 'string'
+        ) {
+          return cached;
+        }
+        const fresh = await generate();
+        await writeCached(dir, CACHE_NAME, fresh);
+        return fresh;
+      })();
+      memory.set(key, pending);
+      pending.catch(() => memory.delete(key));
+    }
+    const state = await pending;
+    const der = createPrivateKey(state.keyPem).export({ format: 'der', type: 'pkcs8' });
+    const signing = await webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']);
+    return new EmulatedAkCa(state.certPem, signing);
+  }
+
+  /** An AK certificate (DER) for `akPublicKey`. */
+  async issue(
+    akPublicKey: KeyObject,
+    subject = 'CN=cvm-skr emulator vTPM AK, O=cvm-skr emulator',
+  ): Promise<Uint8Array> {
+    const spki = akPublicKey.export({ format: 'der', type: 'spki' });
+    const publicKey = await webcrypto.subtle.importKey('spki', spki, ALG, true, ['verify']);
+    const now = Date.now();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial(),
+      subject,
+      issuer: this.#subject,
+      publicKey,
+      signingKey: this.#key,
+      notBefore: new Date(now - DAY_MS),
+      notAfter: new Date(now + 365 * DAY_MS),
+      signingAlgorithm: ALG,
+      extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
+    });
+    return new Uint8Array(cert.rawData);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Token claims with the names and nesting of Microsoft Azure Attestation (DESIGN.md section 5).
+ * SevSnpVm: the `x-ms-sevsnpvm-*` claims, `x-ms-attestation-type: sevsnpvm` and the runtime JSON as
+ * `x-ms-runtime`, all at the top level. AzureGuest: `x-ms-attestation-type: azurevm` and `x-ms-azurevm-*` at
+ * the top level with the transfer key in `x-ms-runtime.keys`; the SNP claims, HCL runtime data and compliance
+ * status nested under `x-ms-isolation-tee`.
+ */
+import { createHash } from 'node:crypto';
+import { toHex } from '../../snp/bytes.js';
+import type { VerifiedAzureGuest, VerifiedSevSnpVm, VerifiedSnp } from './evidence.js';
+
+export function snpClaims(snp: VerifiedSnp): Record<string, unknown> {
+  const r = snp.report;
+  const claims: Record<string, unknown> = {
+    'x-ms-sevsnpvm-authorkeydigest': toHex(r.authorKeyDigest),
+    'x-ms-sevsnpvm-bootloader-svn': snp.tcb.bootloader,
+    'x-ms-sevsnpvm-familyId': toHex(r.familyId).toUpperCase(),
+    'x-ms-sevsnpvm-guestsvn': r.guestSvn,
+    'x-ms-sevsnpvm-hostdata': toHex(r.hostData),
+    'x-ms-sevsnpvm-idkeydigest': toHex(r.idKeyDigest),
+    'x-ms-sevsnpvm-imageId': toHex(r.imageId).toUpperCase(),
+    'x-ms-sevsnpvm-is-debuggable': r.policy.debug,
+    'x-ms-sevsnpvm-launchmeasurement': toHex(r.measurement),
+    'x-ms-sevsnpvm-microcode-svn': snp.tcb.microcode,
+    'x-ms-sevsnpvm-migration-allowed': r.policy.migrateMa,
+    'x-ms-sevsnpvm-reportdata': toHex(r.reportData),
+    'x-ms-sevsnpvm-reportid': toHex(r.reportId),
+    'x-ms-sevsnpvm-smt-allowed': r.policy.smt,
+    'x-ms-sevsnpvm-snpfw-svn': snp.tcb.snp,
+    'x-ms-sevsnpvm-tee-svn': snp.tcb.tee,
+    'x-ms-sevsnpvm-vmpl': r.vmpl,
+  };
+  return claims;
+}
+
+/** The default (emulated) attestation policy text; its hash is `x-ms-policy-hash`. */
+export const EMULATED_POLICY_TEXT =
+  'version=1.0;authorizationrules{=>permit();};issuancerules{c:[type=="x-ms-sevsnpvm-is-debuggable"]=>issue(claim=c);};';
+
+export function policyHash(text = EMULATED_POLICY_TEXT): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+export function sevSnpVmClaims(v: VerifiedSevSnpVm, nonce: string | undefined): Record<string, unknown> {
+  return {
+    ...(nonce === undefined ? {} : { nonce }),
+    'x-ms-attestation-type': 'sevsnpvm',
+    ...(v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-uvm' } : {}),
+    'x-ms-policy-hash': policyHash(),
+    'x-ms-runtime': v.runtimeJson,
+    ...snpClaims(v.snp),
+    'x-ms-ver': '1.0',
+  };
+}
+
+export interface AzureGuestOsInfo {
+  osType?: string;
+  osDistro?: string;
+  osVersionMajor?: number;
+  osVersionMinor?: number;
+  osBuild?: string;
+  clientPayload?: Record<string, unknown>;
+}
+
+export function azureGuestClaims(v: VerifiedAzureGuest, os: AzureGuestOsInfo): Record<string, unknown> {
+  const vmConfig = v.runtimeJson['vm-configuration'] as Record<string, unknown> | undefined;
+  const tee: Record<string, unknown> = {
+    'x-ms-attestation-type': 'sevsnpvm',
+    ...(v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-cvm' } : {}),
+    'x-ms-runtime': v.runtimeJson,
+    ...snpClaims(v.snp),
+  };
+  return {
+    secureboot: vmConfig?.['secure-boot'] === true,
+    'x-ms-attestation-type': 'azurevm',
+    'x-ms-azurevm-attestation-protocol-ver': '2.0',
+    'x-ms-azurevm-attested-pcrs': v.pcrs,
+    'x-ms-azurevm-is-windows': (os.osType ?? '').toLowerCase() === 'windows',
+    'x-ms-azurevm-ostype': os.osType ?? 'Linux',
+    ...(os.osDistro === undefined ? {} : { 'x-ms-azurevm-osdistro': os.osDistro }),
+    ...(os.osVersionMajor === undefined ? {} : { 'x-ms-azurevm-osversion-major': os.osVersionMajor }),
+    ...(os.osVersionMinor === undefined ? {} : { 'x-ms-azurevm-osversion-minor': os.osVersionMinor }),
+    ...(os.osBuild === undefined ? {} : { 'x-ms-azurevm-osbuild': os.osBuild }),
+    ...(typeof vmConfig?.vmUniqueId === 'string' ? { 'x-ms-azurevm-vmid': vmConfig.vmUniqueId } : {}),
+    'x-ms-isolation-tee': tee,
+    'x-ms-policy-hash': policyHash(),
+    'x-ms-runtime': {
+      ...(os.clientPayload === undefined ? {} : { 'client-payload': os.clientPayload }),
+      keys: [
+        {
+          e: v.transferKeyJwk.e,
+          key_ops: ['encrypt'],
+          kid: 'TpmEphemeralEncryptionKey',
+          kty: 'RSA',
+          n: v.transferKeyJwk.n,
+        },
+      ],
+    },
+    'x-ms-ver': '1.0',
+  };
+}

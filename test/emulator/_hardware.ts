@@ -1,0 +1,26 @@
+import type { ExecutionContext } from 'ava';
+import { EmulatedAkCa } from '../../src/emulator/ak-ca.js';
+import { EmulatedAmd } from '../../src/emulator/amd.js';
+import {
+  type AttestationEmulator,
+  type AttestationEmulatorOptions,
+  startAttestationEmulator,
+} from '../../src/emulator/maa/server.js';
+
+/** Emulator-only 2048-bit roots kept in memory: fast to make, and nothing touches the user's cache. */
+export async function hardware(product: 'Milan' | 'Genoa' | 'Turin' = 'Milan') {
+  const [amd, akCa] = await Promise.all([
+    EmulatedAmd.load({ product, rootKeyBits: 2048, cache: false }),
+    EmulatedAkCa.load({ cache: false }),
+  ]);
+  return { amd, akCa };
+}
+
+export async function maa(
+  t: ExecutionContext,
+  options: AttestationEmulatorOptions,
+): Promise<AttestationEmulator> {
+  const server = await startAttestationEmulator(options);
+  t.teardown(() => server.close());
+  return server;
+}
