@@ -20,9 +20,18 @@ for (const target of targets) {
 const findingsDir = new URL('./findings/', import.meta.url);
 for (const file of readdirSync(findingsDir).filter((f) => f.endsWith('.json'))) {
   test(`fuzz regression ${file}`, async (t) => {
-    const finding = JSON.parse(readFileSync(new URL(file, findingsDir), 'utf8')) as { target: string; input: unknown; bytes?: string };
+    const finding = JSON.parse(readFileSync(new URL(file, findingsDir), 'utf8')) as {
+      target: string;
+      input: unknown;
+      bytes?: string;
+    };
     const target = targets.find((x) => x.name === finding.target);
     if (!target) return t.fail(`unknown fuzz target ${finding.target}`);
-    await t.notThrowsAsync(checkOne(target, finding.bytes !== undefined ? new Uint8Array(Buffer.from(finding.bytes, 'base64')) : finding.input));
+    await t.notThrowsAsync(
+      checkOne(
+        target,
+        finding.bytes !== undefined ? new Uint8Array(Buffer.from(finding.bytes, 'base64')) : finding.input,
+      ),
+    );
   });
 }

@@ -21,7 +21,8 @@ import { parseAttest, parseSignature } from '../../src/tpm/structures.js';
 import { Tpm } from '../../src/tpm/tpm.js';
 import { memoryTransferKey } from '../helpers/transfer-key.js';
 
-const fixture = (path: string) => new Uint8Array(readFileSync(new URL(`../fixtures/${path}`, import.meta.url)));
+const fixture = (path: string) =>
+  new Uint8Array(readFileSync(new URL(`../fixtures/${path}`, import.meta.url)));
 
 /** Random bytes, and mutations of a seed: bit flips, truncation, extension, and random splices. */
 export function bytesAround(seeds: Uint8Array[], maxLength = 4096): fc.Arbitrary<Uint8Array> {
@@ -42,28 +43,38 @@ export function bytesAround(seeds: Uint8Array[], maxLength = 4096): fc.Arbitrary
     out.set(tail, s.length);
     return out;
   });
-  const spliced = fc.tuple(seed, fc.nat(), fc.uint8Array({ minLength: 1, maxLength: 32 })).map(([s, at, patch]) => {
-    const out = Uint8Array.from(s);
-    out.set(patch.subarray(0, Math.max(0, out.length - (at % out.length))), at % out.length);
-    return out;
-  });
+  const spliced = fc
+    .tuple(seed, fc.nat(), fc.uint8Array({ minLength: 1, maxLength: 32 }))
+    .map(([s, at, patch]) => {
+      const out = Uint8Array.from(s);
+      out.set(patch.subarray(0, Math.max(0, out.length - (at % out.length))), at % out.length);
+      return out;
+    });
   return fc.oneof({ weight: 1, arbitrary: random }, flipped, truncated, extended, spliced);
 }
 
 /** JSON values shaped like the documents a parser expects, and arbitrary ones. */
 function jsonAround(seeds: unknown[]): fc.Arbitrary<unknown> {
   const mutate = (value: unknown, key: string, replacement: unknown): unknown => {
-    if (Array.isArray(value)) return value.map((v, i) => (i === 0 ? replacement : mutate(v, key, replacement)));
+    if (Array.isArray(value))
+      return value.map((v, i) => (i === 0 ? replacement : mutate(v, key, replacement)));
     if (value && typeof value === 'object') {
       const entries = Object.entries(value as Record<string, unknown>);
-      return Object.fromEntries(entries.map(([k, v]) => [k, k === key ? replacement : mutate(v, key, replacement)]));
+      return Object.fromEntries(
+        entries.map(([k, v]) => [k, k === key ? replacement : mutate(v, key, replacement)]),
+      );
     }
     return value;
   };
   const keys = new Set<string>();
   const collect = (v: unknown) => {
     if (Array.isArray(v)) v.forEach(collect);
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) keys.add(k) && collect(x);
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        keys.add(k);
+        collect(x);
+      }
+    }
   };
   seeds.forEach(collect);
   const mutated = fc
@@ -79,7 +90,12 @@ function answering(response: Uint8Array): TpmTransport {
 
 /** TPM responses: a success header of the right or a wrong size over random parameter bytes. */
 const tpmResponse = fc
-  .tuple(fc.uint8Array({ maxLength: 600 }), fc.boolean(), fc.constantFrom(0x8001, 0x8002), fc.integer({ min: -4, max: 4 }))
+  .tuple(
+    fc.uint8Array({ maxLength: 600 }),
+    fc.boolean(),
+    fc.constantFrom(0x8001, 0x8002),
+    fc.integer({ min: -4, max: 4 }),
+  )
   .map(([body, goodSize, tag, skew]) => {
     const out = new Uint8Array(10 + body.length);
     const view = new DataView(out.buffer);
@@ -96,7 +112,9 @@ export interface FuzzTarget {
   run(input: unknown): unknown;
 }
 
-const quote = JSON.parse(readFileSync(new URL('../fixtures/azure-vtpm/milan/tpm-quote.json', import.meta.url), 'utf8'));
+const quote = JSON.parse(
+  readFileSync(new URL('../fixtures/azure-vtpm/milan/tpm-quote.json', import.meta.url), 'utf8'),
+);
 const hcl = fixture('azure-vtpm/milan/hcl-report.bin');
 const transferKey = memoryTransferKey();
 const examplePolicy = {
@@ -107,7 +125,12 @@ const examplePolicy = {
       allOf: [
         { claim: 'x-ms-isolation-tee.x-ms-attestation-type', equals: 'sevsnpvm' },
         { claim: 'x-ms-isolation-tee.x-ms-compliance-status', equals: 'azure-compliant-cvm' },
-        { anyOf: [{ claim: 'x-ms-sevsnpvm-guestsvn', greaterOrEquals: 2 }, { claim: 'x', exists: true }] },
+        {
+          anyOf: [
+            { claim: 'x-ms-sevsnpvm-guestsvn', greaterOrEquals: 2 },
+            { claim: 'x', exists: true },
+          ],
+        },
       ],
     },
   ],
@@ -123,7 +146,12 @@ const releasePayload = {
   request: { 'api-version': '7.4', enc: 'RSA_AES_KEY_WRAP_256', kid: 'https://v.vault.azure.net/keys/k' },
   response: {
     key: {
-      key: { kid: 'https://v.vault.azure.net/keys/k/1', kty: 'oct-HSM', key_ops: ['encrypt'], key_hsm: 'e30' },
+      key: {
+        kid: 'https://v.vault.azure.net/keys/k/1',
+        kty: 'oct-HSM',
+        key_ops: ['encrypt'],
+        key_hsm: 'e30',
+      },
       attributes: { enabled: true, exportable: true },
       release_policy: { data: 'e30' },
     },
@@ -138,16 +166,31 @@ const keyHsm = {
 export const targets: FuzzTarget[] = [
   {
     name: 'snp-report',
-    arbitrary: bytesAround([fixture('snp/aci-milan/report.bin'), fixture('snp/milan-debug/report.bin'), hcl.subarray(0x20, 0x20 + 1184)], 1400),
+    arbitrary: bytesAround(
+      [
+        fixture('snp/aci-milan/report.bin'),
+        fixture('snp/milan-debug/report.bin'),
+        hcl.subarray(0x20, 0x20 + 1184),
+      ],
+      1400,
+    ),
     run: (input) => parseSnpReport(input as Uint8Array),
   },
-  { name: 'hcl-report', arbitrary: bytesAround([hcl], 3000), run: (input) => parseHclReport(input as Uint8Array) },
+  {
+    name: 'hcl-report',
+    arbitrary: bytesAround([hcl], 3000),
+    run: (input) => parseHclReport(input as Uint8Array),
+  },
   {
     name: 'hcl-runtime-data',
     arbitrary: bytesAround([hcl.subarray(0x4d4, 0x4d4 + 1110)], 1400),
     run: (input) => parseHclRuntimeData(input as Uint8Array),
   },
-  { name: 'snp-cert-table', arbitrary: bytesAround([], 512), run: (input) => parseCertTable(input as Uint8Array) },
+  {
+    name: 'snp-cert-table',
+    arbitrary: bytesAround([], 512),
+    run: (input) => parseCertTable(input as Uint8Array),
+  },
   {
     name: 'tpms-attest',
     arbitrary: bytesAround([Buffer.from(quote.message, 'hex')], 800),
@@ -155,7 +198,10 @@ export const targets: FuzzTarget[] = [
   },
   {
     name: 'tpmt-signature',
-    arbitrary: bytesAround([Uint8Array.from([0, 0x14, 0, 0x0b, 1, 0, ...Buffer.from(quote.signature, 'hex')])], 600),
+    arbitrary: bytesAround(
+      [Uint8Array.from([0, 0x14, 0, 0x0b, 1, 0, ...Buffer.from(quote.signature, 'hex')])],
+      600,
+    ),
     run: (input) => parseSignature(input as Uint8Array),
   },
   {
@@ -166,7 +212,7 @@ export const targets: FuzzTarget[] = [
       for (const call of [
         () => readPublic(tpm, 0x81000003),
         () => nvReadPublic(tpm, 0x01400001),
-        () => pcrRead(tpm, [{ hash: 0x0b, pcrs: [0, 1, 2] }]),
+        () => pcrRead(tpm, [{ hashAlg: 0x0b, pcrs: [0, 1, 2] }]),
         () => getProperties(tpm, 0x100, 8),
       ]) {
         try {
@@ -192,7 +238,10 @@ export const targets: FuzzTarget[] = [
       fc.string({ maxLength: 600 }),
     ),
     run: (input) =>
-      unwrapReleasedKey({ kid: 'k', kty: 'oct-HSM', key_hsm: input as string }, { transferKey, enc: 'RSA_AES_KEY_WRAP_256' }),
+      unwrapReleasedKey(
+        { kid: 'k', kty: 'oct-HSM', key_hsm: input as string },
+        { transferKey, enc: 'RSA_AES_KEY_WRAP_256' },
+      ),
   },
   {
     name: 'release-policy',
@@ -208,7 +257,9 @@ export const targets: FuzzTarget[] = [
     name: 'iso-duration',
     arbitrary: fc.oneof(
       fc.string({ maxLength: 30 }),
-      fc.stringMatching(/^P(\d{1,12}Y)?(\d{1,12}M)?(\d{1,12}W)?(\d{1,12}D)?(T(\d{1,12}H)?(\d{1,12}M)?(\d{1,12}S)?)?$/),
+      fc.stringMatching(
+        /^P(\d{1,12}Y)?(\d{1,12}M)?(\d{1,12}W)?(\d{1,12}D)?(T(\d{1,12}H)?(\d{1,12}M)?(\d{1,12}S)?)?$/,
+      ),
     ),
     run: (input) => parseDuration(input as string),
   },
