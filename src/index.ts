@@ -1,4 +1,37 @@
 // Public API of cvm-skr. Keep it small: everything exported here is documented in the README.
+
+// emulated hardware and attestation service (opt-in; nothing trusts emulator roots unless told to)
+export { EmulatedAkCa } from './emulator/ak-ca.js';
+export {
+  EMULATED_DEFAULT_TCB,
+  EMULATED_MEASUREMENT,
+  EmulatedAmd,
+  type EmulatedAmdOptions,
+  type EmulatedVcek,
+  olderTcb,
+} from './emulator/amd.js';
+export { EMULATOR_CACHE_ENV, emulatorCacheDir } from './emulator/cache.js';
+export { EmulatedSevGuestPlatform } from './emulator/emulated-sev-guest.js';
+export { EmulatedSnpReportProvider } from './emulator/emulated-snp-provider.js';
+export {
+  type EmulatedAzureVtpmOptions,
+  EmulatedAzureVtpmPlatform,
+  type EmulatedPlatformOptions,
+} from './emulator/emulated-vtpm.js';
+export type { EvidenceKnobs } from './emulator/knobs.js';
+export {
+  type AttestationEmulator,
+  type AttestationEmulatorCounters,
+  type AttestationEmulatorOptions,
+  type AttestationPolicy,
+  COMPLIANCE_RULES,
+  startAttestationEmulator,
+} from './emulator/maa/index.js';
+export {
+  type ProvisionedSwtpm,
+  type ProvisionSwtpmOptions,
+  provisionSwtpmAsAzureVtpm,
+} from './emulator/provision-swtpm.js';
 export * from './errors.js';
 export {
   type BackendStatus,
@@ -94,6 +127,24 @@ export {
   type ReleasePolicy,
   type ReleasePolicyEvaluation,
 } from './keyvault/release-policy.js';
+// maa: the attestation client
+export {
+  AttestationClient,
+  type AttestationClientOptions,
+  type AttestationResult,
+  AttestationTokenVerifier,
+  type AttestCallOptions,
+  AZURE_GUEST_API_VERSION,
+  attest,
+  buildAzureGuestRequest,
+  buildSevSnpVmRequest,
+  type MaaHttpOptions,
+  type OsIdentity,
+  openAzureGuestToken,
+  SEV_SNP_VM_API_VERSION,
+  TOKEN_CLOCK_SKEW_SECONDS,
+  type TokenVerifierOptions,
+} from './maa/index.js';
 export {
   type AuditRotationOptions,
   auditKey,

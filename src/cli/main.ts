@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { CvmSkrError } from '../errors.js';
+import { registerAttest } from './attest.js';
 import { registerDoctor } from './doctor.js';
+import { registerEmulator } from './emulator.js';
 import { registerRotation } from './rotation.js';
 import { registerVerifyReport } from './verify-report.js';
 
@@ -9,7 +11,9 @@ const program = new Command('cvm-skr')
   .description('Secure Key Release on AMD SEV-SNP confidential machines, and rotation of the released keys')
   .showHelpAfterError();
 
+registerAttest(program);
 registerDoctor(program);
+registerEmulator(program);
 registerRotation(program);
 registerVerifyReport(program);
 

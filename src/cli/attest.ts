@@ -1,0 +1,135 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import type { JWTPayload } from 'jose';
+import { EmulatedAkCa } from '../emulator/ak-ca.js';
+import { EmulatedAmd } from '../emulator/amd.js';
+import { EmulatedSevGuestPlatform } from '../emulator/emulated-sev-guest.js';
+import { EmulatedAzureVtpmPlatform } from '../emulator/emulated-vtpm.js';
+import { startAttestationEmulator } from '../emulator/maa/server.js';
+import { InvalidArgumentError } from '../errors.js';
+import { AzureVtpmPlatform } from '../hal/platforms/azure-vtpm.js';
+import type { AttestationPlatform } from '../hal/types.js';
+import { attest } from '../maa/client.js';
+import { openTpmTarget, parseHexBytes, parseProduct } from './emulator.js';
+
+interface AttestCliOptions {
+  emulator?: boolean;
+  endpoint?: string;
+  ca?: string;
+  tpm?: string;
+  platform?: string;
+  product?: string;
+  nonce?: string;
+  cache?: boolean;
+  json?: boolean;
+  token?: boolean;
+}
+
+export interface AttestCliResult {
+  endpoint: string;
+  protocol: 'AzureGuest' | 'SevSnpVm';
+  platform: string;
+  expiresAt: string;
+  claims: JWTPayload;
+  token?: string;
+}
+
+/**
+ * `cvm-skr attest`: attests and prints the verified token's claims. `--emulator` runs the emulated MAA in this
+ * process, with an emulated platform (`--platform azure-vtpm|sev-guest`) or, with `--tpm`, the real azure-vtpm
+ * backend on a swtpm provisioned by `cvm-skr emulator provision-swtpm`. Without `--emulator`, `--endpoint`
+ * names the attestation provider and `--tpm` the vTPM (default /dev/tpmrm0).
+ */
+export function registerAttest(program: Command): void {
+  program
+    .command('attest')
+    .description("attest this machine (or the emulator) with MAA and print the verified token's claims")
+    .option(
+      '--emulator',
+      'use the emulated attestation service and, unless --tpm is given, an emulated platform',
+    )
+    .option('--endpoint <url>', 'attestation provider, e.g. https://sharedeus.eus.attest.azure.net')
+    .option('--ca <file>', 'PEM CA to trust for the endpoint (private or emulated endpoints)')
+    .option('--tpm <target>', 'vTPM: device, Unix socket or host:port (a provisioned swtpm with --emulator)')
+    .option('--platform <kind>', 'with --emulator and no --tpm: azure-vtpm (default) or sev-guest')
+    .option('--product <name>', 'emulated AMD product: Milan (default), Genoa or Turin')
+    .option('--nonce <hex>', 'nonce to bind into the evidence (at most 64 bytes)')
+    .option('--no-cache', 'emulator: fresh 2048-bit emulator roots in memory instead of the key cache')
+    .option('--json', 'print JSON: endpoint, protocol, expiry and claims')
+    .option('--token', 'also print the token itself (it is a bearer credential for key release)')
+    .action(async (options: AttestCliOptions) => {
+      const result = await runAttest(options);
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `verified ${result.protocol} token from ${result.endpoint} (platform ${result.platform})`,
+        `expires ${result.expiresAt}`,
+        JSON.stringify(result.claims, null, 2),
+      ];
+      if (result.token) lines.push(result.token);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}
+
+export async function runAttest(options: AttestCliOptions): Promise<AttestCliResult> {
+  const nonce = options.nonce === undefined ? undefined : parseHexBytes(options.nonce, '--nonce', 64);
+  const product = parseProduct(options.product);
+  const cache = options.cache === false ? ({ cache: false, rootKeyBits: 2048 } as const) : {};
+  const cleanup: (() => Promise<void>)[] = [];
+  try {
+    let endpoint = options.endpoint;
+    let ca = options.ca === undefined ? undefined : await readFile(options.ca, 'utf8');
+    let platform: AttestationPlatform;
+    if (options.emulator) {
+      if (options.endpoint !== undefined)
+        throw new InvalidArgumentError('--emulator runs its own service; drop --endpoint');
+      const amd = await EmulatedAmd.load({ ...(product ? { product } : {}), ...cache });
+      const akCa = await EmulatedAkCa.load(options.cache === false ? { cache: false } : {});
+      const server = await startAttestationEmulator({ amd, akCa });
+      cleanup.push(() => server.close());
+      endpoint = server.url;
+      ca = server.caPem;
+      if (options.tpm !== undefined) {
+        platform = await openVtpm(options.tpm, cleanup);
+      } else if (options.platform === undefined || options.platform === 'azure-vtpm') {
+        platform = await EmulatedAzureVtpmPlatform.create({ amd, akCa });
+      } else if (options.platform === 'sev-guest') {
+        platform = await EmulatedSevGuestPlatform.create({ amd });
+      } else {
+        throw new InvalidArgumentError('--platform must be azure-vtpm or sev-guest');
+      }
+    } else {
+      if (endpoint === undefined)
+        throw new InvalidArgumentError('give --endpoint <attestation provider URL>, or --emulator');
+      if (options.platform !== undefined && options.platform !== 'azure-vtpm') {
+        throw new InvalidArgumentError('without --emulator only the azure-vtpm platform is supported here');
+      }
+      platform =
+        options.tpm === undefined ? await AzureVtpmPlatform.open() : await openVtpm(options.tpm, cleanup);
+    }
+    cleanup.unshift(() => platform.close());
+    const result = await attest(platform, {
+      endpoint,
+      ...(ca === undefined ? {} : { ca }),
+      ...(nonce === undefined ? {} : { nonce }),
+    });
+    return {
+      endpoint,
+      protocol: result.protocol,
+      platform: platform.kind,
+      expiresAt: result.expiresAt.toISOString(),
+      claims: result.claims,
+      ...(options.token ? { token: result.token } : {}),
+    };
+  } finally {
+    for (const fn of cleanup) await fn().catch(() => {});
+  }
+}
+
+async function openVtpm(target: string, cleanup: (() => Promise<void>)[]): Promise<AzureVtpmPlatform> {
+  const transport = await openTpmTarget(target);
+  cleanup.push(() => transport.close());
+  return AzureVtpmPlatform.open({ transport });
+}
