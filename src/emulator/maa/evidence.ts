@@ -345,6 +345,15 @@ export async function verifyAzureGuestRequest(
     return { index: o.Index as number, digest: decodeBase64(o.Digest, `TpmInfo.PCRs[${i}].Digest`) };
   });
   const payload = info.ClientPayload;
+  if (
+    payload !== undefined &&
+    (typeof payload !== 'object' ||
+      payload === null ||
+      Array.isArray(payload) ||
+      Object.values(payload).some((v) => typeof v !== 'string'))
+  ) {
+    fail('request', 'ClientPayload is not an object of base64 strings');
+  }
   const payloadNonce =
     typeof payload === 'object' &&
     payload !== null &&
