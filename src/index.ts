@@ -27,7 +27,10 @@ export {
   COMPLIANCE_RULES,
   startAttestationEmulator,
 } from './emulator/maa/index.js';
+export { type EmulatedParavisorOptions, EmulatedParavisorTransport } from './emulator/paravisor.js';
 export {
+  buildEmulatedHclReport,
+  type EmulatedHclReportOptions,
   type ProvisionedSwtpm,
   type ProvisionSwtpmOptions,
   provisionSwtpmAsAzureVtpm,

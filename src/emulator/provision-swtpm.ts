@@ -6,6 +6,7 @@
  * is kept within swtpm's 2048-byte NV index limit (no HCLEkPub). Never point this at a real TPM: it replaces
  * whatever is at those handles.
  */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { TpmTransport } from '../hal/types.js';
 import type { SnpProduct } from '../snp/tcb.js';
 import { type AzureVtpmLayout, provisionAzureVtpmLayout } from '../tpm/provision.js';
@@ -56,29 +57,52 @@ export async function provisionSwtpmAsAzureVtpm(
   const layout = await provisionAzureVtpmLayout(target, {
     akCertDer: (ak) => akCa.issue(ak.publicKey),
     hclReport: async (ak) => {
-      const { generateKeyPairSync } = await import('node:crypto');
-      const akPub = knobs.akMismatch
-        ? generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey
-        : ak.publicKey;
-      const common = {
-        akPub,
-        ...(options.vmConfiguration ? { vmConfiguration: options.vmConfiguration } : {}),
-      };
-      const runtimeData = encodeHclRuntimeData({
-        ...common,
+      const built = await buildEmulatedHclReport(amd, ak.publicKey, {
         ...(options.userData ? { userData: options.userData } : {}),
-      });
-      // Stale: the report was made before the user data changed.
-      const bound = knobs.staleUserData
-        ? encodeHclRuntimeData({ ...common, userData: new Uint8Array(64).fill(0xee) })
-        : runtimeData;
-      const snpReport = finishReport(
-        await amd.signReport(reportFieldsFor(amd, knobs, hclReportData(bound))),
+        ...(options.vmConfiguration ? { vmConfiguration: options.vmConfiguration } : {}),
         knobs,
-      );
-      vcekCertChain = (await amd.chainFor(snpReport)) ?? '';
-      return encodeHclReport({ snpReport, runtimeData });
+      });
+      vcekCertChain = built.vcekCertChain;
+      return built.hclReport;
     },
   });
   return { layout, amd, akCa, vcekCertChain };
+}
+
+export interface EmulatedHclReportOptions {
+  userData?: Uint8Array;
+  vmConfiguration?: Partial<HclVmConfigurationJson>;
+  knobs?: EvidenceKnobs;
+}
+
+/**
+ * An HCL report as the paravisor makes it for a vTPM whose AK is `akPublicKey`: runtime data naming that AK
+ * (another key under the akMismatch knob), the SNP report binding the runtime data, signed by `amd`.
+ */
+export async function buildEmulatedHclReport(
+  amd: EmulatedAmd,
+  akPublicKey: KeyObject,
+  options: EmulatedHclReportOptions = {},
+): Promise<{ hclReport: Uint8Array; vcekCertChain: string }> {
+  const knobs = options.knobs ?? {};
+  const akPub = knobs.akMismatch
+    ? generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey
+    : akPublicKey;
+  const common = { akPub, ...(options.vmConfiguration ? { vmConfiguration: options.vmConfiguration } : {}) };
+  const runtimeData = encodeHclRuntimeData({
+    ...common,
+    ...(options.userData ? { userData: options.userData } : {}),
+  });
+  // Stale: the report was made before the user data changed.
+  const bound = knobs.staleUserData
+    ? encodeHclRuntimeData({ ...common, userData: new Uint8Array(64).fill(0xee) })
+    : runtimeData;
+  const snpReport = finishReport(
+    await amd.signReport(reportFieldsFor(amd, knobs, hclReportData(bound))),
+    knobs,
+  );
+  return {
+    hclReport: encodeHclReport({ snpReport, runtimeData }),
+    vcekCertChain: (await amd.chainFor(snpReport)) ?? '',
+  };
 }

@@ -1,6 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { EmulatedSnpReportProvider } from '../../src/emulator/emulated-snp-provider.js';
 import type { EvidenceKnobs } from '../../src/emulator/knobs.js';
+import { EmulatedParavisorTransport } from '../../src/emulator/paravisor.js';
 import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/provision-swtpm.js';
 import { AttestationRequestError } from '../../src/errors.js';
 import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
@@ -72,4 +73,24 @@ test('the real SevGuestPlatform runs unchanged on the emulated report provider',
   t.is(result.protocol, 'SevSnpVm');
   t.is(result.claims['x-ms-compliance-status'], 'azure-compliant-uvm');
   t.is(provider.served, 1);
+});
+
+test('behind the emulated paravisor, AzureVtpmPlatform.writeUserData gets a regenerated report that attests', async (t) => {
+  if (!requireSwtpm(t)) return;
+  const server = await maa(t, { amd, akCa });
+  const swtpm = await startSwtpm();
+  t.teardown(swtpm.stop);
+  const transport = await connectSwtpm(swtpm);
+  t.teardown(() => transport.close());
+  await provisionSwtpmAsAzureVtpm(transport, { amd, akCa });
+  const paravisor = new EmulatedParavisorTransport(transport, { amd });
+  const platform = await AzureVtpmPlatform.open({ transport: paravisor });
+  t.teardown(() => platform.close());
+  const data = new Uint8Array(64).fill(0x5a);
+  const report = await platform.writeUserData(data, { timeoutMs: 5000 });
+  t.is(paravisor.regenerated, 1);
+  t.deepEqual(parseHclReport(report).runtimeData.userData, data);
+  const result = await attest(platform, { endpoint: server.url, ca: server.caPem });
+  const tee = result.claims['x-ms-isolation-tee'] as { 'x-ms-runtime': Record<string, unknown> };
+  t.is(tee['x-ms-runtime']['user-data'], Buffer.from(data).toString('hex'));
 });
