@@ -1,0 +1,178 @@
+/**
+ * `startEmulator`: the emulated attestation service and Key Vault together, wired as in Azure: one CA for
+ * both (clients trust one PEM), the vault trusting the attestation service as a token issuer, and one virtual
+ * clock, so that advancing it moves key lifetimes and token validity alike.
+ */
+import type { KeyClient, KeyClientOptions } from '@azure/keyvault-keys';
+import type { AttestationPlatform } from '../hal/types.js';
+import type { SnpProduct } from '../snp/tcb.js';
+import { EmulatedAkCa } from './ak-ca.js';
+import { EmulatedAmd } from './amd.js';
+import { EmulatedSevGuestPlatform } from './emulated-sev-guest.js';
+import { EmulatedAzureVtpmPlatform, type EmulatedAzureVtpmOptions } from './emulated-vtpm.js';
+import type { EvidenceKnobs } from './knobs.js';
+import {
+  type KeyVaultEmulator,
+  type KeyVaultEmulatorOptions,
+  startKeyVaultEmulator,
+} from './keyvault/index.js';
+import {
+  type AttestationEmulator,
+  type AttestationEmulatorOptions,
+  startAttestationEmulator,
+} from './maa/server.js';
+
+export interface EmulatorOptions {
+  /** Loopback address for both services. Default 127.0.0.1. */
+  host?: string;
+  /** Vault port. Default: a free port. */
+  port?: number;
+  /** Attestation service port. Default: a free port. */
+  attestationPort?: number;
+  /** Persist vault state (and the CA) to this file. */
+  statePath?: string;
+  /** Emulated chip product. Default Milan. */
+  product?: SnpProduct;
+  /**
+   * Size of the emulated AMD root keys. Default 4096 like AMD's, generated once and cached per user (see
+   * `cache`); 2048 is emulator-only and fast, for tests.
+   */
+  rootKeyBits?: 2048 | 3072 | 4096;
+  /** Cache folder for the emulated AMD and vTPM CA hierarchies (created 0700), or false for memory only. */
+  cache?: string | false;
+  /** Attestation token lifetime. Default 8 hours, as the service. */
+  tokenLifetimeSeconds?: number;
+  /** More Key Vault settings (principals, webhooks, clock, ...). */
+  vault?: Omit<KeyVaultEmulatorOptions, 'host' | 'port' | 'statePath' | 'ca'>;
+  /** More attestation service settings (policy, issuer, ...). */
+  attestation?: Omit<AttestationEmulatorOptions, 'host' | 'port' | 'ca' | 'amd' | 'akCa' | 'now'>;
+}
+
+export type EmulatedPlatformKind = 'emulated-azure-vtpm' | 'emulated-sev-guest';
+
+export interface Emulator {
+  readonly vaultUrl: string;
+  readonly attestationUrl: string;
+  /** Managed identity token endpoint (`IDENTITY_ENDPOINT`). */
+  readonly tokenUrl: string;
+  /** PEM of the CA behind both services' TLS and signing certificates. */
+  readonly caPem: string;
+  readonly credential: KeyVaultEmulator['credential'];
+  readonly clock: KeyVaultEmulator['clock'];
+  readonly events: KeyVaultEmulator['events'];
+  /** The two services, for counters, principals, issuers and release decisions. */
+  readonly vault: KeyVaultEmulator;
+  readonly attestation: AttestationEmulator;
+  readonly amd: EmulatedAmd;
+  readonly akCa: EmulatedAkCa;
+  /** An SDK client for the vault, trusting the emulator CA. */
+  keyClient(options?: KeyClientOptions & { clientId?: string }): KeyClient;
+  /** An emulated platform whose evidence this attestation service accepts (unless knobs spoil it). */
+  platform(
+    kind: EmulatedPlatformKind,
+    options?: { knobs?: EvidenceKnobs; pcrs?: readonly number[] },
+  ): Promise<AttestationPlatform>;
+  /** A release policy (JSON) that this emulator's attestation tokens satisfy, for `createKey`. */
+  releasePolicy(kind?: EmulatedPlatformKind): ReleasePolicyDocument;
+  /** Environment exports a client process needs. */
+  environment(): Record<string, string>;
+  close(): Promise<void>;
+}
+
+export interface ReleasePolicyDocument {
+  version: '1.0.0';
+  anyOf: { authority: string; allOf: { claim: string; equals: string | boolean }[] }[];
+}
+
+export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
+  const host = options.host ?? '127.0.0.1';
+  const cache = options.cache;
+  const [amd, akCa] = await Promise.all([
+    EmulatedAmd.load({
+      product: options.product ?? 'Milan',
+      ...(options.rootKeyBits ? { rootKeyBits: options.rootKeyBits } : {}),
+      ...(cache !== undefined ? { cache } : {}),
+    }),
+    EmulatedAkCa.load(cache !== undefined ? { cache } : {}),
+  ]);
+  const vault = await startKeyVaultEmulator({
+    ...options.vault,
+    host,
+    ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.statePath ? { statePath: options.statePath } : {}),
+  });
+  let attestation: AttestationEmulator;
+  try {
+    attestation = await startAttestationEmulator({
+      ...options.attestation,
+      host,
+      ...(options.attestationPort !== undefined ? { port: options.attestationPort } : {}),
+      ca: vault.ca,
+      amd,
+      akCa,
+      now: () => vault.clock.now(),
+      ...(options.tokenLifetimeSeconds !== undefined
+        ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds }
+        : {}),
+    });
+  } catch (error) {
+    await vault.close();
+    throw error;
+  }
+  vault.trustIssuer({ issuer: attestation.url, ca: vault.caPem });
+  const platformOptions = { amd, ...(cache !== undefined ? { cache } : {}) };
+
+  return {
+    vaultUrl: vault.vaultUrl,
+    attestationUrl: attestation.url,
+    tokenUrl: vault.tokenUrl,
+    caPem: vault.caPem,
+    credential: vault.credential,
+    clock: vault.clock,
+    events: vault.events,
+    vault,
+    attestation,
+    amd,
+    akCa,
+    keyClient: (clientOptions) => vault.keyClient(clientOptions),
+    async platform(kind, extra = {}) {
+      if (kind === 'emulated-sev-guest') {
+        return EmulatedSevGuestPlatform.create({
+          ...platformOptions,
+          ...(extra.knobs ? { knobs: extra.knobs } : {}),
+        });
+      }
+      const vtpm: EmulatedAzureVtpmOptions = {
+        ...platformOptions,
+        akCa,
+        ...(extra.knobs ? { knobs: extra.knobs } : {}),
+        ...(extra.pcrs ? { pcrs: extra.pcrs } : {}),
+      };
+      return EmulatedAzureVtpmPlatform.create(vtpm);
+    },
+    releasePolicy(kind = 'emulated-azure-vtpm') {
+      // AzureGuest tokens carry the SNP claims under x-ms-isolation-tee; SevSnpVm tokens at the top level.
+      const prefix = kind === 'emulated-azure-vtpm' ? 'x-ms-isolation-tee.' : '';
+      return {
+        version: '1.0.0',
+        anyOf: [
+          {
+            authority: attestation.url,
+            allOf: [
+              { claim: `${prefix}x-ms-attestation-type`, equals: 'sevsnpvm' },
+              { claim: `${prefix}x-ms-sevsnpvm-is-debuggable`, equals: false },
+            ],
+          },
+        ],
+      };
+    },
+    environment: () => ({
+      ...vault.environment(),
+      CVM_SKR_VAULT_URL: vault.vaultUrl,
+      CVM_SKR_ATTESTATION_URL: attestation.url,
+    }),
+    async close() {
+      await Promise.allSettled([attestation.close(), vault.close()]);
+    },
+  };
+}

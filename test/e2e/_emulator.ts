@@ -1,0 +1,45 @@
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { KeyClient } from '@azure/keyvault-keys';
+import type { ExecutionContext } from 'ava';
+import { type Emulator, type EmulatorOptions, startEmulator } from '../../src/emulator/start.js';
+
+/** An emulator with emulator-only 2048-bit roots in memory: fast, and nothing written to the user's cache. */
+export async function emulator(t: ExecutionContext, options: EmulatorOptions = {}): Promise<Emulator> {
+  const e = await startEmulator({ rootKeyBits: 2048, cache: false, ...options });
+  t.teardown(() => e.close());
+  return e;
+}
+
+export type ReleasableType = 'RSA-HSM' | 'EC-HSM' | 'oct-HSM';
+
+/** Creates an exportable key whose release policy the emulator's tokens satisfy. */
+export async function exportableKey(
+  e: Emulator,
+  name: string,
+  type: ReleasableType,
+  policy: unknown = e.releasePolicy(),
+): Promise<void> {
+  const client = e.keyClient();
+  const releasePolicy = { encodedPolicy: new Uint8Array(Buffer.from(JSON.stringify(policy))) };
+  if (type === 'RSA-HSM')
+    await client.createKey(name, 'RSA-HSM', { keySize: 2048, exportable: true, releasePolicy });
+  else if (type === 'EC-HSM')
+    await client.createKey(name, 'EC-HSM', { curve: 'P-256', exportable: true, releasePolicy });
+  else await client.createKey(name, 'oct-HSM', { keySize: 256, exportable: true, releasePolicy });
+}
+
+/** The public key the vault publishes for `name` (undefined for oct keys). */
+export async function vaultPublicKey(
+  client: KeyClient,
+  name: string,
+  version?: string,
+): Promise<KeyObject | undefined> {
+  const key = await client.getKey(name, version ? { version } : {});
+  const jwk = key.key;
+  if (!jwk?.kty || jwk.kty.startsWith('oct')) return undefined;
+  const b64 = (v?: Uint8Array) => (v ? Buffer.from(v).toString('base64url') : undefined);
+  const out: JsonWebKey = jwk.kty.startsWith('RSA')
+    ? { kty: 'RSA', n: b64(jwk.n), e: b64(jwk.e) }
+    : { kty: 'EC', crv: jwk.crv, x: b64(jwk.x), y: b64(jwk.y) };
+  return createPublicKey({ key: out, format: 'jwk' });
+}
