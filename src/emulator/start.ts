@@ -7,6 +7,7 @@ import type { KeyClient, KeyClientOptions } from '@azure/keyvault-keys';
 import type { AttestationPlatform } from '../hal/types.js';
 import type { SnpProduct } from '../snp/tcb.js';
 import { EmulatedAkCa } from './ak-ca.js';
+import type { EmulatorCa } from './ca.js';
 import { EmulatedAmd } from './amd.js';
 import { EmulatedSevGuestPlatform } from './emulated-sev-guest.js';
 import { EmulatedAzureVtpmPlatform, type EmulatedAzureVtpmOptions } from './emulated-vtpm.js';
@@ -31,6 +32,8 @@ export interface EmulatorOptions {
   attestationPort?: number;
   /** Persist vault state (and the CA) to this file. */
   statePath?: string;
+  /** CA for both services. Default: from the state file, else a new one. */
+  ca?: EmulatorCa;
   /** Emulated chip product. Default Milan. */
   product?: SnpProduct;
   /**
@@ -100,6 +103,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     host,
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.statePath ? { statePath: options.statePath } : {}),
+    ...(options.ca ? { ca: options.ca } : {}),
   });
   let attestation: AttestationEmulator;
   try {
@@ -119,7 +123,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     await vault.close();
     throw error;
   }
-  vault.trustIssuer({ issuer: attestation.url, ca: vault.caPem });
+  // Tokens name the configured issuer when one is set (e.g. the address clients reach the service by).
+  vault.trustIssuer({ issuer: options.attestation?.issuer ?? attestation.url, ca: vault.caPem });
   const platformOptions = { amd, ...(cache !== undefined ? { cache } : {}) };
 
   return {
@@ -157,7 +162,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         version: '1.0.0',
         anyOf: [
           {
-            authority: attestation.url,
+            authority: options.attestation?.issuer ?? attestation.url,
             allOf: [
               { claim: `${prefix}x-ms-attestation-type`, equals: 'sevsnpvm' },
               { claim: `${prefix}x-ms-sevsnpvm-is-debuggable`, equals: false },

@@ -324,9 +324,11 @@ export class SecureKeyRelease {
     } catch (error) {
       throw refuse(`its key ids do not parse (${(error as Error).message})`);
     }
+    // Host, not port: a vault reached through a proxy or load balancer names itself by its own address. The
+    // signature and the signer-names-host check already tie the answer to this host.
+    const host = (url: string) => new URL(url).hostname.toLowerCase();
     const sameKey = (r: KeyRef) =>
-      r.vaultUrl.toLowerCase() === ref.vaultUrl.toLowerCase() &&
-      r.name.toLowerCase() === ref.name.toLowerCase();
+      host(r.vaultUrl) === host(ref.vaultUrl) && r.name.toLowerCase() === ref.name.toLowerCase();
     if (!sameKey(asked) || !sameKey(answered))
       throw refuse(`it is for ${payload.response.key.key.kid}, not ${ref.name}`);
     if (!answered.version) throw refuse('the released key id carries no version');
@@ -449,7 +451,7 @@ export class SecureKeyRelease {
       const failing = evaluation?.clauses.filter((c) => !c.passed && c.kind === 'claim') ?? [];
       const explanation = evaluation
         ? failing.length > 0
-          ? ` Failing clause${failing.length > 1 ? 's' : ''}: ${failing.map((c) => `${c.path} ${c.reason}`).join('; ')}.`
+          ? ` Failing clause${failing.length > 1 ? 's' : ''}: ${failing.map((c) => `${c.path} (${c.claim}): ${c.reason}`).join('; ')}.`
           : evaluation.allowed
             ? ' Locally the policy passes on these claims: check the authority (attestation endpoint) and the token freshness.'
             : ` ${evaluation.clauses.find((c) => !c.passed)?.reason ?? ''}`

@@ -12,7 +12,7 @@
  * service). AzureGuest answers are encrypted to the transfer key: a random AES-256 key wrapped with
  * RSAES-PKCS1-v1_5, the JWT sealed with AES-GCM and the AAD "Transport Key".
  */
-import { constants, createCipheriv, publicEncrypt, randomBytes } from 'node:crypto';
+import { constants, createCipheriv, type KeyObject, publicEncrypt, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -24,7 +24,7 @@ import type { SnpProduct } from '../../snp/tcb.js';
 import type { TcbMinimum } from '../../snp/verify.js';
 import { EmulatedAkCa } from '../ak-ca.js';
 import { EMULATED_DEFAULT_TCB, EmulatedAmd } from '../amd.js';
-import { EmulatorCa, type IssuedCertificate } from '../ca.js';
+import { EmulatorCa } from '../ca.js';
 import { type AzureGuestOsInfo, azureGuestClaims, sevSnpVmClaims } from './claims.js';
 import {
   type AttestationPolicy,
@@ -136,7 +136,7 @@ function jsonBody(buffer: Buffer): Record<string, unknown> {
 }
 
 /** Seals the JWT for the transfer key as the AzureGuest endpoint does. */
-export function encryptForTransferKey(jwt: string, transferKey: import('node:crypto').KeyObject): string {
+export function encryptForTransferKey(jwt: string, transferKey: KeyObject): string {
   const key = randomBytes(32);
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
@@ -237,7 +237,7 @@ export async function startAttestationEmulator(
   const issue = (claims: Record<string, unknown>): Promise<string> => {
     const iat = Math.floor(now().getTime() / 1000);
     return new SignJWT({ ...claims, jti: randomBytes(32).toString('hex') })
-      .setProtectedHeader({ alg: 'RS256', jku: `${url}/certs`, kid, typ: 'JWT' })
+      .setProtectedHeader({ alg: 'RS256', jku: `${options.issuer ?? url}/certs`, kid, typ: 'JWT' })
       .setIssuer(options.issuer ?? url)
       .setIssuedAt(iat)
       .setNotBefore(iat)
@@ -294,7 +294,7 @@ export async function startAttestationEmulator(
         counters.keyRequests++;
         send(res, 200, {
           issuer: options.issuer ?? url,
-          jwks_uri: `${url}/certs`,
+          jwks_uri: `${options.issuer ?? url}/certs`,
           response_types_supported: ['token', 'none'],
           id_token_signing_alg_values_supported: ['RS256'],
           claims_supported: ['x-ms-attestation-type', 'x-ms-compliance-status', 'x-ms-runtime', 'x-ms-ver'],
@@ -341,11 +341,14 @@ export async function startAttestationEmulator(
     }
   };
 
-  const server: Server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
-    handle(req, res).catch(() => {
-      if (!res.headersSent) send(res, 500, { error: { code: 'InternalError', message: 'internal error' } });
-    });
-  });
+  const server: Server = createServer(
+    { cert: tls.certPem, key: tls.keyPem, requestTimeout: 30_000 },
+    (req, res) => {
+      handle(req, res).catch(() => {
+        if (!res.headersSent) send(res, 500, { error: { code: 'InternalError', message: 'internal error' } });
+      });
+    },
+  );
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) =>
@@ -360,7 +363,7 @@ export async function startAttestationEmulator(
     url,
     caPem: ca.certPem,
     counters,
-    signingCertificatePem: (signer as IssuedCertificate).certPem,
+    signingCertificatePem: signer.certPem,
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
