@@ -9,8 +9,11 @@ import { CvmSkrError } from '../../src/errors.js';
 import type { TpmTransport } from '../../src/hal/types.js';
 import { parseHclReport } from '../../src/hcl/report.js';
 import { parseHclRuntimeData } from '../../src/hcl/runtime-data.js';
+import { encryptForTransferKey } from '../../src/emulator/maa/server.js';
+import { InMemoryTransferKey } from '../../src/emulator/rsa-transfer-key.js';
 import { parseReleasePolicy } from '../../src/keyvault/release-policy.js';
 import { parseReleasePayload } from '../../src/keyvault/release-response.js';
+import { openAzureGuestToken } from '../../src/maa/response.js';
 import { unwrapReleasedKey } from '../../src/keyvault/unwrap.js';
 import { parseDuration } from '../../src/rotation/duration.js';
 import { parseRotationPolicy } from '../../src/rotation/policy.js';
@@ -135,6 +138,10 @@ const examplePolicy = {
     },
   ],
 };
+// The AzureGuest answer is sealed to the transfer key with RSAES-PKCS1-v1_5, which the in-memory key supports.
+const guestKey = InMemoryTransferKey.generate('TpmEphemeralEncryptionKey');
+const sealedToken = encryptForTransferKey('eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln', guestKey.publicKey);
+const sealedEnvelope = JSON.parse(Buffer.from(sealedToken, 'base64url').toString('utf8')) as unknown;
 const rotationPolicy = {
   lifetimeActions: [
     { trigger: { timeAfterCreate: 'P18M' }, action: { type: 'Rotate' } },
@@ -242,6 +249,18 @@ export const targets: FuzzTarget[] = [
         { kid: 'k', kty: 'oct-HSM', key_hsm: input as string },
         { transferKey, enc: 'RSA_AES_KEY_WRAP_256' },
       ),
+  },
+  {
+    name: 'maa-azureguest-token',
+    arbitrary: fc.oneof(
+      jsonAround([sealedEnvelope]).map((v) => Buffer.from(JSON.stringify(v) ?? 'null').toString('base64url')),
+      bytesAround([new Uint8Array(Buffer.from(JSON.stringify(sealedEnvelope)))], 1200).map((b) =>
+        Buffer.from(b).toString('base64url'),
+      ),
+      fc.constantFrom(sealedToken),
+      fc.string({ maxLength: 600 }),
+    ),
+    run: (input) => openAzureGuestToken(input as string, guestKey),
   },
   {
     name: 'release-policy',
