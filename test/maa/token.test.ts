@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { type AddressInfo, createServer } from 'node:net';
 import test from 'ava';
 import { decodeProtectedHeader, SignJWT } from 'jose';
 import { EmulatedSevGuestPlatform } from '../../src/emulator/emulated-sev-guest.js';
@@ -54,10 +55,18 @@ test('a changed signature or payload is rejected (signature)', async (t) => {
 });
 
 test('a token whose iss is not the configured endpoint is rejected (issuer)', async (t) => {
-  const server = await maa(t, { amd, akCa, issuer: 'https://attacker.example' });
-  await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
+  // Same host (so jku and keys pass), another issuer: another attestation provider path on that host.
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+  const server = await maa(t, { amd, akCa, port, issuer: `https://127.0.0.1:${port}/other-provider` });
+  const error = await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
     instanceOf: AttestationTokenIssuerError,
   });
+  t.regex(error?.message ?? '', /issuer/);
 });
 
 test('expired and not-yet-valid tokens are rejected beyond the skew (exp, nbf)', async (t) => {

@@ -217,6 +217,8 @@ export async function startAttestationEmulator(
     keyRequests: 0,
   };
   const kid = signer.x5t;
+  // Keys and metadata are also served under the issuer's path, when the issuer names one on this host.
+  const issuerPath = options.issuer ? new URL(options.issuer).pathname.replace(/\/+$/, '') : '';
   let url = '';
 
   const context = (): EvidenceContext => ({
@@ -285,12 +287,16 @@ export async function startAttestationEmulator(
     const path = target.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
     try {
-      if (path === '/certs' && method === 'GET') {
+      if ((path === '/certs' || path === `${issuerPath}/certs`) && method === 'GET') {
         counters.keyRequests++;
         send(res, 200, { keys: [{ kid, kty: 'RSA', x5c: signer.x5c }] });
         return;
       }
-      if (path === '/.well-known/openid-configuration' && method === 'GET') {
+      if (
+        (path === '/.well-known/openid-configuration' ||
+          path === `${issuerPath}/.well-known/openid-configuration`) &&
+        method === 'GET'
+      ) {
         counters.keyRequests++;
         send(res, 200, {
           issuer: options.issuer ?? url,
