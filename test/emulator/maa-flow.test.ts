@@ -1,11 +1,17 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import test from 'ava';
 import { decodeProtectedHeader } from 'jose';
+import { EmulatedAkCa } from '../../src/emulator/ak-ca.js';
 import { EMULATED_MEASUREMENT } from '../../src/emulator/amd.js';
 import { EmulatedSevGuestPlatform } from '../../src/emulator/emulated-sev-guest.js';
 import { EmulatedAzureVtpmPlatform } from '../../src/emulator/emulated-vtpm.js';
 import type { EvidenceKnobs } from '../../src/emulator/knobs.js';
 import { AttestationRequestError } from '../../src/errors.js';
+import type { AttestationPlatform } from '../../src/hal/types.js';
 import { attest } from '../../src/maa/client.js';
+import { httpsRequest, jsonAnswer } from '../../src/maa/http.js';
 import { hardware, maa } from './_hardware.js';
 
 const { amd, akCa } = await hardware();
@@ -98,8 +104,8 @@ const cases: [string, EvidenceKnobs, string, string][] = [
 for (const [name, knobs, vtpmCheck, guestCheck] of cases) {
   test(`knob "${name}": 400 naming check ${vtpmCheck} (AzureGuest)${guestCheck ? ` and ${guestCheck} (SevSnpVm)` : ''}`, async (t) => {
     const server = await maa(t, { amd, akCa, policy });
-    const platforms = [await EmulatedAzureVtpmPlatform.create({ amd, akCa, knobs })];
-    if (guestCheck) platforms.push((await EmulatedSevGuestPlatform.create({ amd, knobs })) as never);
+    const platforms: AttestationPlatform[] = [await EmulatedAzureVtpmPlatform.create({ amd, akCa, knobs })];
+    if (guestCheck) platforms.push(await EmulatedSevGuestPlatform.create({ amd, knobs }));
     for (const [i, platform] of platforms.entries()) {
       const check = i === 0 ? vtpmCheck : guestCheck;
       const error = await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
@@ -133,14 +139,11 @@ test('a service that does not trust the emulated ARK refuses emulated evidence (
 });
 
 test('an AK certificate from an untrusted vTPM CA is refused (ak-certificate)', async (t) => {
-  const stranger = await (await import('../../src/emulator/ak-ca.js')).EmulatedAkCa.load({ cache: false });
-  t.is(stranger.certPem, akCa.certPem, 'in-memory CAs are shared per process');
-  const { EmulatedAkCa } = await import('../../src/emulator/ak-ca.js');
-  const dir = await (await import('node:fs/promises')).mkdtemp(
-    (await import('node:path')).join((await import('node:os')).tmpdir(), 'cvm-skr-akca-'),
-  );
-  t.teardown(() => import('node:fs/promises').then((fs) => fs.rm(dir, { recursive: true, force: true })));
+  // A CA kept in another cache folder is a different CA than the in-memory one the service trusts.
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-akca-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const foreign = await EmulatedAkCa.load({ cache: dir });
+  t.not(foreign.certPem, akCa.certPem);
   const server = await maa(t, { amd, akCa });
   const platform = await EmulatedAzureVtpmPlatform.create({ amd, akCa: foreign });
   const error = await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
@@ -151,7 +154,6 @@ test('an AK certificate from an untrusted vTPM CA is refused (ak-certificate)', 
 
 test('unsupported api-version and malformed bodies are 400s with the service error shape', async (t) => {
   const server = await maa(t, { amd, akCa });
-  const { httpsRequest, jsonAnswer } = await import('../../src/maa/http.js');
   const post = async (path: string, body: string) =>
     httpsRequest(new URL(`${server.url}${path}`), { method: 'POST', body, ca: server.caPem });
   const badVersion = await post('/attest/SevSnpVm?api-version=1999-01-01', '{}');
