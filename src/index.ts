@@ -1,40 +1,5 @@
 // Public API of cvm-skr. Keep it small: everything exported here is documented in the README.
 
-// emulated hardware and attestation service (opt-in; nothing trusts emulator roots unless told to)
-export { EmulatedAkCa } from './emulator/ak-ca.js';
-export {
-  EMULATED_DEFAULT_TCB,
-  EMULATED_MEASUREMENT,
-  EmulatedAmd,
-  type EmulatedAmdOptions,
-  type EmulatedVcek,
-  olderTcb,
-} from './emulator/amd.js';
-export { EMULATOR_CACHE_ENV, emulatorCacheDir } from './emulator/cache.js';
-export { EmulatedSevGuestPlatform } from './emulator/emulated-sev-guest.js';
-export { EmulatedSnpReportProvider } from './emulator/emulated-snp-provider.js';
-export {
-  type EmulatedAzureVtpmOptions,
-  EmulatedAzureVtpmPlatform,
-  type EmulatedPlatformOptions,
-} from './emulator/emulated-vtpm.js';
-export type { EvidenceKnobs } from './emulator/knobs.js';
-export {
-  type AttestationEmulator,
-  type AttestationEmulatorCounters,
-  type AttestationEmulatorOptions,
-  type AttestationPolicy,
-  COMPLIANCE_RULES,
-  startAttestationEmulator,
-} from './emulator/maa/index.js';
-export { type EmulatedParavisorOptions, EmulatedParavisorTransport } from './emulator/paravisor.js';
-export {
-  buildEmulatedHclReport,
-  type EmulatedHclReportOptions,
-  type ProvisionedSwtpm,
-  type ProvisionSwtpmOptions,
-  provisionSwtpmAsAzureVtpm,
-} from './emulator/provision-swtpm.js';
 export * from './errors.js';
 export {
   type BackendStatus,
@@ -283,3 +248,16 @@ export {
   type ProvisionedAk,
   provisionAzureVtpmLayout,
 } from './tpm/provision.js';
+export {
+  ENVELOPE_FORMAT_VERSION,
+  EnvelopeCipher,
+  type EnvelopeCipherOptions,
+  type EnvelopeKeyInspector,
+  type EnvelopeKeyReleaser,
+  type EnvelopeKeyWrapping,
+  type EnvelopeOptions,
+  envelopeKeyId,
+  type ParsedEnvelope,
+  parseEnvelope,
+  type RewrapResult,
+} from './rotation/envelope.js';

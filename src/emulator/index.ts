@@ -1,7 +1,26 @@
 // `cvm-skr/emulator`: the software backend (emulated hardware, attestation service and Key Vault). Kept out of
 // the main entry point: production code never imports the emulator.
+
+// emulated hardware and attestation service (nothing trusts the emulated roots unless told to)
+export { EmulatedAkCa } from './ak-ca.js';
+export {
+  EMULATED_DEFAULT_TCB,
+  EMULATED_MEASUREMENT,
+  EmulatedAmd,
+  type EmulatedAmdOptions,
+  type EmulatedVcek,
+  olderTcb,
+} from './amd.js';
 export { EMULATOR_ORGANIZATION, EmulatorCa, type IssuedCertificate, type SavedEmulatorCa } from './ca.js';
+export { EMULATOR_CACHE_ENV, emulatorCacheDir } from './cache.js';
 export { EmulatorCredential, type EmulatorCredentialOptions } from './credential.js';
+export { EmulatedSevGuestPlatform } from './emulated-sev-guest.js';
+export { EmulatedSnpReportProvider } from './emulated-snp-provider.js';
+export {
+  type EmulatedAzureVtpmOptions,
+  EmulatedAzureVtpmPlatform,
+  type EmulatedPlatformOptions,
+} from './emulated-vtpm.js';
 export {
   DEFAULT_PRINCIPAL_ID,
   DEFAULT_TENANT_ID,
@@ -16,3 +35,20 @@ export {
   type TrustedIssuer,
   VirtualClock,
 } from './keyvault/index.js';
+export type { EvidenceKnobs } from './knobs.js';
+export {
+  type AttestationEmulator,
+  type AttestationEmulatorCounters,
+  type AttestationEmulatorOptions,
+  type AttestationPolicy,
+  COMPLIANCE_RULES,
+  startAttestationEmulator,
+} from './maa/index.js';
+export { type EmulatedParavisorOptions, EmulatedParavisorTransport } from './paravisor.js';
+export {
+  buildEmulatedHclReport,
+  type EmulatedHclReportOptions,
+  type ProvisionedSwtpm,
+  type ProvisionSwtpmOptions,
+  provisionSwtpmAsAzureVtpm,
+} from './provision-swtpm.js';
