@@ -2,8 +2,12 @@
 import { Command } from 'commander';
 import { CvmSkrError } from '../errors.js';
 import { registerAttest } from './attest.js';
+import { registerDemo } from './demo.js';
 import { registerDoctor } from './doctor.js';
 import { registerEmulator } from './emulator.js';
+import { registerEmulatorServe } from './emulator-serve.js';
+import { registerPolicy } from './policy.js';
+import { registerRelease } from './release.js';
 import { registerRotation } from './rotation.js';
 import { registerVerifyReport } from './verify-report.js';
 
@@ -13,7 +17,10 @@ const program = new Command('cvm-skr')
 
 registerAttest(program);
 registerDoctor(program);
-registerEmulator(program);
+registerDemo(program);
+registerEmulatorServe(registerEmulator(program));
+registerPolicy(program);
+registerRelease(program);
 registerRotation(program);
 registerVerifyReport(program);
 

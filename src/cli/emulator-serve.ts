@@ -1,0 +1,98 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from '../errors.js';
+import { parseProduct } from './emulator.js';
+
+interface ServeOptions {
+  port?: string;
+  attestationPort?: string;
+  state?: string;
+  product?: string;
+  cache?: boolean;
+  json?: boolean;
+}
+
+function parsePort(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new InvalidArgumentError(`${flag} must be a port number`);
+  return port;
+}
+
+/**
+ * `cvm-skr emulator` (default subcommand `serve`): the emulated attestation service and Key Vault in the
+ * foreground, until Ctrl-C. Prints the URLs and the environment a client process needs.
+ */
+export function registerEmulatorServe(emulator: Command): void {
+  emulator
+    .command('serve', { isDefault: true })
+    .description(
+      'run the emulated attestation service and Key Vault until interrupted, and print how to reach them',
+    )
+    .option('--port <n>', 'Key Vault port (default: a free port)')
+    .option('--attestation-port <n>', 'attestation service port (default: a free port)')
+    .option(
+      '--state <file>',
+      'keep vault state (keys, versions, policies, the CA) in this file across restarts',
+    )
+    .option('--product <name>', 'emulated AMD product: Milan (default), Genoa or Turin')
+    .option(
+      '--no-cache',
+      'fresh emulator-only 2048-bit AMD roots in memory instead of the per-user key cache',
+    )
+    .option('--json', 'print the URLs and environment as JSON')
+    .action(async (options: ServeOptions) => {
+      const { startEmulator } = await import('../emulator/start.js');
+      const product = parseProduct(options.product);
+      const port = parsePort(options.port, '--port');
+      const attestationPort = parsePort(options.attestationPort, '--attestation-port');
+      const e = await startEmulator({
+        ...(port !== undefined ? { port } : {}),
+        ...(attestationPort !== undefined ? { attestationPort } : {}),
+        ...(options.state ? { statePath: path.resolve(options.state) } : {}),
+        ...(product ? { product } : {}),
+        ...(options.cache === false ? { cache: false, rootKeyBits: 2048 } : {}),
+        vault: { tickIntervalMs: 1000 },
+      });
+      const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-emulator-'));
+      const caFile = path.join(dir, 'ca.pem');
+      await writeFile(caFile, e.caPem);
+      await chmod(dir, 0o700);
+      const environment = {
+        ...e.environment(),
+        CVM_SKR_CA_FILE: caFile,
+        NODE_EXTRA_CA_CERTS: caFile,
+      };
+      if (options.json) {
+        process.stdout.write(
+          `${JSON.stringify({ vaultUrl: e.vaultUrl, attestationUrl: e.attestationUrl, tokenUrl: e.tokenUrl, caFile, environment }, null, 2)}\n`,
+        );
+      } else {
+        const lines = [
+          'cvm-skr emulator is running (Ctrl-C to stop)',
+          `  Key Vault            ${e.vaultUrl}`,
+          `  attestation service  ${e.attestationUrl}`,
+          `  token endpoint       ${e.tokenUrl}`,
+          `  emulator CA          ${caFile}`,
+          '',
+          'In another shell:',
+          ...Object.entries(environment).map(([k, v]) => `  export ${k}=${JSON.stringify(v)}`),
+          '',
+          'then e.g.: npx cvm-skr attest --emulator, or the SDK with ManagedIdentityCredential and',
+          '  { disableChallengeResourceVerification: true } (the CA is trusted through NODE_EXTRA_CA_CERTS).',
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await e.close();
+      await rm(dir, { recursive: true, force: true });
+      process.stderr.write('cvm-skr emulator stopped\n');
+    });
+}

@@ -1,0 +1,77 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { decodeJwt } from 'jose';
+import { InvalidArgumentError, MalformedDataError } from '../errors.js';
+import {
+  evaluateReleasePolicy,
+  parseReleasePolicy,
+  type ReleasePolicyEvaluation,
+} from '../keyvault/release-policy.js';
+
+interface PolicyCheckOptions {
+  policy: string;
+  token?: string;
+  claims?: string;
+  json?: boolean;
+}
+
+/** Reads a release policy file: the policy JSON itself, or its base64url form as stored on a key. */
+async function readPolicy(file: string) {
+  const text = (await readFile(file, 'utf8')).trim();
+  return parseReleasePolicy(text.startsWith('{') ? text : Buffer.from(text, 'base64url'));
+}
+
+async function readClaims(options: PolicyCheckOptions): Promise<Record<string, unknown>> {
+  if ((options.token === undefined) === (options.claims === undefined)) {
+    throw new InvalidArgumentError('give exactly one of --token <jwt|file> or --claims <file>');
+  }
+  if (options.claims !== undefined) {
+    const parsed: unknown = JSON.parse(await readFile(options.claims, 'utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new MalformedDataError('--claims must hold a JSON object of token claims');
+    }
+    return parsed as Record<string, unknown>;
+  }
+  const token = options.token!.includes('.')
+    ? options.token!
+    : (await readFile(options.token!, 'utf8')).trim();
+  try {
+    return decodeJwt(token);
+  } catch (error) {
+    throw new MalformedDataError('--token is not a JWT', { cause: error });
+  }
+}
+
+export function formatEvaluation(evaluation: ReleasePolicyEvaluation): string {
+  const lines = evaluation.clauses.map((c) => {
+    const depth = (c.path.match(/\[/g)?.length ?? 1) - 1;
+    const what = c.kind === 'claim' ? `${c.claim} ${c.operator} ${JSON.stringify(c.expected)}` : c.kind;
+    return `${c.passed ? 'PASS' : 'FAIL'}  ${'  '.repeat(depth)}${c.path}  ${what}: ${c.reason}`;
+  });
+  lines.push(
+    evaluation.allowed
+      ? 'ALLOWED: these claims satisfy the release policy'
+      : 'DENIED: these claims do not satisfy the release policy',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+export function registerPolicy(program: Command): void {
+  const policy = program.command('policy').description('release policies');
+  policy
+    .command('check')
+    .description(
+      'explain, clause by clause, whether token claims satisfy a key release policy (local; verifies nothing)',
+    )
+    .requiredOption('--policy <file>', 'release policy JSON (or its base64url form)')
+    .option('--token <jwt>', 'an attestation token (or a file holding one); decoded, not verified')
+    .option('--claims <file>', 'JSON object of claims')
+    .option('--json', 'print the evaluation as JSON')
+    .action(async (options: PolicyCheckOptions) => {
+      const evaluation = evaluateReleasePolicy(await readPolicy(options.policy), await readClaims(options));
+      process.stdout.write(
+        options.json ? `${JSON.stringify(evaluation, null, 2)}\n` : formatEvaluation(evaluation),
+      );
+      if (!evaluation.allowed) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,164 @@
+import { createHash, createPublicKey } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from '../errors.js';
+import type { AttestationPlatform } from '../hal/types.js';
+import { isReleaseEncryption } from '../keyvault/key-wrap.js';
+import type { ReleasedKey } from '../keyvault/secure-key-release.js';
+import { openTpmTarget } from './emulator.js';
+
+interface ReleaseCliOptions {
+  emulator?: boolean;
+  endpoint?: string;
+  ca?: string;
+  tpm?: string;
+  platform?: string;
+  enc?: string;
+  out?: string;
+  json?: boolean;
+}
+
+/** What may be shown about a released key: identity and public facts, never the key. */
+export function describeReleasedKey(released: ReleasedKey) {
+  const key = released.key;
+  const publicFingerprint =
+    key.type === 'private'
+      ? createHash('sha256')
+          .update(createPublicKey(key).export({ format: 'der', type: 'spki' }))
+          .digest('hex')
+      : undefined;
+  return {
+    kid: released.kid,
+    name: released.name,
+    version: released.version,
+    keyType: released.keyType,
+    ...(publicFingerprint
+      ? { publicKeySha256: publicFingerprint }
+      : { secretBits: (key.symmetricKeySize ?? 0) * 8 }),
+    attributes: released.attributes,
+    releasedAt: released.releasedAt.toISOString(),
+  };
+}
+
+/** PKCS#8 PEM for private keys, the raw bytes for secret keys. */
+export function exportForFile(released: ReleasedKey): Buffer {
+  return released.key.type === 'private'
+    ? Buffer.from(released.key.export({ format: 'pem', type: 'pkcs8' }) as string)
+    : released.key.export();
+}
+
+async function emulatorSettings(options: ReleaseCliOptions) {
+  const endpoint = options.endpoint ?? process.env.CVM_SKR_ATTESTATION_URL;
+  const caFile = options.ca ?? process.env.CVM_SKR_CA_FILE;
+  if (!endpoint || !caFile || !process.env.IDENTITY_ENDPOINT || !process.env.IDENTITY_HEADER) {
+    throw new InvalidArgumentError(
+      '--emulator talks to a running "cvm-skr emulator": export the variables it prints (CVM_SKR_ATTESTATION_URL, CVM_SKR_CA_FILE, IDENTITY_ENDPOINT, IDENTITY_HEADER)',
+    );
+  }
+  return { endpoint, ca: await readFile(caFile, 'utf8') };
+}
+
+export function registerRelease(program: Command): void {
+  program
+    .command('release <keyId>')
+    .description(
+      'release a key to this machine (https://<vault>/keys/<name>[/<version>]); prints its identity, never the key',
+    )
+    .option(
+      '--emulator',
+      'use a running `cvm-skr emulator` (its exported environment) and an emulated platform',
+    )
+    .option('--endpoint <url>', 'attestation provider (default $CVM_SKR_ATTESTATION_URL)')
+    .option('--ca <file>', 'PEM CA for the attestation endpoint and the vault (default $CVM_SKR_CA_FILE)')
+    .option('--tpm <target>', 'vTPM device, Unix socket or host:port (e.g. a provisioned swtpm)')
+    .option('--platform <kind>', 'with --emulator and no --tpm: azure-vtpm (default) or sev-guest')
+    .option('--enc <alg>', 'RSA_AES_KEY_WRAP_256 (default), RSA_AES_KEY_WRAP_384 or CKM_RSA_AES_KEY_WRAP')
+    .option('--out <file>', 'write the released key there (PKCS#8 PEM, or raw bytes for oct), mode 0600')
+    .option('--json', 'print JSON')
+    .action(async (keyId: string, options: ReleaseCliOptions) => {
+      if (options.enc !== undefined && !isReleaseEncryption(options.enc)) {
+        throw new InvalidArgumentError(`--enc ${options.enc} is not a release algorithm`);
+      }
+      const { SecureKeyRelease } = await import('../keyvault/secure-key-release.js');
+      const cleanup: (() => Promise<void>)[] = [];
+      try {
+        let platform: AttestationPlatform | 'auto' = 'auto';
+        if (options.tpm !== undefined) {
+          const { AzureVtpmPlatform } = await import('../hal/platforms/azure-vtpm.js');
+          const transport = await openTpmTarget(options.tpm);
+          cleanup.push(() => transport.close());
+          const vtpm = await AzureVtpmPlatform.open({ transport });
+          cleanup.unshift(() => vtpm.close());
+          platform = vtpm;
+        }
+        let endpoint = options.endpoint ?? process.env.CVM_SKR_ATTESTATION_URL;
+        let ca = options.ca ? await readFile(options.ca, 'utf8') : undefined;
+        let credential;
+        if (options.emulator) {
+          ({ endpoint, ca } = await emulatorSettings(options));
+          const { ManagedIdentityCredential } = await import('@azure/identity');
+          credential = new ManagedIdentityCredential();
+          if (platform === 'auto') {
+            if (options.platform === 'sev-guest') {
+              const { EmulatedSevGuestPlatform } = await import('../emulator/emulated-sev-guest.js');
+              platform = await EmulatedSevGuestPlatform.create();
+            } else if (options.platform === undefined || options.platform === 'azure-vtpm') {
+              const { EmulatedAzureVtpmPlatform } = await import('../emulator/emulated-vtpm.js');
+              platform = await EmulatedAzureVtpmPlatform.create();
+            } else {
+              throw new InvalidArgumentError('--platform must be azure-vtpm or sev-guest');
+            }
+            const emulated = platform;
+            cleanup.unshift(() => emulated.close());
+          }
+        }
+        if (!endpoint)
+          throw new InvalidArgumentError('give --endpoint <attestation provider URL> (or --emulator)');
+        const skr = new SecureKeyRelease({
+          attestationEndpoint: endpoint,
+          ...(ca ? { attestationCa: ca, releaseSigningRoots: [ca] } : {}),
+          ...(credential ? { credential } : {}),
+          platform,
+          ...(options.enc ? { enc: options.enc as 'RSA_AES_KEY_WRAP_256' } : {}),
+          ...(options.emulator
+            ? {
+                vaultOptions: {
+                  disableChallengeResourceVerification: true,
+                  ...(ca ? { tlsOptions: { ca } } : {}),
+                },
+              }
+            : {}),
+        });
+        cleanup.unshift(() => skr.close());
+        const released = await skr.releaseKey(keyId);
+        if (options.out) {
+          const bytes = exportForFile(released);
+          try {
+            // wx: never overwrite an existing file with key material; 0600 from the first byte.
+            await writeFile(options.out, bytes, { mode: 0o600, flag: 'wx' });
+          } finally {
+            bytes.fill(0);
+          }
+        }
+        const summary = {
+          ...describeReleasedKey(released),
+          ...(options.out ? { writtenTo: options.out } : {}),
+        };
+        if (options.json) {
+          process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+        } else {
+          process.stdout.write(
+            [
+              `released ${summary.kid}`,
+              `  type ${summary.keyType}${'publicKeySha256' in summary ? `, public key sha256 ${summary.publicKeySha256}` : ''}`,
+              options.out
+                ? `  key written to ${options.out} (mode 0600)`
+                : '  (key not shown; use --out <file> to save it)',
+            ].join('\n') + '\n',
+          );
+        }
+      } finally {
+        for (const fn of cleanup) await fn().catch(() => {});
+      }
+    });
+}
