@@ -261,3 +261,13 @@ export {
   parseEnvelope,
   type RewrapResult,
 } from './rotation/envelope.js';
+export {
+  DEFAULT_RELEASE_ENCRYPTION,
+  openDetectedPlatform,
+  type ReleasedKey,
+  type ReleasedKeyAttributes,
+  type ReleaseKeyCallOptions,
+  type RetryOptions,
+  SecureKeyRelease,
+  type SecureKeyReleaseOptions,
+} from './keyvault/secure-key-release.js';
