@@ -518,6 +518,60 @@ export class AttestationPolicyError extends EvidenceVerificationError {
 
 // rotation
 
+/** An envelope (`EnvelopeCipher`) does not parse: wrong magic, unknown format version, bad lengths, truncated. */
+export class EnvelopeFormatError extends MalformedDataError {
+  static override code = 'ERR_ENVELOPE_FORMAT';
+}
+
+/**
+ * An envelope failed authentication: its data key did not unwrap under the version it names, or AES-GCM
+ * rejected the tag. The envelope was altered or damaged, or the `aad` differs from the one used to encrypt.
+ */
+export class EnvelopeAuthenticationError extends CvmSkrError {
+  static override code = 'ERR_ENVELOPE_AUTHENTICATION';
+}
+
+/** The key cannot protect envelopes (EC keys sign; they do not encrypt), or an envelope names another key. */
+export class EnvelopeKeyError extends CvmSkrError {
+  static override code = 'ERR_ENVELOPE_KEY';
+  readonly reason: 'unsupported-key-type' | 'foreign-key';
+
+  constructor(message: string, reason: EnvelopeKeyError['reason'], options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+/** The key version an envelope names cannot be released: disabled, expired, not yet valid, or gone. */
+export class KeyVersionUnavailableError extends CvmSkrError {
+  static override code = 'ERR_KEY_VERSION_UNAVAILABLE';
+  readonly kid: string;
+  readonly version: string;
+  readonly reason: 'disabled' | 'expired' | 'not-yet-valid' | 'not-found';
+
+  constructor(
+    message: string,
+    details: { kid: string; version: string; reason: KeyVersionUnavailableError['reason'] },
+    options?: CvmSkrErrorOptions,
+  ) {
+    super(message, options);
+    this.kid = details.kid;
+    this.version = details.version;
+    this.reason = details.reason;
+  }
+}
+
+/** An Event Grid delivery to `createEventGridHandler` is unusable (not JSON, too large, wrong shape, bad secret). */
+export class EventDeliveryError extends CvmSkrError {
+  static override code = 'ERR_EVENT_DELIVERY';
+  readonly statusCode: number;
+
+  constructor(message: string, statusCode: number, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.statusCode = statusCode;
+  }
+}
+
 /** An ISO-8601 duration (e.g. `P18M`, `PT48H`) did not parse; `field` names where it came from. */
 export class InvalidDurationError extends InvalidArgumentError {
   static override code = 'ERR_INVALID_DURATION';

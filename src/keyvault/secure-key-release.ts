@@ -240,6 +240,20 @@ export class SecureKeyRelease {
     }
   }
 
+  /**
+   * After a rotation: forgets which version the versionless id of `keyId` resolves to, so the next versionless
+   * call releases the newest version, while released versions stay cached (data under them still decrypts
+   * without another release or attestation). With a versioned `keyId` that the mapping already names,
+   * nothing changes. Returns whether a mapping was dropped.
+   */
+  invalidateCurrentVersion(keyId: string): boolean {
+    const ref = parseKeyRef(keyId);
+    const versionless = ref.version ? ref.cacheKey.slice(0, ref.cacheKey.lastIndexOf('/')) : ref.cacheKey;
+    const current = this.#current.get(versionless);
+    if (!current || current.cacheKey === ref.cacheKey) return false;
+    return this.#current.delete(versionless);
+  }
+
   /** Drops every cached key and token, and closes the platform if this object opened it. */
   async close(): Promise<void> {
     if (this.#closed) return;
