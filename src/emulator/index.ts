@@ -52,3 +52,11 @@ export {
   type ProvisionSwtpmOptions,
   provisionSwtpmAsAzureVtpm,
 } from './provision-swtpm.js';
+export {
+  type EmulatedPlatformKind,
+  type Emulator,
+  type EmulatorOptions,
+  type ReleasePolicyDocument,
+  startEmulator,
+} from './start.js';
+export { haveSwtpm, type Swtpm, startSwtpm } from './swtpm-process.js';
