@@ -681,9 +681,9 @@ export class ReleaseDeniedError extends CvmSkrError {
   }
 }
 
-/** A Key Vault call failed for another reason than a release refusal (not found, bad request, auth, 5xx). */
-export class KeyVaultRequestError extends CvmSkrError {
-  static override code = 'ERR_KEYVAULT_REQUEST';
+/** A remote service answered with an error: its HTTP status and its own error code, when it gave one. */
+export class ServiceAnswerError extends CvmSkrError {
+  static override code = 'ERR_SERVICE_ANSWER';
   readonly statusCode?: number;
   readonly serviceCode?: string;
 
@@ -694,17 +694,14 @@ export class KeyVaultRequestError extends CvmSkrError {
   }
 }
 
-/** The attestation service refused the evidence (HTTP 400); the message carries the service's words. */
-export class AttestationRejectedError extends CvmSkrError {
-  static override code = 'ERR_ATTESTATION_REJECTED';
-  readonly statusCode?: number;
-  readonly serviceCode?: string;
+/** A Key Vault call failed for another reason than a release refusal (not found, bad request, auth, 5xx). */
+export class KeyVaultRequestError extends ServiceAnswerError {
+  static override code = 'ERR_KEYVAULT_REQUEST';
+}
 
-  constructor(message: string, details: { statusCode?: number; serviceCode?: string } = {}, options?: CvmSkrErrorOptions) {
-    super(message, options);
-    if (details.statusCode !== undefined) this.statusCode = details.statusCode;
-    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
-  }
+/** The attestation service refused the evidence (HTTP 400); the message carries the service's words. */
+export class AttestationRejectedError extends ServiceAnswerError {
+  static override code = 'ERR_ATTESTATION_REJECTED';
 }
 
 /** The vault's release answer failed verification (signature, chain, host, or content); nothing was unwrapped. */
