@@ -1,0 +1,214 @@
+/**
+ * `npm run bench`: every benchmark of DESIGN.md section 8 in one run, each side by side with its baseline or
+ * peer, medians over repeated trials. Writes bench/results.json and prints the table. Installs nothing: a
+ * missing swtpm or tpm2-pytss is reported and its rows are skipped.
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { haveSwtpm } from '../test/helpers/swtpm.js';
+import { benchRelease, type ReleaseBench } from './release.bench.js';
+import { benchSnpVerify } from './snp-verify.bench.js';
+import { benchTpmOps, type TpmOpsBench } from './tpm-ops.bench.js';
+import { benchTransport, type TransportBench } from './transport.bench.js';
+
+interface Row {
+  benchmark: string;
+  ours: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+  met: 'yes' | 'no' | 'skipped' | '-';
+}
+
+const quick = process.argv.includes('--quick');
+const fmt = (n: number, digits = 1) => n.toFixed(digits);
+const us = (n: number) => (n >= 1000 ? `${fmt(n / 1000, 2)} ms` : `${fmt(n)} µs`);
+
+function command(cmd: string, args: string[]): string | undefined {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return r.status === 0 ? (r.stdout || r.stderr).trim().split('\n')[0] : undefined;
+}
+
+async function section<T>(name: string, run: () => Promise<T>): Promise<T | { error: string }> {
+  process.stderr.write(`bench: ${name}...\n`);
+  const start = Date.now();
+  try {
+    const result = await run();
+    process.stderr.write(`bench: ${name} done in ${((Date.now() - start) / 1000).toFixed(1)} s\n`);
+    return result;
+  } catch (error) {
+    process.stderr.write(`bench: ${name} failed: ${(error as Error).stack}\n`);
+    return { error: (error as Error).message };
+  }
+}
+
+const failed = (x: unknown): x is { error: string } => typeof x === 'object' && x !== null && 'error' in x;
+
+const loadBefore = os.loadavg();
+const started = new Date();
+const swtpmMissing = haveSwtpm
+  ? undefined
+  : 'swtpm is not installed (apt-get install swtpm): TPM rows skipped';
+
+const transport = swtpmMissing
+  ? undefined
+  : await section('transport', () => (quick ? benchTransport(3, 500, 2) : benchTransport()));
+const tpmOps = swtpmMissing ? undefined : await section('tpm ops', () => benchTpmOps(quick ? 2 : 5));
+const snp = await section('snp verify', () => (quick ? benchSnpVerify(3, 300) : benchSnpVerify(15, 500)));
+const release = swtpmMissing
+  ? undefined
+  : await section('release', () =>
+      benchRelease(quick ? { cold: 2, warm: 3, cacheHit: 3, concurrent: 1 } : undefined),
+    );
+const loadAfter = os.loadavg();
+
+const rows: Row[] = [];
+const skip = (benchmark: string, why: string, target: string) =>
+  rows.push({ benchmark, ours: '-', baseline: why, ratio: '-', target, met: 'skipped' });
+
+if (!transport || failed(transport)) {
+  const why = swtpmMissing ?? `failed: ${(transport as { error: string }).error}`;
+  skip('TPM round trip: native transport vs raw socket client', why, '<= 1.2');
+  skip('Event-loop delay p50 / p99, 64 TPM commands in flight', why, 'p99 < 2 ms');
+} else {
+  const t = transport as TransportBench;
+  rows.push({
+    benchmark: 'TPM round trip: native transport vs raw socket client (swtpm)',
+    ours: us(t.nativeUs),
+    baseline: us(t.rawUs),
+    ratio: fmt(t.ratio, 2),
+    target: '<= 1.2',
+    met: t.ratio <= 1.2 ? 'yes' : 'no',
+  });
+  rows.push({
+    benchmark: `Event-loop delay p50 / p99, ${t.inFlight} TPM commands in flight`,
+    ours: `${fmt(t.loopDelayP50Ms, 2)} / ${fmt(t.loopDelayP99Ms, 2)} ms`,
+    baseline: `idle: ${fmt(t.idleLoopDelayP50Ms, 2)} / ${fmt(t.idleLoopDelayP99Ms, 2)} ms`,
+    ratio: '-',
+    target: 'p99 < 2 ms',
+    met: t.loopDelayP99Ms < 2 ? 'yes' : 'no',
+  });
+}
+
+const opNames = {
+  hcl: 'HCL report read (NV_ReadPublic + NV_Read chunks)',
+  certify: 'Ephemeral key create + certify (PCR_Read, CreatePrimary, Certify, Flush)',
+  decrypt: 'RSA decrypt (policy session, PolicyPCR, RSA_Decrypt)',
+} as const;
+if (!tpmOps || failed(tpmOps)) {
+  const why = swtpmMissing ?? `failed: ${(tpmOps as { error: string }).error}`;
+  for (const name of Object.values(opNames)) skip(`${name}: ours vs tpm2-pytss`, why, '<= 1.0');
+} else {
+  const t = tpmOps as TpmOpsBench;
+  for (const r of t.results) {
+    rows.push({
+      benchmark: `${opNames[r.op]}: ours vs tpm2-pytss`,
+      ours: us(r.oursUs),
+      baseline: r.pytssUs === undefined ? ('skipped' in t.pytss ? t.pytss.skipped : '-') : us(r.pytssUs),
+      ratio: r.ratio === undefined ? '-' : fmt(r.ratio, 2),
+      target: '<= 1.0',
+      met: r.ratio === undefined ? 'skipped' : r.ratio <= 1 ? 'yes' : 'no',
+    });
+  }
+}
+
+if (failed(snp)) {
+  skip('verifySnpReport (warm chain cache) vs crypto.verify P-384', `failed: ${snp.error}`, '>= 0.8');
+} else {
+  rows.push({
+    benchmark: 'verifySnpReport (warm chain cache) vs crypto.verify ECDSA P-384, ops/s',
+    ours: `${fmt(snp.verifyPerSec, 0)}/s`,
+    baseline: `${fmt(snp.rawPerSec, 0)}/s`,
+    ratio: fmt(snp.ratio, 2),
+    target: '>= 0.8',
+    met: snp.ratio >= 0.8 ? 'yes' : 'no',
+  });
+}
+
+if (!release || failed(release)) {
+  const why = swtpmMissing ?? `failed: ${(release as { error: string }).error}`;
+  skip('End-to-end release on the emulator', why, '1 attestation, 1 release');
+} else {
+  const r = release as ReleaseBench;
+  const counts = (x: { attestations: number; releases: number; tpmCommands: number }) =>
+    `${x.attestations} attestation, ${x.releases} release, ${x.tpmCommands} TPM commands`;
+  const ms = (n: number) => (n < 0.1 ? `${fmt(n * 1000, 1)} µs` : `${fmt(n, 1)} ms`);
+  rows.push({
+    benchmark: 'Release, cold (transfer key + attest + release + unwrap), swtpm vTPM',
+    ours: ms(r.cold.medianMs),
+    baseline: counts(r.cold),
+    ratio: '-',
+    target: '-',
+    met: '-',
+  });
+  rows.push({
+    benchmark: 'Release, warm (cached token, new key: release + TPM unwrap)',
+    ours: ms(r.warm.medianMs),
+    baseline: counts(r.warm),
+    ratio: '-',
+    target: '0 attestations',
+    met: r.warm.attestations === 0 ? 'yes' : 'no',
+  });
+  rows.push({
+    benchmark: 'Release, cached key (per call)',
+    ours: ms(r.cacheHit.medianMs),
+    baseline: counts(r.cacheHit),
+    ratio: '-',
+    target: 'no TPM or MAA call',
+    met: r.cacheHit.attestations + r.cacheHit.releases + r.cacheHit.tpmCommands === 0 ? 'yes' : 'no',
+  });
+  rows.push({
+    benchmark: `Release, ${r.concurrent.calls} concurrent calls for one key`,
+    ours: ms(r.concurrent.medianMs),
+    baseline: counts(r.concurrent),
+    ratio: '-',
+    target: '1 attestation, 1 release',
+    met: r.concurrent.attestations === 1 && r.concurrent.releases === 1 ? 'yes' : 'no',
+  });
+}
+
+const cpus = os.cpus();
+const environment = {
+  startedAt: started.toISOString(),
+  finishedAt: new Date().toISOString(),
+  quick,
+  node: process.version,
+  platform: `${os.type()} ${os.release()} ${os.arch()}`,
+  cpus: cpus.length,
+  cpuModel: cpus[0]?.model,
+  loadAverageBefore: loadBefore,
+  loadAverageAfter: loadAfter,
+  swtpm: haveSwtpm ? command('swtpm', ['--version']) : 'not installed',
+  tpm2Pytss:
+    tpmOps && !failed(tpmOps)
+      ? 'python' in tpmOps.pytss
+        ? `${tpmOps.pytss.version} (${tpmOps.pytss.python})`
+        : tpmOps.pytss.skipped
+      : 'not measured',
+  commit: command('git', ['rev-parse', '--short', 'HEAD']),
+};
+
+const results = { environment, rows, transport, tpmOps, snpVerify: snp, release };
+const out = fileURLToPath(new URL('./results.json', import.meta.url));
+await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
+
+const header: Row = {
+  benchmark: 'Benchmark',
+  ours: 'Ours',
+  baseline: 'Baseline / peer / counts',
+  ratio: 'Ratio',
+  target: 'Target',
+  met: 'Met' as Row['met'],
+};
+const cols = Object.keys(header) as (keyof Row)[];
+const line = (r: Row) => `| ${cols.map((c) => r[c]).join(' | ')} |`;
+console.log(line(header));
+console.log(`|${cols.map(() => '---').join('|')}|`);
+for (const r of rows) console.log(line(r));
+console.log(
+  `\n${environment.cpus} × ${environment.cpuModel}, ${environment.platform}, Node ${environment.node}, ` +
+    `load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} before, ${loadAfter.map((l) => l.toFixed(2)).join(' ')} after; ` +
+    `swtpm ${environment.swtpm}; tpm2-pytss ${environment.tpm2Pytss}. Written to ${out}`,
+);
