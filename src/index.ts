@@ -271,3 +271,18 @@ export {
   SecureKeyRelease,
   type SecureKeyReleaseOptions,
 } from './keyvault/secure-key-release.js';
+export {
+  createEventGridHandler,
+  type CurrentVersionCache,
+  EVENT_GRID_VALIDATION_EVENT,
+  type EventGridHandler,
+  type EventGridHandlerOptions,
+  type EventGridRequest,
+  type EventGridResponse,
+  type KeyVersionLister,
+  type KeyVersionNotice,
+  type KeyVersionNoticeType,
+  type KeyVersionWatcher,
+  type WatchKeyVersionsOptions,
+  watchKeyVersions,
+} from './rotation/events.js';
