@@ -1,0 +1,31 @@
+import test from 'ava';
+import { runSoak } from '../../bench/soak.js';
+import { requireSwtpm } from '../helpers/swtpm.js';
+
+// The short version of `npm run soak`: counts, not time. Each release is a real release + TPM unwrap.
+const RELEASES = 300;
+const PER_SESSION = 50;
+
+test(`soak: ${RELEASES} releases on swtpm without a resource manager leave no handle and do not accumulate`, async (t) => {
+  if (!requireSwtpm(t)) return;
+  t.timeout(600_000);
+  const result = await runSoak({ releases: RELEASES, perSession: PER_SESSION, checkEvery: 50 });
+  t.is(result.vaultReleases, RELEASES, 'every call was a release by the vault');
+  t.is(result.sessions, RELEASES / PER_SESSION);
+  t.is(result.attestations, result.sessions, 'one attestation per SecureKeyRelease');
+  t.deepEqual(result.handlesAfter, { transient: 0, sessions: 0 }, 'nothing left loaded');
+  t.is(result.maxSessionsDuring, 0, 'no policy session outlives its decrypt');
+  t.is(result.maxTransientDuring, 1, 'only the open platform's transfer key is loaded');
+  t.is(
+    result.commandsPerSession.last,
+    result.commandsPerSession.first,
+    'the last session needs as many TPM commands as the first',
+  );
+  t.true(
+    result.samples.every((s) => s.handles.transient <= 1 && s.handles.sessions === 0),
+    'at every check',
+  );
+  t.log(
+    `${RELEASES} releases: ${result.tpmCommands} TPM commands, heap ${result.memory.baselineHeapMb.toFixed(1)} -> ${result.memory.finalHeapMb.toFixed(1)} MB`,
+  );
+});
