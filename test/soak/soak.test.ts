@@ -15,7 +15,7 @@ test(`soak: ${RELEASES} releases on swtpm without a resource manager leave no ha
   t.is(result.attestations, result.sessions, 'one attestation per SecureKeyRelease');
   t.deepEqual(result.handlesAfter, { transient: 0, sessions: 0 }, 'nothing left loaded');
   t.is(result.maxSessionsDuring, 0, 'no policy session outlives its decrypt');
-  t.is(result.maxTransientDuring, 1, 'only the open platform's transfer key is loaded');
+  t.is(result.maxTransientDuring, 1, 'only the transfer key of the open platform is loaded');
   t.is(
     result.commandsPerSession.last,
     result.commandsPerSession.first,
