@@ -16,9 +16,13 @@ import { startSwtpm, type Swtpm } from '../test/helpers/swtpm.js';
 /** Counts commands on their way to the TPM. */
 export class CountingTransport implements TpmTransport {
   transmits = 0;
+  /** Transmits per command code. */
+  readonly byCommand = new Map<number, number>();
   constructor(readonly inner: TpmTransport) {}
   transmit(command: Uint8Array): Promise<Uint8Array> {
     this.transmits++;
+    const cc = command.length >= 10 ? Buffer.from(command.buffer, command.byteOffset, 10).readUInt32BE(6) : 0;
+    this.byCommand.set(cc, (this.byCommand.get(cc) ?? 0) + 1);
     return this.inner.transmit(command);
   }
   close(): Promise<void> {
@@ -39,6 +43,7 @@ export interface ReleaseRig {
   /** Creates exportable RSA-HSM keys the swtpm platform's attestation satisfies. */
   createKeys(names: readonly string[]): Promise<void>;
   attestations(): number;
+  /** Release decisions the vault recorded (it keeps the last 1000). */
   releases(): number;
   close(): Promise<void>;
 }

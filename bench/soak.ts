@@ -3,6 +3,7 @@
  * cache is invalidated before every call), with a fresh platform (new transfer key) and SecureKeyRelease (new
  * attestation) every `perSession` releases. Tracks loaded TPM handles, TPM commands per release and memory.
  */
+import { TPM_CC } from '../src/tpm/constants.js';
 import { startReleaseRig } from './release-rig.js';
 
 export interface SoakOptions {
@@ -27,7 +28,10 @@ export interface SoakResult {
   releases: number;
   sessions: number;
   attestations: number;
-  vaultReleases: number;
+  /** Calls that returned a newly released key (not a cached one). */
+  freshReleases: number;
+  /** TPM2_RSA_Decrypt commands: one unwrap per release, plus one per attestation (MAA's sealed answer). */
+  tpmDecrypts: number;
   tpmCommands: number;
   /** TPM commands per release, first and last session: equal when nothing accumulates. */
   commandsPerSession: { first: number; last: number };
@@ -74,7 +78,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     let maxTransient = 0;
     let maxSessions = 0;
     let sessions = 0;
-    const baseCounts = { a: rig.attestations(), r: rig.releases(), t: rig.transport.transmits };
+    const decrypts = () => rig.transport.byCommand.get(TPM_CC.RSA_Decrypt) ?? 0;
+    const baseCounts = { a: rig.attestations(), d: decrypts(), t: rig.transport.transmits };
+    let fresh = 0;
+    let previous: unknown;
 
     for (let done = 0; done < options.releases; ) {
       const platform = await rig.platform();
@@ -87,6 +94,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
           skr.invalidate();
           const released = await skr.releaseKey(keys[done % keys.length]!);
           if (released.key.type !== 'private') throw new Error(`release ${done} gave no private key`);
+          if (released !== previous) fresh++;
+          previous = released;
           done++;
           if (done % checkEvery === 0 || done === options.releases) {
             const handles = await rig.handles();
@@ -116,7 +125,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       releases: options.releases,
       sessions,
       attestations: rig.attestations() - baseCounts.a,
-      vaultReleases: rig.releases() - baseCounts.r,
+      freshReleases: fresh,
+      tpmDecrypts: decrypts() - baseCounts.d,
       tpmCommands: rig.transport.transmits - baseCounts.t,
       commandsPerSession: {
         first: perSessionCommands[0] ?? 0,

@@ -39,7 +39,8 @@ const ok =
   result.maxSessionsDuring === 0 &&
   result.maxTransientDuring <= 1 &&
   result.memory.rssGrowthMb < boundMb &&
-  result.vaultReleases === releases;
+  result.freshReleases === releases &&
+  result.tpmDecrypts === releases + result.attestations;
 const { samples: _samples, ...summary } = result;
 console.log(JSON.stringify({ ...summary, rssBoundMb: boundMb, ok }, null, 2));
 console.log(

@@ -10,7 +10,12 @@ test(`soak: ${RELEASES} releases on swtpm without a resource manager leave no ha
   if (!requireSwtpm(t)) return;
   t.timeout(600_000);
   const result = await runSoak({ releases: RELEASES, perSession: PER_SESSION, checkEvery: 50 });
-  t.is(result.vaultReleases, RELEASES, 'every call was a release by the vault');
+  t.is(result.freshReleases, RELEASES, 'every call was a new release, not a cached key');
+  t.is(
+    result.tpmDecrypts,
+    RELEASES + result.attestations,
+    'each unwrapped in the TPM (and each attestation answer opened there)',
+  );
   t.is(result.sessions, RELEASES / PER_SESSION);
   t.is(result.attestations, result.sessions, 'one attestation per SecureKeyRelease');
   t.deepEqual(result.handlesAfter, { transient: 0, sessions: 0 }, 'nothing left loaded');
