@@ -94,7 +94,7 @@ export function formatPlan(plan: RotationPlan): string {
   if (plan.notification) {
     lines.push(`next notification:    ${when(plan.notification.at, plan.notification.due)}`);
     lines.push(
-      `  about:              ${plan.notification.version === 'current' ? 'the current version' : 'the version the rotation creates'}, ${plan.notification.duration} before its expiry`,
+      `  about:              ${plan.notification.version === 'current' ? 'the current version' : 'a version that rotation creates'}, ${plan.notification.duration} before its expiry`,
     );
   } else {
     lines.push(`next notification:    none (${plan.notificationReason})`);

@@ -40,7 +40,10 @@ export interface PlannedRotation {
 export interface PlannedNotification {
   at: Date;
   duration: string;
-  /** Which version the notification is about: the current one, or the one the rotation creates. */
+  /**
+   * Which version the notification is about: the current one, or one that rotation creates (the first new
+   * version, or a later one when calendar months put earlier ones' rotation before their notification).
+   */
   version: 'current' | 'next';
   due: boolean;
 }
@@ -60,6 +63,12 @@ export interface RotationPlan {
   /** The current version's expiry is already past. */
   expired: boolean;
 }
+
+/**
+ * Versions looked ahead for the next notification when month lengths can change the timing from one version
+ * to the next (decades for any realistic policy; month-end clamping settles within a few versions).
+ */
+const MAX_PLANNED_VERSIONS = 48;
 
 function checkDate(value: unknown, what: string): Date {
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
@@ -141,16 +150,47 @@ export function planRotation(
       `lifetimeActions[${notifyIndex}].trigger.timeBeforeExpiry`,
     );
     const current = expiresOn === undefined ? undefined : subtractDuration(expiresOn, before);
-    if (current !== undefined && (rotation === undefined || current.getTime() < rotation.at.getTime())) {
+    // At the same instant the service notifies first, then rotates.
+    if (current !== undefined && (rotation === undefined || current.getTime() <= rotation.at.getTime())) {
       plan.notification = {
         at: current,
         duration: notify.timeBeforeExpiry,
         version: 'current',
         due: current <= now,
       };
-    } else if (rotation !== undefined && plan.newVersionExpiresOn !== undefined) {
-      const next = subtractDuration(plan.newVersionExpiresOn, before);
-      plan.notification = { at: next, duration: notify.timeBeforeExpiry, version: 'next', due: next <= now };
+    } else if (rotation !== undefined && rotate !== undefined && plan.newVersionExpiresOn !== undefined) {
+      // Versions the rotations create get the same lifetime actions. A version rotated before its own
+      // notification time is never notified about; calendar months make that vary from one version to the
+      // next, so walk the versions until one is notified about (at a tie the service notifies first).
+      const afterCreate =
+        rotate.timeAfterCreate === undefined ? undefined : parseDuration(rotate.timeAfterCreate);
+      const rotateBefore = parseDuration(rotate.timeBeforeExpiry ?? 'PT0S');
+      const calendar = [expiryTime!, before, afterCreate ?? rotateBefore].some(
+        (d) => d.years !== 0 || d.months !== 0,
+      );
+      // Without months or years every version has the same timing: the first one decides.
+      const lookahead = calendar ? MAX_PLANNED_VERSIONS : 1;
+      let created = rotation.at;
+      let found: Date | undefined;
+      for (let version = 0; version < lookahead && found === undefined; version++) {
+        const expires = addDuration(created, expiryTime!);
+        const notifyAt = subtractDuration(expires, before);
+        const rotateAt = afterCreate
+          ? addDuration(created, afterCreate)
+          : subtractDuration(expires, rotateBefore);
+        if (notifyAt.getTime() <= rotateAt.getTime()) found = notifyAt;
+        else created = rotateAt;
+      }
+      if (found !== undefined) {
+        plan.notification = {
+          at: found,
+          duration: notify.timeBeforeExpiry,
+          version: 'next',
+          due: found <= now,
+        };
+      } else {
+        plan.notificationReason = `every version is rotated (${rotation.trigger} ${rotation.duration}) before its notification time (${notify.timeBeforeExpiry} before expiry), so no near-expiry notification is sent while this policy stays`;
+      }
     } else if (expiresOn === undefined) {
       plan.notificationReason =
         rotation === undefined

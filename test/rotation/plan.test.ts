@@ -26,18 +26,80 @@ test('documented policy on a key created with the policy expiry', (t) => {
     duration: 'P18M',
     due: false,
   });
-  // the rotation (Jul 2026) comes before the current version's notification (Jan 1 2027),
-  // so the next notification is the new version's: (Jul 31 2026 + 2Y) - 30D
+  // the rotation (Jul 2026) comes before the current version's notification (Jan 1 2027), and the new
+  // version is rotated (Jan 31 2028) before its own (Jul 1 2028): the service never notifies
   t.is(iso(plan.newVersionExpiresOn), '2028-07-31T08:00:00.000Z');
+  t.is(plan.notification, undefined);
+  t.regex(plan.notificationReason ?? '', /every version is rotated .*before its notification time/);
+  t.false(plan.expiresBeforeRotation);
+  t.false(plan.expired);
+  t.is(plan.rotationReason, undefined);
+});
+
+test('the new version is notified about when it nears expiry before its own rotation', (t) => {
+  const policy: RotationPolicy = {
+    lifetimeActions: [
+      { action: 'Rotate', timeAfterCreate: 'P18M' },
+      { action: 'Notify', timeBeforeExpiry: 'P30D' },
+    ],
+    expiryTime: 'P19M',
+  };
+  const plan = planRotation(
+    policy,
+    { createdOn: d('2025-01-31T08:00:00Z'), expiresOn: d('2027-01-31T08:00:00Z') },
+    { now: d('2025-02-01T00:00:00Z') },
+  );
+  t.is(iso(plan.rotation?.at), '2026-07-31T08:00:00.000Z');
+  // new version: expires Feb 29 2028 (Jul 31 2026 + 19M, clamped), notified Jan 30 2028, rotated Jan 31 2028
+  t.is(iso(plan.newVersionExpiresOn), '2028-02-29T08:00:00.000Z');
   t.deepEqual(plan.notification, {
-    at: d('2028-07-01T08:00:00Z'),
+    at: d('2028-01-30T08:00:00Z'),
     duration: 'P30D',
     version: 'next',
     due: false,
   });
-  t.false(plan.expiresBeforeRotation);
-  t.false(plan.expired);
-  t.is(plan.rotationReason, undefined);
+});
+
+test("a notification at the rotation instant is the current version's (the service notifies, then rotates)", (t) => {
+  const policy: RotationPolicy = {
+    lifetimeActions: [
+      { action: 'Rotate', timeAfterCreate: 'P90D' },
+      { action: 'Notify', timeBeforeExpiry: 'P30D' },
+    ],
+    expiryTime: 'P1Y',
+  };
+  const plan = planRotation(
+    policy,
+    { createdOn: d('2025-01-01T00:00:00Z'), expiresOn: d('2025-05-01T00:00:00Z') },
+    { now: d('2025-01-02T00:00:00Z') },
+  );
+  t.is(iso(plan.rotation?.at), '2025-04-01T00:00:00.000Z');
+  t.is(iso(plan.notification?.at), '2025-04-01T00:00:00.000Z');
+  t.is(plan.notification?.version, 'current');
+});
+
+test('month-end clamping can make a later version the first one notified about', (t) => {
+  const policy: RotationPolicy = {
+    lifetimeActions: [
+      { action: 'Rotate', timeAfterCreate: 'P18M' },
+      { action: 'Notify', timeBeforeExpiry: 'P30D' },
+    ],
+    expiryTime: 'P19M',
+  };
+  // v2 (Sep 30 2027) expires Apr 30 2029, notify Mar 31 2029, but is rotated Mar 30 2029;
+  // v3 (Mar 30 2029) expires Oct 30 2030, notify Sep 30 2030, the same instant it is rotated: notified
+  const plan = planRotation(
+    policy,
+    { createdOn: d('2026-03-31T10:15:30Z'), expiresOn: d('2028-03-31T10:15:30Z') },
+    { now: d('2026-04-01T00:00:00Z') },
+  );
+  t.is(iso(plan.rotation?.at), '2027-09-30T10:15:30.000Z');
+  t.deepEqual(plan.notification, {
+    at: d('2030-09-30T10:15:30Z'),
+    duration: 'P30D',
+    version: 'next',
+    due: false,
+  });
 });
 
 test('month-end creation clamps the rotation date', (t) => {
@@ -66,8 +128,9 @@ test('rotation before expiry needs a key expiry', (t) => {
   t.is(iso(withExpiry.rotation?.at), '2025-11-02T00:00:00.000Z');
   t.is(withExpiry.rotation?.trigger, 'timeBeforeExpiry');
   t.is(iso(withExpiry.newVersionExpiresOn), '2026-11-02T00:00:00.000Z');
-  t.is(withExpiry.notification?.version, 'next');
-  t.is(iso(withExpiry.notification?.at), '2026-10-03T00:00:00.000Z');
+  // 60 days before expiry always comes before 30 days before it: no version lives to be notified about
+  t.is(withExpiry.notification, undefined);
+  t.regex(withExpiry.notificationReason ?? '', /every version is rotated \(timeBeforeExpiry P60D\)/);
 
   const without = planRotation(
     policy,
