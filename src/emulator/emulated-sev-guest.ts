@@ -10,7 +10,7 @@ import { EmulatedAmd } from './amd.js';
 import { type EmulatedPlatformOptions, loadOptions } from './emulated-vtpm.js';
 import { hclReportData } from './hcl-report.js';
 import { type EvidenceKnobs, finishReport, reportFieldsFor } from './knobs.js';
-import { InMemoryTransferKey } from './rsa-transfer-key.js';
+import { InMemoryTransferKey } from '../hal/memory-transfer-key.js';
 
 /** The kid of the guest's transfer key in the runtime data. */
 export const SEV_GUEST_TRANSFER_KEY_KID = 'GuestEncryptionKey';

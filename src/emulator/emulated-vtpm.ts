@@ -19,7 +19,7 @@ import { EmulatedAkCa } from './ak-ca.js';
 import { EmulatedAmd } from './amd.js';
 import { encodeHclReport, encodeHclRuntimeData, hclReportData } from './hcl-report.js';
 import { type EvidenceKnobs, emulatedPcrs, finishReport, reportFieldsFor } from './knobs.js';
-import { InMemoryTransferKey } from './rsa-transfer-key.js';
+import { InMemoryTransferKey } from '../hal/memory-transfer-key.js';
 import {
   type SoftPublic,
   type SoftSigner,

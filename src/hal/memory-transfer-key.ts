@@ -1,11 +1,12 @@
 /**
- * A transfer key held in process memory (emulated platforms, and the shape of a SEV-SNP guest's key). Node
+ * A transfer key held in process memory: the SEV-SNP guest's key (generated in guest memory, never exported) and
+ * the emulated platforms' keys. Node
  * refuses PKCS#1 v1.5 private decryption (CVE-2023-46809), but the attestation service wraps its inner key that
  * way, so `rsaes` decrypts with the raw RSA primitive and checks the padding here, in one pass over every byte.
  */
 import { constants, generateKeyPairSync, type KeyObject, privateDecrypt } from 'node:crypto';
-import { InvalidArgumentError, TransferKeyDecryptError } from '../errors.js';
-import type { DecryptScheme, TransferKey } from '../hal/types.js';
+import { InvalidArgumentError, PlatformClosedError, TransferKeyDecryptError } from '../errors.js';
+import type { DecryptScheme, TransferKey } from './types.js';
 
 const OAEP_HASH: Record<Exclude<DecryptScheme, 'rsaes'>, string> = {
   'oaep-sha1': 'sha1',
@@ -31,9 +32,11 @@ export class InMemoryTransferKey implements TransferKey {
   readonly jwk: { kty: 'RSA'; n: string; e: string; kid: string; key_ops: string[] };
   readonly publicKey: KeyObject;
   readonly #privateKey: KeyObject;
+  readonly #isClosed: () => boolean;
   readonly modulusBytes: number;
 
-  constructor(privateKey: KeyObject, kid: string, publicKey: KeyObject) {
+  /** `isClosed`: the owning platform's state; a closed platform's key refuses to decrypt. */
+  constructor(privateKey: KeyObject, kid: string, publicKey: KeyObject, isClosed: () => boolean = () => false) {
     const jwk = publicKey.export({ format: 'jwk' });
     if (jwk.kty !== 'RSA' || typeof jwk.n !== 'string' || typeof jwk.e !== 'string') {
       throw new InvalidArgumentError('a transfer key must be RSA');
@@ -41,6 +44,7 @@ export class InMemoryTransferKey implements TransferKey {
     this.jwk = { kty: 'RSA', n: jwk.n, e: jwk.e, kid, key_ops: ['encrypt'] };
     this.publicKey = publicKey;
     this.#privateKey = privateKey;
+    this.#isClosed = isClosed;
     this.modulusBytes = Buffer.from(jwk.n, 'base64url').length;
   }
 
@@ -51,8 +55,10 @@ export class InMemoryTransferKey implements TransferKey {
   }
 
   async decrypt(ciphertext: Uint8Array, scheme: DecryptScheme): Promise<Buffer> {
+    if (this.#isClosed()) throw new PlatformClosedError('the platform owning this transfer key was closed; open a new one');
     if (ciphertext.length !== this.modulusBytes) {
-      throw new InvalidArgumentError(
+      // The ciphertext comes from a remote service: a wrong length is damaged input, not a caller mistake.
+      throw new TransferKeyDecryptError(
         `ciphertext is ${ciphertext.length} bytes; the ${this.modulusBytes * 8}-bit transfer key needs ${this.modulusBytes}`,
       );
     }

@@ -2,7 +2,7 @@ import { constants, publicEncrypt, randomBytes } from 'node:crypto';
 import test from 'ava';
 import fc from 'fast-check';
 import { encryptForTransferKey } from '../../src/emulator/maa/server.js';
-import { InMemoryTransferKey, unpadPkcs1Type2 } from '../../src/emulator/rsa-transfer-key.js';
+import { InMemoryTransferKey, unpadPkcs1Type2 } from '../../src/hal/memory-transfer-key.js';
 import { AttestationResponseError } from '../../src/errors.js';
 import { openAzureGuestToken } from '../../src/maa/response.js';
 

@@ -1,4 +1,4 @@
-import { constants, createHash, generateKeyPair, type KeyObject, privateDecrypt } from 'node:crypto';
+import { createHash, generateKeyPair } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint } from 'jose';
 import {
@@ -7,7 +7,6 @@ import {
   PlatformClosedError,
   SnpCertificateError,
   SnpReportDataMismatchError,
-  TransferKeyDecryptError,
 } from '../../errors.js';
 import { certificateBundlePem } from '../../snp/bundle.js';
 import { bytesEqual } from '../../snp/bytes.js';
@@ -16,10 +15,10 @@ import { parseSnpReport, type SnpReport } from '../../snp/report.js';
 import type { TrustedRootInput } from '../../snp/roots.js';
 import type { SnpProduct } from '../../snp/tcb.js';
 import { VcekFetcher } from '../../snp/vcek-sources.js';
+import { InMemoryTransferKey } from '../memory-transfer-key.js';
 import type {
   AttestationPlatform,
   CollectEvidenceOptions,
-  DecryptScheme,
   SevGuestEvidence,
   SnpReportProvider,
   TransferKey,
@@ -41,78 +40,6 @@ export interface SevGuestPlatformOptions {
   vcekFetcher?: VcekFetcher | false;
   /** Roots besides AMD's used to complete the PEM chain (e.g. an emulator's). */
   trustedRoots?: readonly TrustedRootInput[];
-}
-
-type TransferJwk = TransferKey['jwk'] & { key_ops: string[] };
-
-/**
- * RSAES-PKCS1-v1_5 unpadding over a raw RSA result, without early exits on the padding bytes: Node refuses
- * PKCS#1 v1.5 private decryption (CVE-2023-46809), but MAA encrypts its inner key that way.
- */
-function unpadPkcs1v15(em: Buffer): Buffer | undefined {
-  let good = (em[0] === 0 ? 1 : 0) & (em[1] === 2 ? 1 : 0);
-  let found = 0;
-  let separator = 0;
-  for (let i = 2; i < em.length; i++) {
-    const isZero = (((em[i] as number) - 1) >>> 31) & 1;
-    const first = isZero & (found ^ 1);
-    separator |= -first & i;
-    found |= isZero;
-  }
-  good &= found & (separator >= 10 ? 1 : 0);
-  return good === 1 ? em.subarray(separator + 1) : undefined;
-}
-
-class InMemoryTransferKey implements TransferKey {
-  readonly jwk: TransferJwk;
-  readonly #privateKey: KeyObject;
-  readonly #isClosed: () => boolean;
-
-  constructor(jwk: TransferJwk, privateKey: KeyObject, isClosed: () => boolean) {
-    this.jwk = jwk;
-    this.#privateKey = privateKey;
-    this.#isClosed = isClosed;
-  }
-
-  async decrypt(ciphertext: Uint8Array, scheme: DecryptScheme): Promise<Buffer> {
-    if (this.#isClosed()) throw new PlatformClosedError('this SevGuestPlatform was closed; open a new one');
-    if (ciphertext.length !== 256) {
-      throw new TransferKeyDecryptError(
-        `ciphertext is ${ciphertext.length} bytes; an RSA-2048 ciphertext is 256`,
-      );
-    }
-    if (scheme === 'rsaes') {
-      let em: Buffer;
-      try {
-        em = privateDecrypt({ key: this.#privateKey, padding: constants.RSA_NO_PADDING }, ciphertext);
-      } catch (error) {
-        throw new TransferKeyDecryptError('RSA decryption failed', { cause: error });
-      }
-      const message = unpadPkcs1v15(em);
-      if (message === undefined) {
-        throw new TransferKeyDecryptError(
-          'RSAES-PKCS1-v1_5 decryption failed: wrong key, scheme or ciphertext',
-        );
-      }
-      return Buffer.from(message);
-    }
-    const oaepHash = { 'oaep-sha1': 'sha1', 'oaep-sha256': 'sha256', 'oaep-sha384': 'sha384' }[scheme];
-    if (oaepHash === undefined)
-      throw new InvalidArgumentError(`unknown decrypt scheme ${JSON.stringify(scheme)}`);
-    try {
-      return privateDecrypt(
-        { key: this.#privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash },
-        ciphertext,
-      );
-    } catch (error) {
-      throw new TransferKeyDecryptError(
-        `RSA-OAEP (${oaepHash}) decryption failed: wrong key, scheme or ciphertext`,
-        {
-          cause: error,
-        },
-      );
-    }
-  }
 }
 
 /**
@@ -158,11 +85,7 @@ export class SevGuestPlatform implements AttestationPlatform {
       if (n === undefined || e === undefined)
         throw new InvalidArgumentError('generated RSA key has no modulus');
       const kid = await calculateJwkThumbprint({ kty: 'RSA', n, e }, 'sha256');
-      return new InMemoryTransferKey(
-        { kty: 'RSA', n, e, kid, key_ops: ['encrypt'] },
-        privateKey,
-        () => this.#closed,
-      );
+      return new InMemoryTransferKey(privateKey, kid, publicKey, () => this.#closed);
     })();
     return this.#key;
   }
