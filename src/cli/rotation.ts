@@ -1,6 +1,7 @@
 /**
  * `cvm-skr rotation ...`: offline planning and validation of rotation policies, and the vault-backed
- * get / set / rotate / audit commands (KeyClient + DefaultAzureCredential), mirroring
+ * get / set / rotate / audit commands (KeyClient + DefaultAzureCredential; `--emulator` for a running
+ * `cvm-skr emulator`), mirroring
  * `az keyvault key rotation-policy show|update --value policy.json` and `az keyvault key rotate`.
  */
 import { readFile, stat } from 'node:fs/promises';
@@ -109,9 +110,53 @@ export function planToJson(plan: RotationPlan, violations: readonly RotationPoli
   return { ...plan, violations };
 }
 
-function vaultUrl(vault: string): string {
-  if (/^https?:\/\//.test(vault)) return vault.replace(/\/+$/, '');
-  if (/^[a-zA-Z0-9-]{3,24}$/.test(vault)) return `https://${vault}.vault.azure.net`;
+/** How the vault commands reach a vault: a real one (defaults) or a running `cvm-skr emulator`. */
+export interface VaultConnectionOptions {
+  /** Use a running `cvm-skr emulator` through the environment it prints. */
+  emulator?: boolean;
+  /** PEM file of a CA to trust in addition to the system roots (default `$CVM_SKR_CA_FILE` with `--emulator`). */
+  ca?: string;
+  /** Accept a challenge whose resource does not match the vault host (private endpoints, proxies). */
+  disableChallengeResourceVerification?: boolean;
+}
+
+/**
+ * `myvault` -> `https://myvault.vault.azure.net`; a full URL stays (its origin). Plain http, and the word
+ * `emulator` for `$CVM_SKR_VAULT_URL`, only with `--emulator`.
+ */
+export function vaultUrl(vault: string, options: Pick<VaultConnectionOptions, 'emulator'> = {}): string {
+  if (options.emulator && vault === 'emulator') {
+    const url = process.env.CVM_SKR_VAULT_URL;
+    if (!url) {
+      throw new InvalidArgumentError(
+        'the vault "emulator" is $CVM_SKR_VAULT_URL, which is not set: export the variables "cvm-skr emulator" prints',
+      );
+    }
+    return vaultUrl(url, options);
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(vault)) {
+    let url: URL;
+    try {
+      url = new URL(vault);
+    } catch {
+      throw new InvalidArgumentError(`vault URL ${vault} does not parse`);
+    }
+    if (url.pathname.replace(/\/+$/, '') !== '' || url.search || url.hash || url.username) {
+      throw new InvalidArgumentError(
+        `vault URL ${vault} must be just the vault, like https://<name>.vault.azure.net`,
+      );
+    }
+    if (url.protocol === 'http:' && !options.emulator) {
+      throw new InvalidArgumentError(
+        `vault URL ${vault} is plain http: real vaults are https (http only with --emulator)`,
+      );
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new InvalidArgumentError(`vault URL ${vault} must be https`);
+    }
+    return url.origin;
+  }
+  if (/^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$/.test(vault)) return `https://${vault}.vault.azure.net`;
   throw new InvalidArgumentError(
     `vault must be a vault name or URL (https://<name>.vault.azure.net), got ${vault}`,
   );
@@ -134,12 +179,67 @@ function serviceError(what: string, error: unknown): RotationRequestError {
   );
 }
 
-async function keyClientFor(vault: string) {
-  const [{ KeyClient }, { DefaultAzureCredential }] = await Promise.all([
+async function readCa(path: string, option: string): Promise<string> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile() || info.size > MAX_POLICY_FILE_BYTES) throw new Error('not a small file');
+    const pem = await readFile(path, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate');
+    return pem;
+  } catch (error) {
+    throw new InvalidArgumentError(`${option} ${path} is not a readable PEM certificate file`, {
+      cause: error,
+    });
+  }
+}
+
+export async function keyClientFor(vault: string, options: VaultConnectionOptions = {}) {
+  const url = vaultUrl(vault, options);
+  const [{ KeyClient }, identity, { rootCertificates }] = await Promise.all([
     import('@azure/keyvault-keys'),
     import('@azure/identity'),
+    import('node:tls'),
   ]);
-  return new KeyClient(vaultUrl(vault), new DefaultAzureCredential());
+  const caFile = options.ca ?? (options.emulator ? process.env.CVM_SKR_CA_FILE : undefined);
+  if (options.emulator) {
+    const missing = ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER'].filter((name) => !process.env[name]);
+    if (!caFile && url.startsWith('https:')) missing.push('CVM_SKR_CA_FILE (or --ca)');
+    if (missing.length > 0) {
+      throw new InvalidArgumentError(
+        `--emulator talks to a running "cvm-skr emulator": export the variables it prints (missing ${missing.join(', ')})`,
+      );
+    }
+  }
+  const ca = caFile === undefined ? undefined : await readCa(caFile, options.ca ? '--ca' : 'CVM_SKR_CA_FILE');
+  // The emulator's managed identity endpoint is the App Service kind that ManagedIdentityCredential reads from
+  // IDENTITY_ENDPOINT/IDENTITY_HEADER; a real vault gets the usual credential chain.
+  const credential = options.emulator
+    ? new identity.ManagedIdentityCredential()
+    : new identity.DefaultAzureCredential();
+  return new KeyClient(url, credential, {
+    ...(ca ? { tlsOptions: { ca: [...rootCertificates, ca] } } : {}),
+    ...(options.emulator && url.startsWith('http:') ? { allowInsecureConnection: true } : {}),
+    ...(options.emulator || options.disableChallengeResourceVerification
+      ? { disableChallengeResourceVerification: true }
+      : {}),
+  });
+}
+
+/** The connection options every vault command takes. */
+function withVaultOptions(command: Command): Command {
+  return command
+    .option(
+      '--emulator',
+      'use a running "cvm-skr emulator" (the environment it prints; vault "emulator" = $CVM_SKR_VAULT_URL)',
+    )
+    .option(
+      '--ca <file>',
+      'PEM CA to trust besides the system roots (default $CVM_SKR_CA_FILE with --emulator)',
+    )
+    .option(
+      '--disable-challenge-resource-verification',
+      'accept an auth challenge for another resource than the vault host (private endpoints, proxies)',
+    );
 }
 
 function print(value: unknown): void {
@@ -164,8 +264,7 @@ export function registerRotation(program: Command): void {
     .command('rotation')
     .description('plan, validate, apply and audit Key Vault key rotation policies');
 
-  rotation
-    .command('plan')
+  withVaultOptions(rotation.command('plan'))
     .description(
       'when the service will rotate a key, notify about it, and expire the new version: offline from --policy and --created, or for a key in a vault (--policy then overrides its policy: "what if I set this")',
     )
@@ -180,7 +279,13 @@ export function registerRotation(program: Command): void {
       async (
         vault: string | undefined,
         key: string | undefined,
-        options: { policy?: string; created?: string; expires?: string; now?: string; json?: boolean },
+        options: {
+          policy?: string;
+          created?: string;
+          expires?: string;
+          now?: string;
+          json?: boolean;
+        } & VaultConnectionOptions,
       ) => {
         if ((vault === undefined) !== (key === undefined)) {
           throw new InvalidArgumentError('give both <vault> and <key>, or neither');
@@ -195,7 +300,7 @@ export function registerRotation(program: Command): void {
               '--created and --expires come from the vault when <vault> <key> are given',
             );
           }
-          const client = await keyClientFor(vault);
+          const client = await keyClientFor(vault, options);
           try {
             const properties = (await client.getKey(key)).properties;
             if (properties.createdOn === undefined) {
@@ -264,13 +369,12 @@ export function registerRotation(program: Command): void {
       },
     );
 
-  rotation
-    .command('get')
+  withVaultOptions(rotation.command('get'))
     .description("show a key's rotation policy (service JSON shape)")
     .argument('<vault>', 'vault name or URL')
     .argument('<key>', 'key name')
-    .action(async (vault: string, key: string) => {
-      const client = await keyClientFor(vault);
+    .action(async (vault: string, key: string, options: VaultConnectionOptions) => {
+      const client = await keyClientFor(vault, options);
       try {
         print(toServiceJson(fromSdk(await client.getKeyRotationPolicy(key)), { includeMetadata: true }));
       } catch (error) {
@@ -278,15 +382,14 @@ export function registerRotation(program: Command): void {
       }
     });
 
-  rotation
-    .command('set')
+  withVaultOptions(rotation.command('set'))
     .description("replace a key's rotation policy, validated before the call")
     .argument('<vault>', 'vault name or URL')
     .argument('<key>', 'key name')
     .requiredOption('--policy <file>', 'rotation policy JSON, e.g. the documented P18M / P30D / P2Y example')
-    .action(async (vault: string, key: string, options: { policy: string }) => {
+    .action(async (vault: string, key: string, options: { policy: string } & VaultConnectionOptions) => {
       const policy = await readPolicyFile(options.policy);
-      const client = await keyClientFor(vault);
+      const client = await keyClientFor(vault, options);
       // The key's expiry decides whether before-expiry triggers are allowed; without `get` rights, skip it.
       let keyExpiresOn: Date | null | undefined;
       try {
@@ -304,13 +407,12 @@ export function registerRotation(program: Command): void {
       }
     });
 
-  rotation
-    .command('rotate')
+  withVaultOptions(rotation.command('rotate'))
     .description('create a new version of a key now (needs the rotate permission)')
     .argument('<vault>', 'vault name or URL')
     .argument('<key>', 'key name')
-    .action(async (vault: string, key: string) => {
-      const client = await keyClientFor(vault);
+    .action(async (vault: string, key: string, options: VaultConnectionOptions) => {
+      const client = await keyClientFor(vault, options);
       try {
         const rotated = await client.rotateKey(key);
         // Never print key material: only the versioned id and dates.
@@ -325,42 +427,46 @@ export function registerRotation(program: Command): void {
       }
     });
 
-  rotation
-    .command('audit')
+  withVaultOptions(rotation.command('audit'))
     .description('check every key of a vault against "rotation scheduled within N days after creation"')
     .argument('<vault>', 'vault name or URL')
     .requiredOption('--max-days <n>', 'maximumDaysToRotate of the Azure Policy built-in, e.g. 730')
     .option('--json', 'print the full report as JSON')
     .option('--strict', 'exit with status 1 when a key is non-compliant or could not be audited')
-    .action(async (vault: string, options: { maxDays: string; json?: boolean; strict?: boolean }) => {
-      const maximumDaysToRotate = Number(options.maxDays);
-      if (
-        !/^\d+$/.test(options.maxDays) ||
-        !Number.isSafeInteger(maximumDaysToRotate) ||
-        maximumDaysToRotate < 1
-      ) {
-        throw new InvalidArgumentError(`--max-days must be a whole number of days, got ${options.maxDays}`);
-      }
-      const client = await keyClientFor(vault);
-      const interactive = process.stderr.isTTY === true && !options.json;
-      let report: RotationAuditReport;
-      try {
-        report = await auditRotation(client, {
-          maximumDaysToRotate,
-          onProgress: (p) => {
-            if (interactive)
-              process.stderr.write(`\raudited ${p.audited}/${p.listed} keys (${p.pages} pages)`);
-          },
-        });
-      } catch (error) {
-        if (error instanceof CvmSkrError) throw error;
-        throw serviceError('listing the keys of the vault', error);
-      } finally {
-        if (interactive) process.stderr.write('\n');
-      }
-      if (options.json) print(report);
-      else process.stdout.write(formatAudit(report));
-      if (options.strict && (report.summary.nonCompliant > 0 || report.summary.errors > 0))
-        process.exitCode = 1;
-    });
+    .action(
+      async (
+        vault: string,
+        options: { maxDays: string; json?: boolean; strict?: boolean } & VaultConnectionOptions,
+      ) => {
+        const maximumDaysToRotate = Number(options.maxDays);
+        if (
+          !/^\d+$/.test(options.maxDays) ||
+          !Number.isSafeInteger(maximumDaysToRotate) ||
+          maximumDaysToRotate < 1
+        ) {
+          throw new InvalidArgumentError(`--max-days must be a whole number of days, got ${options.maxDays}`);
+        }
+        const client = await keyClientFor(vault, options);
+        const interactive = process.stderr.isTTY === true && !options.json;
+        let report: RotationAuditReport;
+        try {
+          report = await auditRotation(client, {
+            maximumDaysToRotate,
+            onProgress: (p) => {
+              if (interactive)
+                process.stderr.write(`\raudited ${p.audited}/${p.listed} keys (${p.pages} pages)`);
+            },
+          });
+        } catch (error) {
+          if (error instanceof CvmSkrError) throw error;
+          throw serviceError('listing the keys of the vault', error);
+        } finally {
+          if (interactive) process.stderr.write('\n');
+        }
+        if (options.json) print(report);
+        else process.stdout.write(formatAudit(report));
+        if (options.strict && (report.summary.nonCompliant > 0 || report.summary.errors > 0))
+          process.exitCode = 1;
+      },
+    );
 }
