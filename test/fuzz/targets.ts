@@ -10,7 +10,7 @@ import type { TpmTransport } from '../../src/hal/types.js';
 import { parseHclReport } from '../../src/hcl/report.js';
 import { parseHclRuntimeData } from '../../src/hcl/runtime-data.js';
 import { encryptForTransferKey } from '../../src/emulator/maa/server.js';
-import { InMemoryTransferKey } from '../../src/emulator/rsa-transfer-key.js';
+import { InMemoryTransferKey } from '../../src/hal/memory-transfer-key.js';
 import { parseReleasePolicy } from '../../src/keyvault/release-policy.js';
 import { parseReleasePayload } from '../../src/keyvault/release-response.js';
 import { openAzureGuestToken } from '../../src/maa/response.js';
