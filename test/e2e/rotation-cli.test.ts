@@ -90,7 +90,7 @@ test('rotation set, get, rotate, plan and audit against the emulator', async (t)
   const stored = await client.getKeyRotationPolicy('app');
   t.is(stored.expiresIn, 'P2Y');
   t.deepEqual(
-    stored.lifetimeActions.map((a) => [a.action, a.timeAfterCreate ?? a.timeBeforeExpiry]),
+    (stored.lifetimeActions ?? []).map((a) => [a.action, a.timeAfterCreate ?? a.timeBeforeExpiry]),
     [
       ['Rotate', 'P18M'],
       ['Notify', 'P30D'],
