@@ -41,6 +41,19 @@ export class AbortError extends CvmSkrError {
   static override code = 'ERR_ABORTED';
 }
 
+/** A remote service answered with an error: its HTTP status and its own error code, when it gave one. */
+export class ServiceAnswerError extends CvmSkrError {
+  static override code = 'ERR_SERVICE_ANSWER';
+  readonly statusCode?: number;
+  readonly serviceCode?: string;
+
+  constructor(message: string, details: { statusCode?: number; serviceCode?: string } = {}, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    if (details.statusCode !== undefined) this.statusCode = details.statusCode;
+    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+  }
+}
+
 /** Untrusted bytes did not parse: truncated, inconsistent, or out of range. */
 export class MalformedDataError extends CvmSkrError {
   static override code = 'ERR_MALFORMED_DATA';
@@ -429,10 +442,8 @@ export class TransferKeyDecryptError extends CvmSkrError {
  * The attestation service answered with an error (HTTP status other than 200). `status` is the HTTP status;
  * `serviceCode` the service's error code when its body had one. The message quotes the service's reason.
  */
-export class AttestationRequestError extends CvmSkrError {
+export class AttestationRequestError extends ServiceAnswerError {
   static override code = 'ERR_ATTESTATION_REQUEST';
-  readonly status?: number;
-  readonly serviceCode?: string;
   /** The evidence check the (emulated) service names as failed, when it names one. */
   readonly check?: string;
 
@@ -441,10 +452,20 @@ export class AttestationRequestError extends CvmSkrError {
     details: { status?: number; serviceCode?: string; check?: string } = {},
     options?: CvmSkrErrorOptions,
   ) {
-    super(message, options);
-    if (details.status !== undefined) this.status = details.status;
-    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
+    super(
+      message,
+      {
+        ...(details.status !== undefined ? { statusCode: details.status } : {}),
+        ...(details.serviceCode !== undefined ? { serviceCode: details.serviceCode } : {}),
+      },
+      options,
+    );
     if (details.check !== undefined) this.check = details.check;
+  }
+
+  /** The HTTP status (same as `statusCode`). */
+  get status(): number | undefined {
+    return this.statusCode;
   }
 }
 
@@ -678,19 +699,6 @@ export class ReleaseDeniedError extends CvmSkrError {
     if (details.reason !== undefined) this.reason = details.reason;
     if (details.releasePolicy !== undefined) this.releasePolicy = details.releasePolicy;
     if (details.evaluation !== undefined) this.evaluation = details.evaluation;
-  }
-}
-
-/** A remote service answered with an error: its HTTP status and its own error code, when it gave one. */
-export class ServiceAnswerError extends CvmSkrError {
-  static override code = 'ERR_SERVICE_ANSWER';
-  readonly statusCode?: number;
-  readonly serviceCode?: string;
-
-  constructor(message: string, details: { statusCode?: number; serviceCode?: string } = {}, options?: CvmSkrErrorOptions) {
-    super(message, options);
-    if (details.statusCode !== undefined) this.statusCode = details.statusCode;
-    if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
   }
 }
 
