@@ -108,8 +108,11 @@ export { addDuration, type Duration, formatDuration, parseDuration } from './rot
 export {
   EnvelopeCipher,
   type EnvelopeCipherOptions,
+  type EnvelopeHeader,
   type EnvelopeOptions,
   envelopeKeyId,
+  MAX_ENVELOPE_HEADER_BYTES,
+  parseEnvelopeHeader,
   type RewrapResult,
 } from './rotation/envelope.js';
 export {

@@ -4,7 +4,7 @@
  * `cvm-skr emulator`), mirroring
  * `az keyvault key rotation-policy show|update --value policy.json` and `az keyvault key rotate`.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
   CvmSkrError,
@@ -14,6 +14,7 @@ import {
   RotationRequestError,
 } from '../errors.js';
 import { auditRotation, type RotationAuditReport } from '../rotation/audit.js';
+import { type EnvelopeHeader, MAX_ENVELOPE_HEADER_BYTES, parseEnvelopeHeader } from '../rotation/envelope.js';
 import { planRotation, type RotationPlan } from '../rotation/plan.js';
 import {
   fromSdk,
@@ -469,4 +470,53 @@ export function registerRotation(program: Command): void {
           process.exitCode = 1;
       },
     );
+
+  rotation
+    .command('envelopes')
+    .description(
+      'which key version each envelope file is under, from its header alone (no key, no vault): find the envelopes to rewrap before an old version is disabled or expires',
+    )
+    .argument('<files...>', 'envelope files written by EnvelopeCipher')
+    .option('--json', 'print one JSON object per file')
+    .action(async (files: string[], options: { json?: boolean }) => {
+      const results: ({ file: string } & (EnvelopeHeader | { error: string }))[] = [];
+      for (const file of files) {
+        try {
+          results.push({ file, ...(await readEnvelopeHeader(file)) });
+        } catch (error) {
+          if (!(error instanceof CvmSkrError)) throw error;
+          results.push({ file, error: `${error.message} [${error.code}]` });
+          process.exitCode = 1;
+        }
+      }
+      if (options.json) {
+        print(results);
+        return;
+      }
+      for (const r of results) {
+        process.stdout.write(
+          'error' in r
+            ? `${r.file}: ${r.error}\n`
+            : `${r.file}: ${r.kid} (${r.keyWrapping}, ${r.dataLength} bytes of data)\n`,
+        );
+      }
+    });
+}
+
+/** Reads only the first bytes of a file: envelopes may be large, their header never is. */
+async function readEnvelopeHeader(path: string): Promise<EnvelopeHeader> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    throw new InvalidArgumentError(`cannot read ${path}: check the path and permissions`, { cause: error });
+  }
+  try {
+    const { size } = await handle.stat();
+    const head = Buffer.alloc(Math.min(size, MAX_ENVELOPE_HEADER_BYTES));
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    return parseEnvelopeHeader(head.subarray(0, bytesRead), Math.max(size, bytesRead));
+  } finally {
+    await handle.close();
+  }
 }

@@ -65,8 +65,8 @@ const MAX_WRAPPED_BYTES = 1024;
 const MIN_RSA_BITS = 2048;
 const VERSIONED_KID = /^https?:\/\/[^/\s?#@]+\/keys\/([0-9A-Za-z-]{1,127})\/([0-9A-Za-z]{1,64})$/;
 
-/** The parts of an envelope; byte fields are views into the envelope passed to `parseEnvelope`. */
-export interface ParsedEnvelope {
+/** The header fields of an envelope, which say which key version it needs. */
+export interface EnvelopeHeader {
   formatVersion: number;
   contentEncryption: 'A256GCM';
   keyWrapping: EnvelopeKeyWrapping;
@@ -75,19 +75,25 @@ export interface ParsedEnvelope {
   /** Key name and version, from `kid`. */
   name: string;
   version: string;
+  /** Length of the data (the plaintext). */
+  dataLength: number;
+}
+
+/** The parts of an envelope; byte fields are views into the envelope passed to `parseEnvelope`. */
+export interface ParsedEnvelope extends EnvelopeHeader {
   wrappedKey: Uint8Array;
   iv: Uint8Array;
   ciphertext: Uint8Array;
   tag: Uint8Array;
 }
 
+/** Largest header: the fixed part, both length-prefixed fields at their maximum, and the iv. */
+export const MAX_ENVELOPE_HEADER_BYTES = FIXED_HEADER + 2 + 1024 + 2 + 1024 + 12;
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Parses an envelope with bounds checks; never reads past `bytes`. Throws `EnvelopeFormatError`. */
-export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
-  if (!(bytes instanceof Uint8Array)) throw new InvalidArgumentError('an envelope is a Uint8Array');
+function parseHeader(view: Buffer, totalLength: number) {
   const bad = (why: string) => new EnvelopeFormatError(`not a valid cvm-skr envelope: ${why}`);
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.length < FIXED_HEADER) throw bad(`${view.length} bytes is shorter than the 8-byte header`);
   if (!view.subarray(0, 4).equals(ENVELOPE_MAGIC)) throw bad('it does not start with "CSKE"');
   const formatVersion = view[4]!;
@@ -121,22 +127,47 @@ export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
   const match = VERSIONED_KID.exec(kid);
   if (!match) throw bad('the key id is not a versioned id https://<vault>/keys/<name>/<version>');
   const wrappedKey = field('wrapped key', MAX_WRAPPED_BYTES);
-  if (view.length - offset < IV_BYTES + TAG_BYTES) throw bad('truncated before the end of the iv and tag');
-  const iv = view.subarray(offset, offset + IV_BYTES);
-  const ciphertext = view.subarray(offset + IV_BYTES, view.length - TAG_BYTES);
-  const tag = view.subarray(view.length - TAG_BYTES);
-  return {
+  if (totalLength - offset < IV_BYTES + TAG_BYTES) throw bad('truncated before the end of the iv and tag');
+  const header: EnvelopeHeader = {
     formatVersion,
     contentEncryption: 'A256GCM',
     keyWrapping,
     kid,
     name: match[1]!,
     version: match[2]!,
-    wrappedKey,
-    iv,
-    ciphertext,
-    tag,
+    dataLength: totalLength - offset - IV_BYTES - TAG_BYTES,
   };
+  return { header, wrappedKey, ivOffset: offset };
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  if (!(bytes instanceof Uint8Array)) throw new InvalidArgumentError('an envelope is a Uint8Array');
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Parses an envelope with bounds checks; never reads past `bytes`. Throws `EnvelopeFormatError`. */
+export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
+  const view = asBuffer(bytes);
+  const { header, wrappedKey, ivOffset } = parseHeader(view, view.length);
+  return {
+    ...header,
+    wrappedKey,
+    iv: view.subarray(ivOffset, ivOffset + IV_BYTES),
+    ciphertext: view.subarray(ivOffset + IV_BYTES, view.length - TAG_BYTES),
+    tag: view.subarray(view.length - TAG_BYTES),
+  };
+}
+
+/**
+ * The header of an envelope from its first bytes (`MAX_ENVELOPE_HEADER_BYTES` always suffice) and its total
+ * length, so large envelopes can be sorted by key version without reading them whole.
+ */
+export function parseEnvelopeHeader(head: Uint8Array, totalLength: number = head.length): EnvelopeHeader {
+  const view = asBuffer(head);
+  if (!Number.isSafeInteger(totalLength) || totalLength < view.length) {
+    throw new InvalidArgumentError('totalLength must be at least the number of bytes given');
+  }
+  return parseHeader(view, totalLength).header;
 }
 
 /** The versioned key id an envelope is under (to find envelopes that still need a rewrap). */

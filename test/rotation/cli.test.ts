@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createSecretKey, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import test from 'ava';
 import { formatAudit, formatPlan, parseInstant, readPolicyFile } from '../../src/cli/rotation.js';
 import { InvalidArgumentError, RotationPolicyFormatError } from '../../src/errors.js';
 import { auditKey } from '../../src/rotation/audit.js';
+import { EnvelopeCipher } from '../../src/rotation/envelope.js';
 import { planRotation } from '../../src/rotation/plan.js';
 
 const run = promisify(execFile);
@@ -150,4 +152,45 @@ test('cvm-skr rotation validate exits 1 and lists every violation', async (t) =>
   const bad = await cli(['rotation', 'plan', '--policy', file, '--created', 'now']);
   t.is(bad.code, 1);
   t.regex(bad.stderr, /--created must be an ISO-8601 date .*\[ERR_INVALID_ARGUMENT\]/);
+});
+
+test('cvm-skr rotation envelopes names the key version of each file from its header', async (t) => {
+  const dir = await tempDir(t);
+  const key = createSecretKey(randomBytes(32));
+  const kid = 'https://v.vault.azure.net/keys/data/0123456789abcdef0123456789abcdef';
+  const skr = {
+    releaseKey: async () => ({
+      kid,
+      name: 'data',
+      version: '0123456789abcdef0123456789abcdef',
+      keyType: 'oct-HSM',
+      key,
+      attributes: {},
+      releasedAt: new Date(),
+    }),
+  };
+  const cipher = new EnvelopeCipher({ skr, keyId: 'https://v.vault.azure.net/keys/data' });
+  await writeFile(join(dir, 'a.env'), await cipher.encrypt(randomBytes(50_000)));
+  await writeFile(join(dir, 'b.txt'), 'not an envelope');
+  const out = await cli([
+    'rotation',
+    'envelopes',
+    join(dir, 'a.env'),
+    join(dir, 'b.txt'),
+    join(dir, 'missing'),
+  ]);
+  t.is(out.code, 1);
+  t.true(out.stdout.includes(`a.env: ${kid} (A-KWP, 50000 bytes of data)`), out.stdout);
+  t.regex(
+    out.stdout,
+    /b\.txt: not a valid cvm-skr envelope: it does not start with "CSKE" \[ERR_ENVELOPE_FORMAT\]/,
+  );
+  t.regex(out.stdout, /missing: cannot read .*\[ERR_INVALID_ARGUMENT\]/);
+  const json = await cli(['rotation', 'envelopes', join(dir, 'a.env'), '--json']);
+  t.is(json.code, 0, json.stderr);
+  t.like((JSON.parse(json.stdout) as unknown[])[0], {
+    kid,
+    version: '0123456789abcdef0123456789abcdef',
+    dataLength: 50_000,
+  });
 });

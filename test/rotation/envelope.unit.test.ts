@@ -15,7 +15,13 @@ import {
   ReleaseDeniedError,
 } from '../../src/errors.js';
 import type { ReleasedKey } from '../../src/keyvault/secure-key-release.js';
-import { EnvelopeCipher, envelopeKeyId, parseEnvelope } from '../../src/rotation/envelope.js';
+import {
+  EnvelopeCipher,
+  envelopeKeyId,
+  MAX_ENVELOPE_HEADER_BYTES,
+  parseEnvelope,
+  parseEnvelopeHeader,
+} from '../../src/rotation/envelope.js';
 
 const VAULT = 'https://unit.vault.azure.net';
 
@@ -282,4 +288,22 @@ test('parseEnvelope: any byte string either parses within bounds or throws Envel
     { numRuns: 2000 },
   );
   t.pass();
+});
+
+test('parseEnvelopeHeader reads the key version from the first bytes of a large envelope', async (t) => {
+  const { cipher } = setup('rsa');
+  const envelope = await cipher.encrypt(randomBytes(100_000));
+  const head = envelope.subarray(0, MAX_ENVELOPE_HEADER_BYTES);
+  const header = parseEnvelopeHeader(head, envelope.length);
+  const { wrappedKey, iv, ciphertext, tag, ...full } = parseEnvelope(envelope);
+  t.deepEqual(header, full);
+  t.is(header.dataLength, 100_000);
+  t.is(ciphertext.length, 100_000);
+  // Without the total length the head alone is a (short) envelope; a total below the head is refused.
+  t.is(parseEnvelopeHeader(head).dataLength, MAX_ENVELOPE_HEADER_BYTES - (envelope.length - 100_000));
+  t.throws(() => parseEnvelopeHeader(head, 10), { instanceOf: InvalidArgumentError });
+  t.throws(() => parseEnvelopeHeader(head.subarray(0, 20), envelope.length), {
+    instanceOf: EnvelopeFormatError,
+  });
+  t.true(wrappedKey.length > 0 && iv.length === 12 && tag.length === 16);
 });
