@@ -51,9 +51,9 @@ import type { ReleasedKey } from '../keyvault/secure-key-release.js';
 export const ENVELOPE_MAGIC: Readonly<Buffer> = Buffer.from('CSKE', 'latin1');
 export const ENVELOPE_FORMAT_VERSION = 1;
 const CONTENT_AES_256_GCM = 1;
-const KEY_WRAPPINGS = { 1: 'A-KWP', 2: 'RSA-OAEP-256' } as const;
+const KEY_WRAPPINGS = { 1: 'AES-KWP', 2: 'RSA-OAEP-256' } as const;
 export type EnvelopeKeyWrapping = (typeof KEY_WRAPPINGS)[keyof typeof KEY_WRAPPINGS];
-const WRAPPING_CODE: Record<EnvelopeKeyWrapping, number> = { 'A-KWP': 1, 'RSA-OAEP-256': 2 };
+const WRAPPING_CODE: Record<EnvelopeKeyWrapping, number> = { 'AES-KWP': 1, 'RSA-OAEP-256': 2 };
 
 const FIXED_HEADER = 8;
 const AAD_PREFIX = 6;
@@ -249,7 +249,7 @@ function wrappingFor(released: ReleasedKey): EnvelopeKeyWrapping {
   const key = released.key;
   if (key.type === 'secret') {
     const size = key.symmetricKeySize ?? 0;
-    if (size === 16 || size === 24 || size === 32) return 'A-KWP';
+    if (size === 16 || size === 24 || size === 32) return 'AES-KWP';
   } else if (key.type === 'private' && key.asymmetricKeyType === 'rsa') {
     if ((key.asymmetricKeyDetails?.modulusLength ?? 0) >= MIN_RSA_BITS) return 'RSA-OAEP-256';
   } else if (key.type === 'private' && key.asymmetricKeyType === 'ec') {

@@ -180,7 +180,7 @@ test('cvm-skr rotation envelopes names the key version of each file from its hea
     join(dir, 'missing'),
   ]);
   t.is(out.code, 1);
-  t.true(out.stdout.includes(`a.env: ${kid} (A-KWP, 50000 bytes of data)`), out.stdout);
+  t.true(out.stdout.includes(`a.env: ${kid} (AES-KWP, 50000 bytes of data)`), out.stdout);
   t.regex(
     out.stdout,
     /b\.txt: not a valid cvm-skr envelope: it does not start with "CSKE" \[ERR_ENVELOPE_FORMAT\]/,

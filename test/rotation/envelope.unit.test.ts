@@ -74,7 +74,7 @@ for (const kind of ['oct', 'rsa'] as const) {
     const envelope = await cipher.encrypt(plaintext, { aad: Buffer.from('row 7') });
     const parsed = parseEnvelope(envelope);
     t.is(parsed.kid, `${VAULT}/keys/data/v1`);
-    t.is(parsed.keyWrapping, kind === 'oct' ? 'A-KWP' : 'RSA-OAEP-256');
+    t.is(parsed.keyWrapping, kind === 'oct' ? 'AES-KWP' : 'RSA-OAEP-256');
     t.is(parsed.wrappedKey.length, kind === 'oct' ? 40 : 256);
     t.is(parsed.ciphertext.length, plaintext.length);
     t.false(envelope.includes(plaintext));
