@@ -142,6 +142,18 @@ for (const cc of creating) {
   });
 }
 
+test.failing('known gap: a FlushContext lost on its way at close() leaves the transfer key loaded (no RM)', async (t) => {
+  const rig = await faultRig(t);
+  if (!rig) return t.fail('swtpm missing');
+  const { faulty } = rig;
+  const platform = await AzureVtpmPlatform.open({ transport: faulty, pcrs: [0, 1, 2] });
+  await platform.transferKey();
+  // close() swallows the failed flush and does not try again, so the key stays in a TPM without an RM.
+  faulty.script = onCommand(TPM_CC.FlushContext, { drop: 'before' }, 1);
+  await platform.close();
+  t.deepEqual(await rig.loaded(), NOTHING_LOADED);
+});
+
 test('dropped connections: TransportError at every step, no leaked handle, no retry of a lost command', async (t) => {
   const rig = await faultRig(t);
   if (!rig) return;
@@ -193,7 +205,7 @@ test('delays on every command: concurrent work still correct and serialised, not
   t.deepEqual(await rig.loaded(), NOTHING_LOADED);
 });
 
-test('seeded random faults: every operation succeeds or fails typed; the same seed gives the same run', async (t) => {
+test('seeded random faults: every operation succeeds or fails typed, nothing leaks', async (t) => {
   const faults: TpmFault[] = [
     { warning: 'RETRY' },
     { warning: 'YIELDED' },
@@ -201,8 +213,8 @@ test('seeded random faults: every operation succeeds or fails typed; the same se
     { truncate: 'half' },
     { garbage: 'same' },
     { drop: 'before' },
-    { delayMs: 2 },
   ];
+  // No delays here: a delay lets other queued commands overtake, so the order (and the run) would depend on timing.
   const run = async (seed: number) => {
     const rig = await faultRig(t, seed);
     if (!rig) return undefined;
@@ -211,9 +223,11 @@ test('seeded random faults: every operation succeeds or fails typed; the same se
     // Unusable answers to handle-creating commands are the known gap above; everything else goes anywhere.
     faulty.script = (index, cc) => {
       const fault = random(index, cc);
-      return creating.includes(cc) && typeof fault === 'object' && ('truncate' in fault || 'garbage' in fault)
-        ? 'pass'
-        : fault;
+      if (typeof fault !== 'object') return fault;
+      if (creating.includes(cc) && ('truncate' in fault || 'garbage' in fault)) return 'pass';
+      // A flush lost on its way is the other known gap (below).
+      if (cc === TPM_CC.FlushContext && 'drop' in fault) return 'pass';
+      return fault;
     };
     const outcomes: string[] = [];
     for (let i = 0; i < 40; i++) {
@@ -231,17 +245,32 @@ test('seeded random faults: every operation succeeds or fails typed; the same se
     t.deepEqual(await rig.loaded(), NOTHING_LOADED, `seed ${seed}`);
     return { outcomes, faults: faulty.faults.map((f) => `${f.index}:${JSON.stringify(f.fault)}`) };
   };
-  const first = await run(42);
-  if (!first) return;
-  t.false(first.outcomes.includes('wrong plaintext'));
-  t.true(first.outcomes.includes('ok'));
-  t.true(first.faults.length > 10, `faults were injected (${first.faults.length})`);
-  t.true(
-    first.outcomes.some((o) => o !== 'ok'),
-    'some operations failed',
-  );
-  t.deepEqual(await run(42), first, 'deterministic for a seed');
-  t.log(`seed 42: ${first.faults.length} faults, outcomes ${JSON.stringify(countBy(first.outcomes))}`);
+  for (const seed of [42, 1, 7]) {
+    const result = await run(seed);
+    if (!result) return;
+    t.false(result.outcomes.includes('wrong plaintext'), `seed ${seed}`);
+    t.true(result.outcomes.includes('ok'), `seed ${seed}`);
+    t.true(result.faults.length > 10, `seed ${seed}: faults were injected (${result.faults.length})`);
+    t.true(
+      result.outcomes.some((o) => o !== 'ok'),
+      `seed ${seed}: some operations failed`,
+    );
+    t.log(
+      `seed ${seed}: ${result.faults.length} faults, outcomes ${JSON.stringify(countBy(result.outcomes))}`,
+    );
+  }
+});
+
+test('a seeded fault script is a pure function of the seed: the same faults at the same command indices', (t) => {
+  const faults: TpmFault[] = [{ warning: 'RETRY' }, { truncate: 'half' }, { drop: 'before' }];
+  const draw = (seed: number) => {
+    const script = randomFaults(seed, 0.1, faults);
+    return Array.from({ length: 2000 }, (_, i) => JSON.stringify(script(i, TPM_CC.GetRandom)));
+  };
+  t.deepEqual(draw(42), draw(42));
+  t.notDeepEqual(draw(42), draw(43));
+  const hits = draw(42).filter((f) => f !== '"pass"').length;
+  t.true(hits > 120 && hits < 280, `about 10% faulted (${hits} of 2000)`);
 });
 
 function countBy(values: string[]): Record<string, number> {
