@@ -56,6 +56,16 @@ test('emulator webhooks (Event Grid schema and CloudEvents) drop the versionless
   t.is((await cipher.decrypt(before)).toString(), 'before');
   t.deepEqual(releasesOf(e, 'hooked'), [v1, v2]);
   t.is(attestations(e), attested, 'learning about v2 needed no attestation');
+
+  // A late event for the version already in use changes nothing; one for an older version (order is not
+  // knowable from ids) costs one release of the versionless id, never an attestation.
+  t.false(skr.invalidateCurrentVersion(`${e.vaultUrl}/keys/hooked/${v2}`));
+  await cipher.encrypt(Buffer.from('again'));
+  t.deepEqual(releasesOf(e, 'hooked'), [v1, v2]);
+  t.true(skr.invalidateCurrentVersion(`${e.vaultUrl}/keys/hooked/${v1}`));
+  t.is(parseEnvelope(await cipher.encrypt(Buffer.from('again'))).version, v2);
+  t.deepEqual(releasesOf(e, 'hooked'), [v1, v2, v2]);
+  t.is(attestations(e), attested);
 });
 
 test('watchKeyVersions polls the vault and moves encryption to the new version, without re-attesting', async (t) => {
