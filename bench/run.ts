@@ -55,7 +55,7 @@ const swtpmMissing = haveSwtpm
 const transport = swtpmMissing
   ? undefined
   : await section('transport', () => (quick ? benchTransport(3, 500, 2) : benchTransport()));
-const tpmOps = swtpmMissing ? undefined : await section('tpm ops', () => benchTpmOps(quick ? 2 : 5));
+const tpmOps = swtpmMissing ? undefined : await section('tpm ops', () => benchTpmOps(quick ? 2 : 9));
 const snp = await section('snp verify', () => (quick ? benchSnpVerify(3, 300) : benchSnpVerify(15, 500)));
 const release = swtpmMissing
   ? undefined
@@ -86,7 +86,7 @@ if (!transport || failed(transport)) {
     benchmark: '(for comparison) TypeScript socket transport vs raw socket client',
     ours: us(t.tsSocketUs),
     baseline: us(t.rawUs),
-    ratio: fmt(t.tsSocketUs / t.rawUs, 2),
+    ratio: fmt(t.tsSocketRatio, 2),
     target: '-',
     met: '-',
   });
@@ -208,7 +208,7 @@ if (transport && !failed(transport)) {
         'client is the floor: one reused buffer, no checks, no queue. The addon queues each command to its I/O ' +
         'thread (so a slow device never blocks the event loop), copies and zeroes command and response buffers ' +
         'and posts the completion back to the loop; on a loaded 2-core machine the two thread wake-ups per command ' +
-        `dominate. The TypeScript socket transport (main-thread I/O, with framing and a queue) is at ${fmt(t.tsSocketUs / t.rawUs, 2)}x.`,
+        `dominate. The TypeScript socket transport (main-thread I/O, with framing and a queue) is at ${fmt(t.tsSocketRatio, 2)}x.`,
     );
   }
   if (t.loopDelayP99Ms >= 2) {
@@ -241,6 +241,7 @@ const header: Row = {
 };
 const cols = Object.keys(header) as (keyof Row)[];
 const line = (r: Row) => `| ${cols.map((c) => r[c]).join(' | ')} |`;
+console.log('Medians over alternating trials; ratios are medians of the per-trial ratios.\n');
 console.log(line(header));
 console.log(`|${cols.map(() => '---').join('|')}|`);
 for (const r of rows) console.log(line(r));

@@ -22,3 +22,12 @@ export async function sideBySide<T>(
   }
   return out;
 }
+
+/**
+ * Median of the per-trial ratios a[i] / b[i]: each pair ran back to back, so a burst of load on the machine
+ * moves both sides of a pair, not the ratio.
+ */
+export function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  if (a.length !== b.length) throw new Error('paired lists differ in length');
+  return median(a.map((x, i) => x / b[i]!));
+}
