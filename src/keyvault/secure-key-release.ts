@@ -15,6 +15,7 @@ import {
   CvmSkrError,
   InvalidArgumentError,
   KeyVaultRequestError,
+  KeyVersionUnavailableError,
   NotConfidentialError,
   ReleaseDeniedError,
   ReleaseResponseInvalidError,
@@ -460,7 +461,10 @@ export class SecureKeyRelease {
           { cause: error },
         );
       }
-      const policy = await this.#readReleasePolicy(client, ref);
+      const state = await this.#readKeyState(client, ref);
+      const unavailable = state && keyVersionUnavailable(state.properties, state.kid, ref, error);
+      if (unavailable) return unavailable;
+      const policy = state?.policy;
       const evaluation = policy ? evaluateReleasePolicy(policy, attestation.claims) : undefined;
       const failing = evaluation?.clauses.filter((c) => !c.passed && c.kind === 'claim') ?? [];
       const explanation = evaluation
@@ -504,15 +508,52 @@ export class SecureKeyRelease {
     );
   }
 
-  async #readReleasePolicy(client: KeyClient, ref: KeyRef): Promise<ReleasePolicy | undefined> {
+  /** The key's release policy and validity, read after a refusal to explain it (needs keys/get). */
+  async #readKeyState(client: KeyClient, ref: KeyRef) {
     try {
       const key = await client.getKey(ref.name, ref.version ? { version: ref.version } : {});
       const encoded = key.properties.releasePolicy?.encodedPolicy;
-      return encoded ? parseReleasePolicy(encoded) : undefined;
+      let policy: ReleasePolicy | undefined;
+      try {
+        policy = encoded ? parseReleasePolicy(encoded) : undefined;
+      } catch {
+        policy = undefined;
+      }
+      return { policy, properties: key.properties, kid: key.id ?? `${ref.vaultUrl}/keys/${ref.name}` };
     } catch {
       return undefined;
     }
   }
+}
+
+/** A release refused because the key version is disabled or outside its validity, not because of the policy. */
+function keyVersionUnavailable(
+  properties: { enabled?: boolean; expiresOn?: Date; notBefore?: Date; version?: string },
+  kid: string,
+  ref: KeyRef,
+  cause: unknown,
+): KeyVersionUnavailableError | undefined {
+  const now = Date.now();
+  const version = properties.version ?? ref.version ?? '';
+  const which = `version ${version || '(current)'} of key ${ref.name}`;
+  const make = (reason: KeyVersionUnavailableError['reason'], message: string) =>
+    new KeyVersionUnavailableError(
+      `Key Vault refused to release ${which}: ${message}`,
+      { kid, version, reason },
+      { cause },
+    );
+  if (properties.enabled === false)
+    return make('disabled', 'it is disabled; enable it, or release another version');
+  if (properties.expiresOn && properties.expiresOn.getTime() <= now) {
+    return make(
+      'expired',
+      `it expired on ${properties.expiresOn.toISOString()}; extend its expiry to release it`,
+    );
+  }
+  if (properties.notBefore && properties.notBefore.getTime() > now) {
+    return make('not-yet-valid', `it is not valid before ${properties.notBefore.toISOString()}`);
+  }
+  return undefined;
 }
 
 /** Opens the hardware backend `detectPlatform()` selects, or explains why there is none. */

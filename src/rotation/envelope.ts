@@ -507,10 +507,12 @@ export class EnvelopeCipher {
     key: AllowedKey,
   ): Promise<KeyVersionUnavailableError | undefined> {
     if (!(error instanceof CvmSkrError)) return undefined;
+    // SecureKeyRelease may already have classified the refusal; the envelope adds the fix for its data.
+    const classified = error instanceof KeyVersionUnavailableError ? error.reason : undefined;
     const status = (error as { statusCode?: unknown }).statusCode;
-    if (status !== 403 && status !== 404) return undefined;
+    if (status !== 403 && status !== 404 && !classified) return undefined;
     const text = causeText(error);
-    let reason: KeyVersionUnavailableError['reason'] | undefined;
+    let reason: KeyVersionUnavailableError['reason'] | undefined = classified;
     let when: Date | undefined;
     if (this.#inspector) {
       try {

@@ -6,6 +6,7 @@ import {
   AttestationRejectedError,
   AttestationRequestError,
   KeyVaultRequestError,
+  KeyVersionUnavailableError,
   ReleaseDeniedError,
   ReleaseResponseInvalidError,
 } from '../../src/errors.js';
@@ -290,4 +291,23 @@ test('an aborted caller gets AbortError while others sharing the release still g
   await t.throwsAsync(aborted, { instanceOf: AbortError });
   t.is((await other).name, 'k');
   t.is(releases(e), 1);
+});
+
+test('a disabled key version is ERR_KEY_VERSION_UNAVAILABLE, not a policy refusal', async (t) => {
+  const e = await emulator(t);
+  await exportableKey(e, 'k', 'oct-HSM');
+  const client = e.keyClient();
+  const key = await client.getKey('k');
+  await client.updateKeyProperties('k', key.properties.version!, { enabled: false });
+  const version = key.properties.version!;
+  const platform = await e.platform('emulated-azure-vtpm');
+  t.teardown(() => platform.close());
+  const s = skr(e, platform);
+  t.teardown(() => s.close());
+  const error = await t.throwsAsync(s.releaseKey(`${e.vaultUrl}/keys/k/${version}`), {
+    instanceOf: KeyVersionUnavailableError,
+  });
+  t.is(error?.reason, 'disabled');
+  t.is(error?.version, version);
+  t.regex(error?.message ?? '', /disabled/);
 });
