@@ -1,6 +1,8 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { KeyClient } from '@azure/keyvault-keys';
 import type { ExecutionContext } from 'ava';
+import type { AttestationPlatform } from '../../src/hal/types.js';
+import { SecureKeyRelease, type SecureKeyReleaseOptions } from '../../src/keyvault/secure-key-release.js';
 import { type Emulator, type EmulatorOptions, startEmulator } from '../../src/emulator/start.js';
 
 /** An emulator with emulator-only 2048-bit roots in memory: fast, and nothing written to the user's cache. */
@@ -42,4 +44,28 @@ export async function vaultPublicKey(
     ? { kty: 'RSA', n: b64(jwk.n), e: b64(jwk.e) }
     : { kty: 'EC', crv: jwk.crv, x: b64(jwk.x), y: b64(jwk.y) };
   return createPublicKey({ key: out, format: 'jwk' });
+}
+
+/**
+ * A SecureKeyRelease wired to the emulator as a service would be: its attestation service (trusting the
+ * emulator CA), its vault credential, the CA as the only release-signing root. Closed in teardown.
+ */
+export function releaseClient(
+  t: ExecutionContext,
+  e: Emulator,
+  platform: AttestationPlatform,
+  overrides: Partial<SecureKeyReleaseOptions> = {},
+): SecureKeyRelease {
+  const skr = new SecureKeyRelease({
+    attestationEndpoint: e.attestationUrl,
+    attestationCa: e.caPem,
+    credential: e.credential,
+    platform,
+    releaseSigningRoots: [e.caPem],
+    vaultOptions: { disableChallengeResourceVerification: true, tlsOptions: { ca: e.caPem } },
+    retry: { maxRetries: 2, baseDelayMs: 10, maxDelayMs: 50 },
+    ...overrides,
+  });
+  t.teardown(() => skr.close());
+  return skr;
 }

@@ -1,9 +1,9 @@
 import type { KeyClient } from '@azure/keyvault-keys';
 import type { ExecutionContext } from 'ava';
 import type { Emulator } from '../../src/emulator/start.js';
-import { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
+import type { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
 import { EnvelopeCipher } from '../../src/rotation/envelope.js';
-import { emulator } from './_emulator.js';
+import { emulator, releaseClient } from './_emulator.js';
 
 /**
  * Attestation tokens outlive the virtual years these tests skip: `SecureKeyRelease` judges token freshness by
@@ -18,20 +18,8 @@ export async function rotationEmulator(t: ExecutionContext): Promise<Emulator> {
 
 export async function skrFor(t: ExecutionContext, e: Emulator): Promise<SecureKeyRelease> {
   const platform = await e.platform('emulated-azure-vtpm');
-  const skr = new SecureKeyRelease({
-    attestationEndpoint: e.attestationUrl,
-    attestationCa: e.caPem,
-    credential: e.credential,
-    platform,
-    releaseSigningRoots: [e.caPem],
-    vaultOptions: { disableChallengeResourceVerification: true, tlsOptions: { ca: e.caPem } },
-    retry: { maxRetries: 1, baseDelayMs: 10, maxDelayMs: 50 },
-  });
-  t.teardown(async () => {
-    await skr.close();
-    await platform.close();
-  });
-  return skr;
+  t.teardown(() => platform.close());
+  return releaseClient(t, e, platform, { retry: { maxRetries: 1, baseDelayMs: 10, maxDelayMs: 50 } });
 }
 
 /**

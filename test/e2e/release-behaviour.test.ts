@@ -11,9 +11,8 @@ import {
   ReleaseResponseInvalidError,
 } from '../../src/errors.js';
 import type { AttestationPlatform, DecryptScheme, TransferKey } from '../../src/hal/types.js';
-import { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
-import { emulator, exportableKey } from './_emulator.js';
+import { emulator, exportableKey, releaseClient } from './_emulator.js';
 
 /** Wraps a platform and counts every call that would reach hardware (TPM commands on a real vTPM). */
 function counting(platform: AttestationPlatform) {
@@ -40,24 +39,6 @@ function counting(platform: AttestationPlatform) {
   return { platform: wrapped, calls };
 }
 
-function skr(
-  e: Emulator,
-  platform: AttestationPlatform,
-  overrides: Partial<ConstructorParameters<typeof SecureKeyRelease>[0]> = {},
-) {
-  const s = new SecureKeyRelease({
-    attestationEndpoint: e.attestationUrl,
-    attestationCa: e.caPem,
-    credential: e.credential,
-    platform,
-    releaseSigningRoots: [e.caPem],
-    vaultOptions: { disableChallengeResourceVerification: true, tlsOptions: { ca: e.caPem } },
-    retry: { maxRetries: 2, baseDelayMs: 10, maxDelayMs: 50 },
-    ...overrides,
-  });
-  return s;
-}
-
 const releases = (e: Emulator) => e.vault.releaseDecisions().length;
 
 test('1,000 concurrent calls for one key make one attestation and one release; warm calls touch nothing', async (t) => {
@@ -65,8 +46,7 @@ test('1,000 concurrent calls for one key make one attestation and one release; w
   await exportableKey(e, 'hot', 'RSA-HSM');
   const { platform, calls } = counting(await e.platform('emulated-azure-vtpm'));
   t.teardown(() => platform.close());
-  const s = skr(e, platform);
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform);
   const id = `${e.vaultUrl}/keys/hot`;
   const results = await Promise.all(Array.from({ length: 1000 }, () => s.releaseKey(id)));
   t.is(e.attestation.counters.attestations, 1);
@@ -94,8 +74,7 @@ test('different keys share one attestation; each key is released once', async (t
   ]);
   const platform = await e.platform('emulated-sev-guest');
   t.teardown(() => platform.close());
-  const s = skr(e, platform);
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform);
   await Promise.all(['a', 'b', 'c', 'a', 'b', 'c'].map((n) => s.releaseKey(`${e.vaultUrl}/keys/${n}`)));
   t.is(e.attestation.counters.attestations, 1);
   t.is(releases(e), 3);
@@ -111,8 +90,7 @@ test('a policy this machine does not meet is ERR_RELEASE_DENIED naming the faili
   await exportableKey(e, 'strict', 'RSA-HSM', policy);
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const s = skr(e, platform);
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform);
   const error = await t.throwsAsync(s.releaseKey(`${e.vaultUrl}/keys/strict`), {
     instanceOf: ReleaseDeniedError,
   });
@@ -132,8 +110,7 @@ test('a principal without the release permission is ERR_RELEASE_DENIED for permi
   e.vault.addPrincipal({ id: 'reader', permissions: ['get', 'list'] });
   const platform = await e.platform('emulated-sev-guest');
   t.teardown(() => platform.close());
-  const s = skr(e, platform, { credential: e.vault.credentialFor('reader') });
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform, { credential: e.vault.credentialFor('reader') });
   const error = await t.throwsAsync(s.releaseKey(`${e.vaultUrl}/keys/k`), { instanceOf: ReleaseDeniedError });
   t.is(error?.reason, 'permission');
   t.regex(error?.message ?? '', /release permission/);
@@ -144,8 +121,7 @@ test('evidence the attestation service refuses is ERR_ATTESTATION_REJECTED with 
   await exportableKey(e, 'k', 'oct-HSM');
   const platform = await e.platform('emulated-sev-guest', { knobs: { debug: true } });
   t.teardown(() => platform.close());
-  const s = skr(e, platform);
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform);
   const error = await t.throwsAsync(s.releaseKey(`${e.vaultUrl}/keys/k`), {
     instanceOf: AttestationRejectedError,
   });
@@ -188,8 +164,7 @@ test('Key Vault answering 429 with Retry-After, then 200: released after the wai
   };
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const s = skr(e, platform, { attestationEndpoint: maa.url });
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url });
   const started = Date.now();
   const released = await s.releaseKey(`${vault.url}/keys/k`);
   t.is(released.name, 'k');
@@ -206,8 +181,7 @@ test('Key Vault failing with 500 forever: bounded retries, then a typed error', 
       : 'pass';
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const s = skr(e, platform, { attestationEndpoint: maa.url });
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url });
   const error = await t.throwsAsync(s.releaseKey(`${vault.url}/keys/k`), {
     instanceOf: KeyVaultRequestError,
   });
@@ -221,8 +195,7 @@ test('attestation service down: typed error after bounded retries, nothing cache
   maa.plan = (r) => (r.path.startsWith('/attest/') ? 'reset' : 'pass');
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const s = skr(e, platform, { attestationEndpoint: maa.url });
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url });
   await t.throwsAsync(s.releaseKey(`${vault.url}/keys/k`), { instanceOf: AttestationRequestError });
   t.is(maa.requests.filter((r) => r.path.startsWith('/attest/')).length, 3);
   t.is(e.attestation.counters.attestations, 0);
@@ -249,8 +222,7 @@ test('a tampered release answer is refused and no key is returned', async (t) =>
       : 'pass';
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const s = skr(e, platform, { attestationEndpoint: maa.url });
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url });
   await t.throwsAsync(s.releaseKey(`${vault.url}/keys/k`), {
     instanceOf: ReleaseResponseInvalidError,
     message: /signature/,
@@ -262,15 +234,13 @@ test('a release signer outside the trusted roots, or not naming the host asked, 
   await exportableKey(e, 'k', 'oct-HSM');
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const systemRootsOnly = skr(e, platform, { releaseSigningRoots: undefined });
-  t.teardown(() => systemRootsOnly.close());
+  const systemRootsOnly = releaseClient(t, e, platform, { releaseSigningRoots: undefined });
   await t.throwsAsync(systemRootsOnly.releaseKey(`${e.vaultUrl}/keys/k`), {
     instanceOf: ReleaseResponseInvalidError,
     message: /not a trusted root/,
   });
   // The vault's TLS certificate names localhost too, but its release signer names only 127.0.0.1.
-  const viaLocalhost = skr(e, platform);
-  t.teardown(() => viaLocalhost.close());
+  const viaLocalhost = releaseClient(t, e, platform);
   await t.throwsAsync(viaLocalhost.releaseKey(`${e.vaultUrl.replace('127.0.0.1', 'localhost')}/keys/k`), {
     instanceOf: ReleaseResponseInvalidError,
     message: /does not name the vault host localhost/,
@@ -282,8 +252,7 @@ test('an aborted caller gets AbortError while others sharing the release still g
   await exportableKey(e, 'k', 'RSA-HSM');
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const s = skr(e, platform);
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform);
   const controller = new AbortController();
   const aborted = s.releaseKey(`${e.vaultUrl}/keys/k`, { signal: controller.signal });
   const other = s.releaseKey(`${e.vaultUrl}/keys/k`);
@@ -302,8 +271,7 @@ test('a disabled key version is ERR_KEY_VERSION_UNAVAILABLE, not a policy refusa
   const version = key.properties.version!;
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  const s = skr(e, platform);
-  t.teardown(() => s.close());
+  const s = releaseClient(t, e, platform);
   const error = await t.throwsAsync(s.releaseKey(`${e.vaultUrl}/keys/k/${version}`), {
     instanceOf: KeyVersionUnavailableError,
   });

@@ -14,10 +14,10 @@ import type { Emulator } from '../../src/emulator/start.js';
 import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
 import type { AttestationPlatform } from '../../src/hal/types.js';
 import { RELEASE_ENCRYPTIONS } from '../../src/keyvault/key-wrap.js';
-import { type ReleasedKey, SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
+import type { ReleasedKey } from '../../src/keyvault/secure-key-release.js';
 import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
-import { emulator, exportableKey, vaultPublicKey } from './_emulator.js';
+import { emulator, exportableKey, releaseClient, vaultPublicKey } from './_emulator.js';
 
 type PlatformName = 'emulated-azure-vtpm' | 'emulated-sev-guest' | 'swtpm-azure-vtpm';
 
@@ -40,23 +40,6 @@ async function platformFor(
   const platform = await AzureVtpmPlatform.open({ transport });
   t.teardown(() => platform.close());
   return platform;
-}
-
-export function skrFor(
-  e: Emulator,
-  platform: AttestationPlatform,
-  enc?: (typeof RELEASE_ENCRYPTIONS)[number],
-) {
-  return new SecureKeyRelease({
-    attestationEndpoint: e.attestationUrl,
-    attestationCa: e.caPem,
-    credential: e.credential,
-    platform,
-    ...(enc ? { enc } : {}),
-    releaseSigningRoots: [e.caPem],
-    vaultOptions: { disableChallengeResourceVerification: true, tlsOptions: { ca: e.caPem } },
-    retry: { baseDelayMs: 10, maxDelayMs: 50 },
-  });
 }
 
 /** The released key does what its type is for, checked against the public key the vault publishes. */
@@ -108,8 +91,7 @@ for (const platformName of ['emulated-azure-vtpm', 'emulated-sev-guest', 'swtpm-
     const platform = await platformFor(t, e, platformName);
     if (!platform) return;
     for (const enc of RELEASE_ENCRYPTIONS) {
-      const skr = skrFor(e, platform, enc);
-      t.teardown(() => skr.close());
+      const skr = releaseClient(t, e, platform, { enc });
       for (const name of ['rsa', 'ec', 'oct']) {
         const released = await skr.releaseKey(`${e.vaultUrl}/keys/${name}`);
         t.is(released.name, name);
