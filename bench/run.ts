@@ -225,8 +225,8 @@ for (const r of tpmOps && !failed(tpmOps) ? (tpmOps as TpmOpsBench).results : []
     notes.push(
       `${opNames[r.op]} ${fmt(r.ratio, 2)}x tpm2-pytss: the same TPM commands, each cheap in swtpm, so the ` +
         'per-command transport cost decides: the addon hands every command to its I/O thread and back (first ' +
-        "row), while tpm2-tss's TCTI does blocking socket I/O on the calling thread. A real vTPM spends far " +
-        'more than these microseconds on each command, so the difference shrinks there (not measured here).',
+        "row), while tpm2-tss's TCTI does blocking socket I/O on the calling thread. The slower a TPM is " +
+        'per command (a real vTPM was not measured here), the less this fixed difference weighs.',
     );
   }
 }
