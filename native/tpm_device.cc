@@ -180,7 +180,8 @@ IoResult TpmDevice::Transmit(const std::vector<uint8_t>& command, int timeout_ms
     return fail(IoStatus::kSystem, n < 0 ? errno : EIO, "write", "");
   }
 
-  std::vector<uint8_t> buffer(kMaxResponseSize);
+  if (rx_.size() != kMaxResponseSize) rx_.assign(kMaxResponseSize, 0);
+  std::vector<uint8_t>& buffer = rx_;
   size_t got = 0;
   size_t expected = 0;
   while (expected == 0 || got < expected) {

@@ -69,6 +69,9 @@ class TpmDevice {
   bool broken_ = false;  // a failed exchange leaves the stream out of step; refuse further commands
   std::string broken_reason_;
   std::string path_;
+  // Receive buffer, allocated once: sized for the largest response, wiped after every command (only the bytes
+  // it held), so no response outlives its command here and no command pays for a 64 KiB allocation.
+  std::vector<uint8_t> rx_;
 };
 
 }  // namespace cvmskr
