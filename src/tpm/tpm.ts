@@ -94,13 +94,29 @@ function flushCommand(handle: number): Uint8Array {
   return buildCommand({ cc: TPM_CC.FlushContext, params: (w) => w.u32(handle) });
 }
 
+/** Transient objects (0x80) and HMAC/policy sessions (0x02, 0x03): what CreatePrimary and StartAuthSession return. */
+function isCreatableHandle(handle: number): boolean {
+  const type = handle >>> 24;
+  return type === 0x80 || type === 0x02 || type === 0x03;
+}
+
 function parseResponse(response: Uint8Array, request: CommandRequest, handles: number[]): CommandResponse {
   const name = commandName(request.cc);
   const r = new TpmReader(response, `${name} response`);
   const tag = r.u16('tag');
   const size = r.u32('responseSize');
   const rc = r.u32('responseCode');
-  if (size !== response.length) r.fail(`header declares ${size} bytes but ${response.length} arrived`);
+  if (size !== response.length) {
+    // A damaged success answer may still carry the handles the TPM created; record them so execute() flushes
+    // them (without a resource manager nothing else would). Only handle types a command can create qualify.
+    if (rc === 0) {
+      for (let i = 0; i < (request.responseHandles ?? 0) && r.remaining >= 4; i++) {
+        const handle = r.u32('response handle');
+        if (isCreatableHandle(handle)) handles.push(handle);
+      }
+    }
+    r.fail(`header declares ${size} bytes but ${response.length} arrived`);
+  }
   if (rc !== 0) {
     // A TPM answers errors with a bare header; the code is what matters.
     throw tpmErrorFor(rc, name);

@@ -509,7 +509,13 @@ export class AzureVtpmPlatform implements AttestationPlatform {
     this.#key = undefined;
     await this.#exclusive(async () => {
       const key = await pending?.catch(() => undefined);
-      if (key) await flushContext(this.tpm, key.handle).catch(() => {});
+      // Without a resource manager a lost flush would leave the key loaded: try once more. If the first one did
+      // reach the TPM, the second fails with TPM_RC_HANDLE, which is fine.
+      if (key) {
+        await flushContext(this.tpm, key.handle)
+          .catch(() => flushContext(this.tpm, key.handle))
+          .catch(() => {});
+      }
     });
     if (this.#ownsTransport) await this.tpm.transport.close();
   }
