@@ -276,9 +276,13 @@ export async function verifyReleaseResponse(
   jws: string,
   options: VerifyReleaseResponseOptions,
 ): Promise<VerifiedReleaseResponse> {
-  if (typeof jws !== 'string' || jws.length === 0 || jws.length > MAX_RELEASE_RESPONSE_BYTES) {
-    throw invalid('the answer is empty or too large');
+  if (typeof jws !== 'string' || jws.length === 0) {
+    throw invalid(
+      'the answer carries no JWS (no "value"): a wrong content type, or a proxy answering instead of the vault?',
+    );
   }
+  if (jws.length > MAX_RELEASE_RESPONSE_BYTES)
+    throw invalid(`the answer is larger than ${MAX_RELEASE_RESPONSE_BYTES} bytes`);
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
     header = decodeProtectedHeader(jws);

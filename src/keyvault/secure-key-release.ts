@@ -282,7 +282,18 @@ export class SecureKeyRelease {
 
   async #release(ref: KeyRef): Promise<ReleasedKey> {
     const signal = this.#signal();
-    const attestation = await this.#attest(signal);
+    let attestation: AttestationResult;
+    try {
+      attestation = await this.#attest(signal);
+    } catch (error) {
+      if (signal.aborted && !this.#lifetime.signal.aborted) {
+        throw new AbortError(
+          `attesting for ${ref.name} took longer than the ${this.#options.timeoutMs ?? 60_000} ms timeout (timeoutMs); is the attestation endpoint reachable?`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
     const client = this.#client(ref.vaultUrl);
     let jws: string;
     try {

@@ -4,7 +4,7 @@
  * buffer is zeroed, on failure too.
  */
 import { createPrivateKey, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
-import { KeyWrapError, UnwrapFailedError } from '../errors.js';
+import { CvmSkrError, KeyWrapError, UnwrapFailedError } from '../errors.js';
 import type { DecryptScheme, TransferKey } from '../hal/types.js';
 import {
   AES_KWP_KEY_BYTES,
@@ -101,8 +101,10 @@ export async function unwrapKeyMaterial(
         OAEP_SCHEME[RELEASE_OAEP_HASH[enc]],
       );
     } catch (error) {
+      // Name the platform's own failure (e.g. a TPM error code) so a device problem does not read as bad data.
+      const why = error instanceof CvmSkrError ? `: ${error.message} [${error.code}]` : '';
       throw failed(
-        `the transfer key could not decrypt the wrapping key (RSA-OAEP ${RELEASE_OAEP_HASH[enc]})`,
+        `the transfer key could not decrypt the wrapping key (RSA-OAEP ${RELEASE_OAEP_HASH[enc]})${why}`,
         error,
       );
     }
