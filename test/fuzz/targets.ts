@@ -16,6 +16,7 @@ import { parseReleasePayload } from '../../src/keyvault/release-response.js';
 import { openAzureGuestToken } from '../../src/maa/response.js';
 import { unwrapReleasedKey } from '../../src/keyvault/unwrap.js';
 import { parseDuration } from '../../src/rotation/duration.js';
+import { parseEnvelope, parseEnvelopeHeader } from '../../src/rotation/envelope.js';
 import { parseRotationPolicy } from '../../src/rotation/policy.js';
 import { parseCertTable } from '../../src/snp/cert-table.js';
 import { parseSnpReport } from '../../src/snp/report.js';
@@ -170,6 +171,26 @@ const keyHsm = {
   ciphertext: Buffer.alloc(300, 1).toString('base64url'),
 };
 
+/** A well-formed format-1 envelope (AES-KWP wrapping), as the seed for envelope mutations. */
+function envelopeSeed(): Uint8Array {
+  const kid = Buffer.from('https://v.vault.azure.net/keys/data/0123456789abcdef');
+  const wrapped = Buffer.alloc(40, 7);
+  const head = Buffer.from([0x43, 0x53, 0x4b, 0x45, 1, 1, 1, 0]);
+  const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+  return new Uint8Array(
+    Buffer.concat([
+      head,
+      u16(kid.length),
+      kid,
+      u16(wrapped.length),
+      wrapped,
+      Buffer.alloc(12, 1),
+      Buffer.alloc(20, 2),
+      Buffer.alloc(16, 3),
+    ]),
+  );
+}
+
 export const targets: FuzzTarget[] = [
   {
     name: 'snp-report',
@@ -281,6 +302,14 @@ export const targets: FuzzTarget[] = [
       ),
     ),
     run: (input) => parseDuration(input as string),
+  },
+  {
+    name: 'envelope',
+    arbitrary: bytesAround([envelopeSeed()], 400),
+    run: (input) => {
+      parseEnvelopeHeader(input as Uint8Array);
+      return parseEnvelope(input as Uint8Array);
+    },
   },
 ];
 
