@@ -350,3 +350,33 @@ test("a disabled key version is ERR_KEY_VERSION_UNAVAILABLE, not a policy refusa
 	t.is(error?.version, version);
 	t.regex(error?.message ?? "", /disabled/);
 });
+
+test("a new version announced while a versionless release is in flight does not leave the old one as current", async (t) => {
+	const e = await emulator(t);
+	await exportableKey(e, "k", "oct-HSM");
+	const platform = await e.platform("emulated-azure-vtpm");
+	t.teardown(() => platform.close());
+	const s = releaseClient(t, e, platform);
+	const id = `${e.vaultUrl}/keys/k`;
+	const inFlight = s.releaseKey(id);
+	// The announcement (event or poll) arrives before that release answers.
+	s.invalidateCurrentVersion(id);
+	const first = await inFlight;
+	t.is(releases(e), 1);
+	// The answer was not installed as "current": the next versionless call asks the vault again...
+	const second = await s.releaseKey(id);
+	t.is(releases(e), 2);
+	t.is(
+		second.version,
+		first.version,
+		"no rotation happened in the vault, so the same version comes back",
+	);
+	// ... and that answer, made after the announcement, is current from now on.
+	t.is(await s.releaseKey(id), second);
+	t.is(releases(e), 2);
+	t.is(
+		e.attestation.counters.attestations,
+		1,
+		"no re-attestation for any of it",
+	);
+});
