@@ -4,733 +4,638 @@
  * transfer key, verifies the answer, unwraps inside the platform, and caches per versioned key id. Concurrent
  * calls share work: one attestation for any number of keys, one release per key.
  */
-import { randomBytes, type KeyObject } from "node:crypto";
-import type { TokenCredential } from "@azure/core-auth";
-import { DefaultAzureCredential } from "@azure/identity";
+import { randomBytes, type KeyObject } from 'node:crypto';
+import type { TokenCredential } from '@azure/core-auth';
+import { DefaultAzureCredential } from '@azure/identity';
+import { KeyClient, type KeyClientOptions, parseKeyVaultKeyIdentifier } from '@azure/keyvault-keys';
 import {
-	KeyClient,
-	type KeyClientOptions,
-	parseKeyVaultKeyIdentifier,
-} from "@azure/keyvault-keys";
-import {
-	AbortError,
-	AttestationRejectedError,
-	AttestationRequestError,
-	CvmSkrError,
-	InvalidArgumentError,
-	KeyVaultRequestError,
-	KeyVersionUnavailableError,
-	NotConfidentialError,
-	ReleaseDeniedError,
-	ReleaseResponseInvalidError,
-} from "../errors.js";
-import { detectPlatform } from "../hal/detect.js";
-import type { AttestationPlatform } from "../hal/types.js";
-import { AttestationClient, type AttestationResult } from "../maa/client.js";
-import type { ReleaseEncryption } from "./key-wrap.js";
-import {
-	evaluateReleasePolicy,
-	parseReleasePolicy,
-	type ReleasePolicy,
-} from "./release-policy.js";
-import {
-	type ReleasePayload,
-	verifyReleaseResponse,
-} from "./release-response.js";
-import { backoffDelay, sleep } from "./retry.js";
-import { unwrapReleasedKey } from "./unwrap.js";
+  AbortError,
+  AttestationRejectedError,
+  AttestationRequestError,
+  CvmSkrError,
+  InvalidArgumentError,
+  KeyVaultRequestError,
+  KeyVersionUnavailableError,
+  NotConfidentialError,
+  ReleaseDeniedError,
+  ReleaseResponseInvalidError,
+} from '../errors.js';
+import { detectPlatform } from '../hal/detect.js';
+import type { AttestationPlatform } from '../hal/types.js';
+import { AttestationClient, type AttestationResult } from '../maa/client.js';
+import type { ReleaseEncryption } from './key-wrap.js';
+import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
+import { type ReleasePayload, verifyReleaseResponse } from './release-response.js';
+import { backoffDelay, sleep } from './retry.js';
+import { unwrapReleasedKey } from './unwrap.js';
 
-export const DEFAULT_RELEASE_ENCRYPTION: ReleaseEncryption =
-	"RSA_AES_KEY_WRAP_256";
+export const DEFAULT_RELEASE_ENCRYPTION: ReleaseEncryption = 'RSA_AES_KEY_WRAP_256';
 
 export interface RetryOptions {
-	/** Retries after the first attempt, for 408/429/5xx and network errors. Default 3. */
-	maxRetries?: number;
-	/** First backoff, doubled per retry with full jitter. Default 500 ms. */
-	baseDelayMs?: number;
-	/** Cap of one backoff (and of an honoured `Retry-After`). Default 10 000 ms. */
-	maxDelayMs?: number;
+  /** Retries after the first attempt, for 408/429/5xx and network errors. Default 3. */
+  maxRetries?: number;
+  /** First backoff, doubled per retry with full jitter. Default 500 ms. */
+  baseDelayMs?: number;
+  /** Cap of one backoff (and of an honoured `Retry-After`). Default 10 000 ms. */
+  maxDelayMs?: number;
 }
 
 export interface SecureKeyReleaseOptions {
-	/** The MAA endpoint, e.g. `https://sharedeus.eus.attest.azure.net`; also the pinned token issuer. */
-	attestationEndpoint: string;
-	/** CA certificate(s) for a private attestation endpoint (the emulator's). Default: system roots. */
-	attestationCa?: string | readonly string[];
-	/** Credential for Key Vault. Default: `DefaultAzureCredential` (managed identity on a VM). */
-	credential?: TokenCredential;
-	/** `'auto'` (default) picks the hardware `detectPlatform()` finds; or pass a platform (e.g. an emulated one). */
-	platform?: "auto" | AttestationPlatform;
-	/** Release wrapping algorithm. Default `RSA_AES_KEY_WRAP_256` (RSA-OAEP-256 + AES key wrap). */
-	enc?: ReleaseEncryption;
-	/** Passed to every `KeyClient` (e.g. `disableChallengeResourceVerification`, `allowInsecureConnection`). */
-	vaultOptions?: KeyClientOptions;
-	/** Roots the vault's release signing chain must end at (PEM or DER). Default: the system roots. */
-	releaseSigningRoots?: ReadonlyArray<string | Uint8Array>;
-	retry?: RetryOptions;
-	/** Time one `releaseKey` call may take, retries included. Default 60 000 ms. */
-	timeoutMs?: number;
-	/** Re-attest this long before the token's `exp`. Default 5 minutes (at most half the token's lifetime). */
-	tokenRefreshMarginMs?: number;
-	/** How long a versionless key id keeps resolving to the version last released. Default 60 000 ms. */
-	currentVersionTtlMs?: number;
+  /** The MAA endpoint, e.g. `https://sharedeus.eus.attest.azure.net`; also the pinned token issuer. */
+  attestationEndpoint: string;
+  /** CA certificate(s) for a private attestation endpoint (the emulator's). Default: system roots. */
+  attestationCa?: string | readonly string[];
+  /** Credential for Key Vault. Default: `DefaultAzureCredential` (managed identity on a VM). */
+  credential?: TokenCredential;
+  /** `'auto'` (default) picks the hardware `detectPlatform()` finds; or pass a platform (e.g. an emulated one). */
+  platform?: 'auto' | AttestationPlatform;
+  /** Release wrapping algorithm. Default `RSA_AES_KEY_WRAP_256` (RSA-OAEP-256 + AES key wrap). */
+  enc?: ReleaseEncryption;
+  /** Passed to every `KeyClient` (e.g. `disableChallengeResourceVerification`, `allowInsecureConnection`). */
+  vaultOptions?: KeyClientOptions;
+  /** Roots the vault's release signing chain must end at (PEM or DER). Default: the system roots. */
+  releaseSigningRoots?: ReadonlyArray<string | Uint8Array>;
+  retry?: RetryOptions;
+  /** Time one `releaseKey` call may take, retries included. Default 60 000 ms. */
+  timeoutMs?: number;
+  /** Re-attest this long before the token's `exp`. Default 5 minutes (at most half the token's lifetime). */
+  tokenRefreshMarginMs?: number;
+  /** How long a versionless key id keeps resolving to the version last released. Default 60 000 ms. */
+  currentVersionTtlMs?: number;
 }
 
 export interface ReleasedKeyAttributes {
-	enabled?: boolean;
-	exportable?: boolean;
-	createdOn?: Date;
-	updatedOn?: Date;
-	notBefore?: Date;
-	expiresOn?: Date;
-	recoveryLevel?: string;
+  enabled?: boolean;
+  exportable?: boolean;
+  createdOn?: Date;
+  updatedOn?: Date;
+  notBefore?: Date;
+  expiresOn?: Date;
+  recoveryLevel?: string;
 }
 
 export interface ReleasedKey {
-	/** The versioned key id. */
-	kid: string;
-	name: string;
-	version: string;
-	keyType: string;
-	/** The key: private `KeyObject` for RSA/EC, secret `KeyObject` for oct. */
-	key: KeyObject;
-	attributes: ReleasedKeyAttributes;
-	releasePolicy?: ReleasePolicy;
-	releasedAt: Date;
+  /** The versioned key id. */
+  kid: string;
+  name: string;
+  version: string;
+  keyType: string;
+  /** The key: private `KeyObject` for RSA/EC, secret `KeyObject` for oct. */
+  key: KeyObject;
+  attributes: ReleasedKeyAttributes;
+  releasePolicy?: ReleasePolicy;
+  releasedAt: Date;
 }
 
 export interface ReleaseKeyCallOptions {
-	signal?: AbortSignal;
+  signal?: AbortSignal;
 }
 
 interface KeyRef {
-	vaultUrl: string;
-	name: string;
-	version?: string;
-	/** Lower-cased `vault/name[/version]`, the cache and coalescing key. */
-	cacheKey: string;
+  vaultUrl: string;
+  name: string;
+  version?: string;
+  /** Lower-cased `vault/name[/version]`, the cache and coalescing key. */
+  cacheKey: string;
 }
 
 function parseKeyRef(keyId: string): KeyRef {
-	let parsed: ReturnType<typeof parseKeyVaultKeyIdentifier>;
-	let url: URL;
-	try {
-		url = new URL(keyId);
-		parsed = parseKeyVaultKeyIdentifier(keyId);
-	} catch (error) {
-		throw new InvalidArgumentError(
-			`${JSON.stringify(keyId)} is not a key id like https://<vault>/keys/<name>[/<version>]`,
-			{ cause: error },
-		);
-	}
-	const vaultUrl = url.origin;
-	const version = parsed.version || undefined;
-	return {
-		vaultUrl,
-		name: parsed.name,
-		...(version ? { version } : {}),
-		cacheKey: `${vaultUrl.toLowerCase()}/${parsed.name.toLowerCase()}${version ? `/${version.toLowerCase()}` : ""}`,
-	};
+  let parsed: ReturnType<typeof parseKeyVaultKeyIdentifier>;
+  let url: URL;
+  try {
+    url = new URL(keyId);
+    parsed = parseKeyVaultKeyIdentifier(keyId);
+  } catch (error) {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(keyId)} is not a key id like https://<vault>/keys/<name>[/<version>]`,
+      { cause: error },
+    );
+  }
+  const vaultUrl = url.origin;
+  const version = parsed.version || undefined;
+  return {
+    vaultUrl,
+    name: parsed.name,
+    ...(version ? { version } : {}),
+    cacheKey: `${vaultUrl.toLowerCase()}/${parsed.name.toLowerCase()}${version ? `/${version.toLowerCase()}` : ''}`,
+  };
 }
 
-const toDate = (value: unknown) =>
-	typeof value === "number" ? new Date(value * 1000) : undefined;
+const toDate = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : undefined);
 
 function attributesOf(raw: Record<string, unknown>): ReleasedKeyAttributes {
-	const out: ReleasedKeyAttributes = {};
-	if (typeof raw.enabled === "boolean") out.enabled = raw.enabled;
-	if (typeof raw.exportable === "boolean") out.exportable = raw.exportable;
-	if (typeof raw.recoveryLevel === "string")
-		out.recoveryLevel = raw.recoveryLevel;
-	const dates = {
-		createdOn: raw.created,
-		updatedOn: raw.updated,
-		notBefore: raw.nbf,
-		expiresOn: raw.exp,
-	} as const;
-	for (const [field, value] of Object.entries(dates)) {
-		const date = toDate(value);
-		if (date) out[field as keyof typeof dates] = date;
-	}
-	return out;
+  const out: ReleasedKeyAttributes = {};
+  if (typeof raw.enabled === 'boolean') out.enabled = raw.enabled;
+  if (typeof raw.exportable === 'boolean') out.exportable = raw.exportable;
+  if (typeof raw.recoveryLevel === 'string') out.recoveryLevel = raw.recoveryLevel;
+  const dates = {
+    createdOn: raw.created,
+    updatedOn: raw.updated,
+    notBefore: raw.nbf,
+    expiresOn: raw.exp,
+  } as const;
+  for (const [field, value] of Object.entries(dates)) {
+    const date = toDate(value);
+    if (date) out[field as keyof typeof dates] = date;
+  }
+  return out;
 }
 
 function releasePolicyOf(payload: ReleasePayload): ReleasePolicy | undefined {
-	const data = payload.response.key.release_policy?.data;
-	if (!data) return undefined;
-	try {
-		return parseReleasePolicy(Buffer.from(data, "base64url"));
-	} catch {
-		return undefined;
-	}
+  const data = payload.response.key.release_policy?.data;
+  if (!data) return undefined;
+  try {
+    return parseReleasePolicy(Buffer.from(data, 'base64url'));
+  } catch {
+    return undefined;
+  }
 }
 
 interface RestErrorLike {
-	statusCode?: number;
-	code?: string;
-	message?: string;
-	response?: { headers?: { get(name: string): string | undefined } };
+  statusCode?: number;
+  code?: string;
+  message?: string;
+  response?: { headers?: { get(name: string): string | undefined } };
 }
 
 function isRetryableStatus(status: number | undefined): boolean {
-	return (
-		status === undefined || status === 408 || status === 429 || status >= 500
-	);
+  return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
 /** Settles with `promise`, or rejects as soon as the caller's own signal aborts (the shared work goes on). */
-function untilAborted<T>(
-	promise: Promise<T>,
-	signal: AbortSignal | undefined,
-): Promise<T> {
-	if (!signal) return promise;
-	if (signal.aborted)
-		return Promise.reject(
-			new AbortError("releaseKey was aborted", { cause: signal.reason }),
-		);
-	return new Promise<T>((resolve, reject) => {
-		const onAbort = () =>
-			reject(
-				new AbortError("releaseKey was aborted", { cause: signal.reason }),
-			);
-		signal.addEventListener("abort", onAbort, { once: true });
-		promise.then(
-			(value) => {
-				signal.removeEventListener("abort", onAbort);
-				resolve(value);
-			},
-			(error) => {
-				signal.removeEventListener("abort", onAbort);
-				reject(error);
-			},
-		);
-	});
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted)
+    return Promise.reject(new AbortError('releaseKey was aborted', { cause: signal.reason }));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new AbortError('releaseKey was aborted', { cause: signal.reason }));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 export class SecureKeyRelease {
-	readonly #options: SecureKeyReleaseOptions;
-	readonly #enc: ReleaseEncryption;
-	readonly #attestation: AttestationClient;
-	readonly #lifetime = new AbortController();
-	readonly #clients = new Map<string, KeyClient>();
-	readonly #keys = new Map<string, ReleasedKey>();
-	readonly #current = new Map<string, { cacheKey: string; until: number }>();
-	/**
-	 * Bumped whenever the current version of a key may have changed (invalidation, new-version events): a
-	 * versionless release that started before the bump must not install its now stale answer as current.
-	 */
-	readonly #generations = new Map<string, number>();
-	#epoch = 0;
-	readonly #inFlight = new Map<string, Promise<ReleasedKey>>();
-	#platform: Promise<AttestationPlatform> | undefined;
-	#ownsPlatform = false;
-	#token: { result: AttestationResult; refreshAt: number } | undefined;
-	#tokenInFlight: Promise<AttestationResult> | undefined;
-	#defaultCredential: TokenCredential | undefined;
-	#closed = false;
+  readonly #options: SecureKeyReleaseOptions;
+  readonly #enc: ReleaseEncryption;
+  readonly #attestation: AttestationClient;
+  readonly #lifetime = new AbortController();
+  readonly #clients = new Map<string, KeyClient>();
+  readonly #keys = new Map<string, ReleasedKey>();
+  readonly #current = new Map<string, { cacheKey: string; until: number }>();
+  /**
+   * Bumped whenever the current version of a key may have changed (invalidation, new-version events): a
+   * versionless release that started before the bump must not install its now stale answer as current.
+   */
+  readonly #generations = new Map<string, number>();
+  #epoch = 0;
+  readonly #inFlight = new Map<string, Promise<ReleasedKey>>();
+  #platform: Promise<AttestationPlatform> | undefined;
+  #ownsPlatform = false;
+  #token: { result: AttestationResult; refreshAt: number } | undefined;
+  #tokenInFlight: Promise<AttestationResult> | undefined;
+  #defaultCredential: TokenCredential | undefined;
+  #closed = false;
 
-	constructor(options: SecureKeyReleaseOptions) {
-		if (!options?.attestationEndpoint)
-			throw new InvalidArgumentError(
-				"SecureKeyRelease needs attestationEndpoint",
-			);
-		this.#options = options;
-		this.#enc = options.enc ?? DEFAULT_RELEASE_ENCRYPTION;
-		this.#attestation = new AttestationClient({
-			endpoint: options.attestationEndpoint,
-			...(options.attestationCa !== undefined
-				? { ca: options.attestationCa }
-				: {}),
-		});
-	}
+  constructor(options: SecureKeyReleaseOptions) {
+    if (!options?.attestationEndpoint)
+      throw new InvalidArgumentError('SecureKeyRelease needs attestationEndpoint');
+    this.#options = options;
+    this.#enc = options.enc ?? DEFAULT_RELEASE_ENCRYPTION;
+    this.#attestation = new AttestationClient({
+      endpoint: options.attestationEndpoint,
+      ...(options.attestationCa !== undefined ? { ca: options.attestationCa } : {}),
+    });
+  }
 
-	/**
-	 * Releases the key `keyId` (`https://<vault>/keys/<name>[/<version>]`) to this machine. A versionless id
-	 * resolves to the current version. Released keys are cached per versioned id until `close()`.
-	 */
-	async releaseKey(
-		keyId: string,
-		options: ReleaseKeyCallOptions = {},
-	): Promise<ReleasedKey> {
-		if (this.#closed) throw new CvmSkrError("this SecureKeyRelease is closed");
-		const ref = parseKeyRef(keyId);
-		const cached = this.#cached(ref);
-		if (cached) return cached;
-		let shared = this.#inFlight.get(ref.cacheKey);
-		if (!shared) {
-			const mine: Promise<ReleasedKey> = this.#release(ref).finally(() => {
-				if (this.#inFlight.get(ref.cacheKey) === mine)
-					this.#inFlight.delete(ref.cacheKey);
-			});
-			shared = mine;
-			this.#inFlight.set(ref.cacheKey, mine);
-		}
-		return untilAborted(shared, options.signal);
-	}
+  /**
+   * Releases the key `keyId` (`https://<vault>/keys/<name>[/<version>]`) to this machine. A versionless id
+   * resolves to the current version. Released keys are cached per versioned id until `close()`.
+   */
+  async releaseKey(keyId: string, options: ReleaseKeyCallOptions = {}): Promise<ReleasedKey> {
+    if (this.#closed) throw new CvmSkrError('this SecureKeyRelease is closed');
+    const ref = parseKeyRef(keyId);
+    const cached = this.#cached(ref);
+    if (cached) return cached;
+    let shared = this.#inFlight.get(ref.cacheKey);
+    if (!shared) {
+      const mine: Promise<ReleasedKey> = this.#release(ref).finally(() => {
+        if (this.#inFlight.get(ref.cacheKey) === mine) this.#inFlight.delete(ref.cacheKey);
+      });
+      shared = mine;
+      this.#inFlight.set(ref.cacheKey, mine);
+    }
+    return untilAborted(shared, options.signal);
+  }
 
-	/** Forgets cached keys (all, or those of one key name in one vault) so the next call releases again. */
-	invalidate(keyId?: string): void {
-		if (keyId === undefined) {
-			this.#keys.clear();
-			this.#current.clear();
-			this.#inFlight.clear();
-			this.#epoch++;
-			return;
-		}
-		const ref = parseKeyRef(keyId);
-		const prefix = `${ref.vaultUrl.toLowerCase()}/${ref.name.toLowerCase()}`;
-		this.#staleCurrent(prefix);
-		for (const map of [this.#keys, this.#current] as Map<string, unknown>[]) {
-			for (const key of [...map.keys()])
-				if (key === prefix || key.startsWith(`${prefix}/`)) map.delete(key);
-		}
-	}
+  /** Forgets cached keys (all, or those of one key name in one vault) so the next call releases again. */
+  invalidate(keyId?: string): void {
+    if (keyId === undefined) {
+      this.#keys.clear();
+      this.#current.clear();
+      this.#inFlight.clear();
+      this.#epoch++;
+      return;
+    }
+    const ref = parseKeyRef(keyId);
+    const prefix = `${ref.vaultUrl.toLowerCase()}/${ref.name.toLowerCase()}`;
+    this.#staleCurrent(prefix);
+    for (const map of [this.#keys, this.#current] as Map<string, unknown>[]) {
+      for (const key of [...map.keys()]) if (key === prefix || key.startsWith(`${prefix}/`)) map.delete(key);
+    }
+  }
 
-	/**
-	 * After a rotation: forgets which version the versionless id of `keyId` resolves to, so the next versionless
-	 * call releases the newest version, while released versions stay cached (data under them still decrypts
-	 * without another release or attestation). With a versioned `keyId` that the mapping already names,
-	 * nothing changes. Returns whether a mapping was dropped.
-	 */
-	invalidateCurrentVersion(keyId: string): boolean {
-		const ref = parseKeyRef(keyId);
-		const versionless = ref.version
-			? ref.cacheKey.slice(0, ref.cacheKey.lastIndexOf("/"))
-			: ref.cacheKey;
-		const current = this.#current.get(versionless);
-		if (current && current.cacheKey === ref.cacheKey) return false;
-		this.#staleCurrent(versionless);
-		return this.#current.delete(versionless);
-	}
+  /**
+   * After a rotation: forgets which version the versionless id of `keyId` resolves to, so the next versionless
+   * call releases the newest version, while released versions stay cached (data under them still decrypts
+   * without another release or attestation). With a versioned `keyId` that the mapping already names,
+   * nothing changes. Returns whether a mapping was dropped.
+   */
+  invalidateCurrentVersion(keyId: string): boolean {
+    const ref = parseKeyRef(keyId);
+    const versionless = ref.version ? ref.cacheKey.slice(0, ref.cacheKey.lastIndexOf('/')) : ref.cacheKey;
+    const current = this.#current.get(versionless);
+    if (current && current.cacheKey === ref.cacheKey) return false;
+    this.#staleCurrent(versionless);
+    return this.#current.delete(versionless);
+  }
 
-	/** Marks what a versionless id resolves to as unknown, also for releases already on their way. */
-	#staleCurrent(versionless: string): void {
-		this.#generations.set(
-			versionless,
-			(this.#generations.get(versionless) ?? 0) + 1,
-		);
-		this.#inFlight.delete(versionless);
-	}
+  /** Marks what a versionless id resolves to as unknown, also for releases already on their way. */
+  #staleCurrent(versionless: string): void {
+    this.#generations.set(versionless, (this.#generations.get(versionless) ?? 0) + 1);
+    this.#inFlight.delete(versionless);
+  }
 
-	#generationOf(versionless: string): string {
-		return `${this.#epoch}.${this.#generations.get(versionless) ?? 0}`;
-	}
+  #generationOf(versionless: string): string {
+    return `${this.#epoch}.${this.#generations.get(versionless) ?? 0}`;
+  }
 
-	/** Drops every cached key and token, and closes the platform if this object opened it. */
-	async close(): Promise<void> {
-		if (this.#closed) return;
-		this.#closed = true;
-		this.#lifetime.abort(new AbortError("SecureKeyRelease was closed"));
-		this.#keys.clear();
-		this.#current.clear();
-		this.#token = undefined;
-		if (this.#platform && this.#ownsPlatform) {
-			const platform = await this.#platform.catch(() => undefined);
-			await platform?.close();
-		}
-	}
+  /** Drops every cached key and token, and closes the platform if this object opened it. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#lifetime.abort(new AbortError('SecureKeyRelease was closed'));
+    this.#keys.clear();
+    this.#current.clear();
+    this.#token = undefined;
+    if (this.#platform && this.#ownsPlatform) {
+      const platform = await this.#platform.catch(() => undefined);
+      await platform?.close();
+    }
+  }
 
-	#cached(ref: KeyRef): ReleasedKey | undefined {
-		if (ref.version) return this.#keys.get(ref.cacheKey);
-		const current = this.#current.get(ref.cacheKey);
-		if (!current || current.until <= Date.now()) return undefined;
-		return this.#keys.get(current.cacheKey);
-	}
+  #cached(ref: KeyRef): ReleasedKey | undefined {
+    if (ref.version) return this.#keys.get(ref.cacheKey);
+    const current = this.#current.get(ref.cacheKey);
+    if (!current || current.until <= Date.now()) return undefined;
+    return this.#keys.get(current.cacheKey);
+  }
 
-	#signal(): AbortSignal {
-		return AbortSignal.any([
-			this.#lifetime.signal,
-			AbortSignal.timeout(this.#options.timeoutMs ?? 60_000),
-		]);
-	}
+  #signal(): AbortSignal {
+    return AbortSignal.any([this.#lifetime.signal, AbortSignal.timeout(this.#options.timeoutMs ?? 60_000)]);
+  }
 
-	async #release(ref: KeyRef): Promise<ReleasedKey> {
-		const generation = ref.version
-			? undefined
-			: this.#generationOf(ref.cacheKey);
-		const signal = this.#signal();
-		let attestation: AttestationResult;
-		try {
-			attestation = await this.#attest(signal);
-		} catch (error) {
-			if (signal.aborted && !this.#lifetime.signal.aborted) {
-				throw new AbortError(
-					`attesting for ${ref.name} took longer than the ${this.#options.timeoutMs ?? 60_000} ms timeout (timeoutMs); is the attestation endpoint reachable?`,
-					{ cause: error },
-				);
-			}
-			throw error;
-		}
-		const client = this.#client(ref.vaultUrl);
-		let jws: string;
-		try {
-			const result = await client.releaseKey(ref.name, attestation.token, {
-				...(ref.version ? { version: ref.version } : {}),
-				nonce: randomBytes(16).toString("base64url"),
-				algorithm: this.#enc,
-				abortSignal: signal,
-			});
-			jws = result.value;
-		} catch (error) {
-			throw await this.#releaseError(error, ref, client, attestation, signal);
-		}
-		const { payload } = await verifyReleaseResponse(jws, {
-			vaultUrl: ref.vaultUrl,
-			...(this.#options.releaseSigningRoots
-				? { trustedRoots: this.#options.releaseSigningRoots }
-				: {}),
-		});
-		const released = payload.response.key.key;
-		const responseRef = this.#checkPayload(payload, ref);
-		const key = await unwrapReleasedKey(released, {
-			transferKey: attestation.transferKey,
-			enc: this.#enc,
-		});
-		const releasePolicy = releasePolicyOf(payload);
-		const result: ReleasedKey = {
-			kid: released.kid,
-			name: responseRef.name,
-			version: responseRef.version!,
-			keyType: released.kty,
-			key,
-			attributes: attributesOf(payload.response.key.attributes),
-			...(releasePolicy ? { releasePolicy } : {}),
-			releasedAt: new Date(),
-		};
-		if (this.#closed) return result;
-		this.#keys.set(responseRef.cacheKey, result);
-		if (!ref.version && this.#generationOf(ref.cacheKey) === generation) {
-			this.#current.set(ref.cacheKey, {
-				cacheKey: responseRef.cacheKey,
-				until: Date.now() + (this.#options.currentVersionTtlMs ?? 60_000),
-			});
-		}
-		return result;
-	}
+  async #release(ref: KeyRef): Promise<ReleasedKey> {
+    const generation = ref.version ? undefined : this.#generationOf(ref.cacheKey);
+    const signal = this.#signal();
+    let attestation: AttestationResult;
+    try {
+      attestation = await this.#attest(signal);
+    } catch (error) {
+      if (signal.aborted && !this.#lifetime.signal.aborted) {
+        throw new AbortError(
+          `attesting for ${ref.name} took longer than the ${this.#options.timeoutMs ?? 60_000} ms timeout (timeoutMs); is the attestation endpoint reachable?`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    const client = this.#client(ref.vaultUrl);
+    let jws: string;
+    try {
+      const result = await client.releaseKey(ref.name, attestation.token, {
+        ...(ref.version ? { version: ref.version } : {}),
+        nonce: randomBytes(16).toString('base64url'),
+        algorithm: this.#enc,
+        abortSignal: signal,
+      });
+      jws = result.value;
+    } catch (error) {
+      throw await this.#releaseError(error, ref, client, attestation, signal);
+    }
+    const { payload } = await verifyReleaseResponse(jws, {
+      vaultUrl: ref.vaultUrl,
+      ...(this.#options.releaseSigningRoots ? { trustedRoots: this.#options.releaseSigningRoots } : {}),
+    });
+    const released = payload.response.key.key;
+    const responseRef = this.#checkPayload(payload, ref);
+    const key = await unwrapReleasedKey(released, {
+      transferKey: attestation.transferKey,
+      enc: this.#enc,
+    });
+    const releasePolicy = releasePolicyOf(payload);
+    const result: ReleasedKey = {
+      kid: released.kid,
+      name: responseRef.name,
+      version: responseRef.version!,
+      keyType: released.kty,
+      key,
+      attributes: attributesOf(payload.response.key.attributes),
+      ...(releasePolicy ? { releasePolicy } : {}),
+      releasedAt: new Date(),
+    };
+    if (this.#closed) return result;
+    this.#keys.set(responseRef.cacheKey, result);
+    if (!ref.version && this.#generationOf(ref.cacheKey) === generation) {
+      this.#current.set(ref.cacheKey, {
+        cacheKey: responseRef.cacheKey,
+        until: Date.now() + (this.#options.currentVersionTtlMs ?? 60_000),
+      });
+    }
+    return result;
+  }
 
-	/** The answer must be for what we asked: same enc, same key, and the version asked for (if any). */
-	#checkPayload(payload: ReleasePayload, ref: KeyRef): KeyRef {
-		const refuse = (why: string) =>
-			new ReleaseResponseInvalidError(`release response rejected: ${why}`);
-		if (payload.request.enc !== this.#enc) {
-			throw refuse(
-				`it was wrapped with ${payload.request.enc}, but ${this.#enc} was asked for`,
-			);
-		}
-		let asked: KeyRef;
-		let answered: KeyRef;
-		try {
-			asked = parseKeyRef(payload.request.kid);
-			answered = parseKeyRef(payload.response.key.key.kid);
-		} catch (error) {
-			throw refuse(`its key ids do not parse (${(error as Error).message})`);
-		}
-		// Host, not port: a vault reached through a proxy or load balancer names itself by its own address. The
-		// signature and the signer-names-host check already tie the answer to this host.
-		const host = (url: string) => new URL(url).hostname.toLowerCase();
-		const sameKey = (r: KeyRef) =>
-			host(r.vaultUrl) === host(ref.vaultUrl) &&
-			r.name.toLowerCase() === ref.name.toLowerCase();
-		if (!sameKey(asked) || !sameKey(answered))
-			throw refuse(
-				`it is for ${payload.response.key.key.kid}, not ${ref.name}`,
-			);
-		if (!answered.version)
-			throw refuse("the released key id carries no version");
-		if (
-			ref.version &&
-			answered.version.toLowerCase() !== ref.version.toLowerCase()
-		) {
-			throw refuse(
-				`version ${answered.version} came back for a request of version ${ref.version}`,
-			);
-		}
-		return answered;
-	}
+  /** The answer must be for what we asked: same enc, same key, and the version asked for (if any). */
+  #checkPayload(payload: ReleasePayload, ref: KeyRef): KeyRef {
+    const refuse = (why: string) => new ReleaseResponseInvalidError(`release response rejected: ${why}`);
+    if (payload.request.enc !== this.#enc) {
+      throw refuse(`it was wrapped with ${payload.request.enc}, but ${this.#enc} was asked for`);
+    }
+    let asked: KeyRef;
+    let answered: KeyRef;
+    try {
+      asked = parseKeyRef(payload.request.kid);
+      answered = parseKeyRef(payload.response.key.key.kid);
+    } catch (error) {
+      throw refuse(`its key ids do not parse (${(error as Error).message})`);
+    }
+    // Host, not port: a vault reached through a proxy or load balancer names itself by its own address. The
+    // signature and the signer-names-host check already tie the answer to this host.
+    const host = (url: string) => new URL(url).hostname.toLowerCase();
+    const sameKey = (r: KeyRef) =>
+      host(r.vaultUrl) === host(ref.vaultUrl) && r.name.toLowerCase() === ref.name.toLowerCase();
+    if (!sameKey(asked) || !sameKey(answered))
+      throw refuse(`it is for ${payload.response.key.key.kid}, not ${ref.name}`);
+    if (!answered.version) throw refuse('the released key id carries no version');
+    if (ref.version && answered.version.toLowerCase() !== ref.version.toLowerCase()) {
+      throw refuse(`version ${answered.version} came back for a request of version ${ref.version}`);
+    }
+    return answered;
+  }
 
-	async #platformInstance(): Promise<AttestationPlatform> {
-		if (this.#options.platform && this.#options.platform !== "auto")
-			return this.#options.platform;
-		if (!this.#platform) {
-			this.#ownsPlatform = true;
-			this.#platform = openDetectedPlatform();
-			this.#platform.catch(() => {
-				this.#platform = undefined;
-			});
-		}
-		return this.#platform;
-	}
+  async #platformInstance(): Promise<AttestationPlatform> {
+    if (this.#options.platform && this.#options.platform !== 'auto') return this.#options.platform;
+    if (!this.#platform) {
+      this.#ownsPlatform = true;
+      this.#platform = openDetectedPlatform();
+      this.#platform.catch(() => {
+        this.#platform = undefined;
+      });
+    }
+    return this.#platform;
+  }
 
-	/** One attestation at a time; its token serves every key and vault until shortly before it expires. */
-	#attest(signal: AbortSignal): Promise<AttestationResult> {
-		const now = Date.now();
-		if (this.#token && now < this.#token.refreshAt)
-			return Promise.resolve(this.#token.result);
-		if (!this.#tokenInFlight) {
-			this.#tokenInFlight = this.#attestWithRetry(signal)
-				.then((result) => {
-					const lifetime = result.expiresAt.getTime() - Date.now();
-					const margin = Math.min(
-						this.#options.tokenRefreshMarginMs ?? 5 * 60_000,
-						lifetime / 2,
-					);
-					if (!this.#closed)
-						this.#token = {
-							result,
-							refreshAt: result.expiresAt.getTime() - margin,
-						};
-					return result;
-				})
-				.finally(() => {
-					this.#tokenInFlight = undefined;
-				});
-		}
-		return this.#tokenInFlight;
-	}
+  /** One attestation at a time; its token serves every key and vault until shortly before it expires. */
+  #attest(signal: AbortSignal): Promise<AttestationResult> {
+    const now = Date.now();
+    if (this.#token && now < this.#token.refreshAt) return Promise.resolve(this.#token.result);
+    if (!this.#tokenInFlight) {
+      this.#tokenInFlight = this.#attestWithRetry(signal)
+        .then((result) => {
+          const lifetime = result.expiresAt.getTime() - Date.now();
+          const margin = Math.min(this.#options.tokenRefreshMarginMs ?? 5 * 60_000, lifetime / 2);
+          if (!this.#closed)
+            this.#token = {
+              result,
+              refreshAt: result.expiresAt.getTime() - margin,
+            };
+          return result;
+        })
+        .finally(() => {
+          this.#tokenInFlight = undefined;
+        });
+    }
+    return this.#tokenInFlight;
+  }
 
-	async #attestWithRetry(signal: AbortSignal): Promise<AttestationResult> {
-		const platform = await this.#platformInstance();
-		const retry = this.#options.retry ?? {};
-		const maxRetries = retry.maxRetries ?? 3;
-		for (let attempt = 0; ; attempt++) {
-			try {
-				return await this.#attestation.attest(platform, { signal });
-			} catch (error) {
-				if (error instanceof AttestationRequestError) {
-					if (error.status === 400) {
-						throw new AttestationRejectedError(
-							`the attestation service rejected this machine's evidence: ${error.message}`,
-							{
-								statusCode: 400,
-								...(error.serviceCode
-									? { serviceCode: error.serviceCode }
-									: {}),
-							},
-							{ cause: error },
-						);
-					}
-					if (
-						isRetryableStatus(error.status) &&
-						attempt < maxRetries &&
-						!signal.aborted
-					) {
-						await sleep(backoffDelay(attempt, retry), signal);
-						continue;
-					}
-				}
-				throw error;
-			}
-		}
-	}
+  async #attestWithRetry(signal: AbortSignal): Promise<AttestationResult> {
+    const platform = await this.#platformInstance();
+    const retry = this.#options.retry ?? {};
+    const maxRetries = retry.maxRetries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#attestation.attest(platform, { signal });
+      } catch (error) {
+        if (error instanceof AttestationRequestError) {
+          if (error.status === 400) {
+            throw new AttestationRejectedError(
+              `the attestation service rejected this machine's evidence: ${error.message}`,
+              {
+                statusCode: 400,
+                ...(error.serviceCode ? { serviceCode: error.serviceCode } : {}),
+              },
+              { cause: error },
+            );
+          }
+          if (isRetryableStatus(error.status) && attempt < maxRetries && !signal.aborted) {
+            await sleep(backoffDelay(attempt, retry), signal);
+            continue;
+          }
+        }
+        throw error;
+      }
+    }
+  }
 
-	#client(vaultUrl: string): KeyClient {
-		let client = this.#clients.get(vaultUrl);
-		if (!client) {
-			const retry = this.#options.retry ?? {};
-			const credential =
-				this.#options.credential ??
-				(this.#defaultCredential ??= new DefaultAzureCredential());
-			client = new KeyClient(vaultUrl, credential, {
-				...this.#options.vaultOptions,
-				// The pipeline's own policies retry 408/429/5xx and network errors with jittered exponential backoff
-				// and honour Retry-After; they do not retry 400/401/403.
-				retryOptions: {
-					maxRetries: retry.maxRetries ?? 3,
-					retryDelayInMs: retry.baseDelayMs ?? 500,
-					maxRetryDelayInMs: retry.maxDelayMs ?? 10_000,
-					...this.#options.vaultOptions?.retryOptions,
-				},
-			});
-			this.#clients.set(vaultUrl, client);
-		}
-		return client;
-	}
+  #client(vaultUrl: string): KeyClient {
+    let client = this.#clients.get(vaultUrl);
+    if (!client) {
+      const retry = this.#options.retry ?? {};
+      const credential =
+        this.#options.credential ?? (this.#defaultCredential ??= new DefaultAzureCredential());
+      client = new KeyClient(vaultUrl, credential, {
+        ...this.#options.vaultOptions,
+        // The pipeline's own policies retry 408/429/5xx and network errors with jittered exponential backoff
+        // and honour Retry-After; they do not retry 400/401/403.
+        retryOptions: {
+          maxRetries: retry.maxRetries ?? 3,
+          retryDelayInMs: retry.baseDelayMs ?? 500,
+          maxRetryDelayInMs: retry.maxDelayMs ?? 10_000,
+          ...this.#options.vaultOptions?.retryOptions,
+        },
+      });
+      this.#clients.set(vaultUrl, client);
+    }
+    return client;
+  }
 
-	async #releaseError(
-		error: unknown,
-		ref: KeyRef,
-		client: KeyClient,
-		attestation: AttestationResult,
-		signal: AbortSignal,
-	): Promise<Error> {
-		if (signal.aborted) {
-			return this.#lifetime.signal.aborted
-				? new AbortError("SecureKeyRelease was closed during the release", {
-						cause: error,
-					})
-				: new AbortError(
-						`releasing ${ref.name} took longer than ${this.#options.timeoutMs ?? 60_000} ms`,
-						{
-							cause: error,
-						},
-					);
-		}
-		const rest = error as RestErrorLike;
-		const status = rest?.statusCode;
-		const serviceCode = typeof rest?.code === "string" ? rest.code : undefined;
-		const serviceMessage = rest?.message ?? String(error);
-		if (status === 403) {
-			const permission =
-				/permission|not authorized|forbiddenbypolicy/i.test(serviceMessage) &&
-				!/attestation/i.test(serviceMessage);
-			if (permission) {
-				return new ReleaseDeniedError(
-					`Key Vault refused to release ${ref.name}: the caller lacks the keys/release permission (grant "Key Vault Crypto Service Release User"). Service said: ${serviceMessage}`,
-					{
-						statusCode: 403,
-						reason: "permission",
-						...(serviceCode ? { serviceCode } : {}),
-					},
-					{ cause: error },
-				);
-			}
-			const state = await this.#readKeyState(client, ref);
-			const unavailable =
-				state && keyVersionUnavailable(state.properties, state.kid, ref, error);
-			if (unavailable) return unavailable;
-			const policy = state?.policy;
-			const evaluation = policy
-				? evaluateReleasePolicy(policy, attestation.claims)
-				: undefined;
-			const failing =
-				evaluation?.clauses.filter((c) => !c.passed && c.kind === "claim") ??
-				[];
-			const explanation = evaluation
-				? failing.length > 0
-					? ` Failing clause${failing.length > 1 ? "s" : ""}: ${failing.map((c) => `${c.path} (${c.claim}): ${c.reason}`).join("; ")}.`
-					: evaluation.allowed
-						? " Locally the policy passes on these claims: check the authority (attestation endpoint) and the token freshness."
-						: ` ${evaluation.clauses.find((c) => !c.passed)?.reason ?? ""}`
-				: " (the release policy could not be read to explain which clause failed; grant keys/get to see it)";
-			return new ReleaseDeniedError(
-				`Key Vault refused to release ${ref.name}: this machine's attestation does not satisfy the key's release policy.${explanation}`,
-				{
-					statusCode: 403,
-					reason: "policy",
-					...(serviceCode ? { serviceCode } : {}),
-					...(policy ? { releasePolicy: policy } : {}),
-					...(evaluation ? { evaluation } : {}),
-				},
-				{ cause: error },
-			);
-		}
-		if (status !== undefined) {
-			const advice =
-				status === 404
-					? " (check the key name and version)"
-					: status === 401
-						? " (check the credential and its tenant)"
-						: status === 400
-							? " (is the key exportable, with a release policy?)"
-							: "";
-			return new KeyVaultRequestError(
-				`Key Vault answered HTTP ${status} to the release of ${ref.name}${advice}: ${serviceMessage}`,
-				{ statusCode: status, ...(serviceCode ? { serviceCode } : {}) },
-				{ cause: error },
-			);
-		}
-		return new KeyVaultRequestError(
-			`cannot reach Key Vault at ${ref.vaultUrl}: ${serviceMessage}`,
-			{},
-			{ cause: error },
-		);
-	}
+  async #releaseError(
+    error: unknown,
+    ref: KeyRef,
+    client: KeyClient,
+    attestation: AttestationResult,
+    signal: AbortSignal,
+  ): Promise<Error> {
+    if (signal.aborted) {
+      return this.#lifetime.signal.aborted
+        ? new AbortError('SecureKeyRelease was closed during the release', {
+            cause: error,
+          })
+        : new AbortError(`releasing ${ref.name} took longer than ${this.#options.timeoutMs ?? 60_000} ms`, {
+            cause: error,
+          });
+    }
+    const rest = error as RestErrorLike;
+    const status = rest?.statusCode;
+    const serviceCode = typeof rest?.code === 'string' ? rest.code : undefined;
+    const serviceMessage = rest?.message ?? String(error);
+    if (status === 403) {
+      const permission =
+        /permission|not authorized|forbiddenbypolicy/i.test(serviceMessage) &&
+        !/attestation/i.test(serviceMessage);
+      if (permission) {
+        return new ReleaseDeniedError(
+          `Key Vault refused to release ${ref.name}: the caller lacks the keys/release permission (grant "Key Vault Crypto Service Release User"). Service said: ${serviceMessage}`,
+          {
+            statusCode: 403,
+            reason: 'permission',
+            ...(serviceCode ? { serviceCode } : {}),
+          },
+          { cause: error },
+        );
+      }
+      const state = await this.#readKeyState(client, ref);
+      const unavailable = state && keyVersionUnavailable(state.properties, state.kid, ref, error);
+      if (unavailable) return unavailable;
+      const policy = state?.policy;
+      const evaluation = policy ? evaluateReleasePolicy(policy, attestation.claims) : undefined;
+      const failing = evaluation?.clauses.filter((c) => !c.passed && c.kind === 'claim') ?? [];
+      const explanation = evaluation
+        ? failing.length > 0
+          ? ` Failing clause${failing.length > 1 ? 's' : ''}: ${failing.map((c) => `${c.path} (${c.claim}): ${c.reason}`).join('; ')}.`
+          : evaluation.allowed
+            ? ' Locally the policy passes on these claims: check the authority (attestation endpoint) and the token freshness.'
+            : ` ${evaluation.clauses.find((c) => !c.passed)?.reason ?? ''}`
+        : ' (the release policy could not be read to explain which clause failed; grant keys/get to see it)';
+      return new ReleaseDeniedError(
+        `Key Vault refused to release ${ref.name}: this machine's attestation does not satisfy the key's release policy.${explanation}`,
+        {
+          statusCode: 403,
+          reason: 'policy',
+          ...(serviceCode ? { serviceCode } : {}),
+          ...(policy ? { releasePolicy: policy } : {}),
+          ...(evaluation ? { evaluation } : {}),
+        },
+        { cause: error },
+      );
+    }
+    if (status !== undefined) {
+      const advice =
+        status === 404
+          ? ' (check the key name and version)'
+          : status === 401
+            ? ' (check the credential and its tenant)'
+            : status === 400
+              ? ' (is the key exportable, with a release policy?)'
+              : '';
+      return new KeyVaultRequestError(
+        `Key Vault answered HTTP ${status} to the release of ${ref.name}${advice}: ${serviceMessage}`,
+        { statusCode: status, ...(serviceCode ? { serviceCode } : {}) },
+        { cause: error },
+      );
+    }
+    return new KeyVaultRequestError(
+      `cannot reach Key Vault at ${ref.vaultUrl}: ${serviceMessage}`,
+      {},
+      { cause: error },
+    );
+  }
 
-	/** The key's release policy and validity, read after a refusal to explain it (needs keys/get). */
-	async #readKeyState(client: KeyClient, ref: KeyRef) {
-		try {
-			const key = await client.getKey(
-				ref.name,
-				ref.version ? { version: ref.version } : {},
-			);
-			const encoded = key.properties.releasePolicy?.encodedPolicy;
-			let policy: ReleasePolicy | undefined;
-			try {
-				policy = encoded ? parseReleasePolicy(encoded) : undefined;
-			} catch {
-				policy = undefined;
-			}
-			return {
-				policy,
-				properties: key.properties,
-				kid: key.id ?? `${ref.vaultUrl}/keys/${ref.name}`,
-			};
-		} catch {
-			return undefined;
-		}
-	}
+  /** The key's release policy and validity, read after a refusal to explain it (needs keys/get). */
+  async #readKeyState(client: KeyClient, ref: KeyRef) {
+    try {
+      const key = await client.getKey(ref.name, ref.version ? { version: ref.version } : {});
+      const encoded = key.properties.releasePolicy?.encodedPolicy;
+      let policy: ReleasePolicy | undefined;
+      try {
+        policy = encoded ? parseReleasePolicy(encoded) : undefined;
+      } catch {
+        policy = undefined;
+      }
+      return {
+        policy,
+        properties: key.properties,
+        kid: key.id ?? `${ref.vaultUrl}/keys/${ref.name}`,
+      };
+    } catch {
+      return undefined;
+    }
+  }
 }
 
 /** A release refused because the key version is disabled or outside its validity, not because of the policy. */
 function keyVersionUnavailable(
-	properties: {
-		enabled?: boolean;
-		expiresOn?: Date;
-		notBefore?: Date;
-		version?: string;
-	},
-	kid: string,
-	ref: KeyRef,
-	cause: unknown,
+  properties: {
+    enabled?: boolean;
+    expiresOn?: Date;
+    notBefore?: Date;
+    version?: string;
+  },
+  kid: string,
+  ref: KeyRef,
+  cause: unknown,
 ): KeyVersionUnavailableError | undefined {
-	const now = Date.now();
-	const version = properties.version ?? ref.version ?? "";
-	const which = `version ${version || "(current)"} of key ${ref.name}`;
-	const make = (
-		reason: KeyVersionUnavailableError["reason"],
-		message: string,
-	) =>
-		new KeyVersionUnavailableError(
-			`Key Vault refused to release ${which}: ${message}`,
-			{ kid, version, reason },
-			{ cause },
-		);
-	if (properties.enabled === false)
-		return make(
-			"disabled",
-			"it is disabled; enable it, or release another version",
-		);
-	if (properties.expiresOn && properties.expiresOn.getTime() <= now) {
-		return make(
-			"expired",
-			`it expired on ${properties.expiresOn.toISOString()}; extend its expiry to release it`,
-		);
-	}
-	if (properties.notBefore && properties.notBefore.getTime() > now) {
-		return make(
-			"not-yet-valid",
-			`it is not valid before ${properties.notBefore.toISOString()}`,
-		);
-	}
-	return undefined;
+  const now = Date.now();
+  const version = properties.version ?? ref.version ?? '';
+  const which = `version ${version || '(current)'} of key ${ref.name}`;
+  const make = (reason: KeyVersionUnavailableError['reason'], message: string) =>
+    new KeyVersionUnavailableError(
+      `Key Vault refused to release ${which}: ${message}`,
+      { kid, version, reason },
+      { cause },
+    );
+  if (properties.enabled === false)
+    return make('disabled', 'it is disabled; enable it, or release another version');
+  if (properties.expiresOn && properties.expiresOn.getTime() <= now) {
+    return make(
+      'expired',
+      `it expired on ${properties.expiresOn.toISOString()}; extend its expiry to release it`,
+    );
+  }
+  if (properties.notBefore && properties.notBefore.getTime() > now) {
+    return make('not-yet-valid', `it is not valid before ${properties.notBefore.toISOString()}`);
+  }
+  return undefined;
 }
 
 /** Opens the hardware backend `detectPlatform()` selects, or explains why there is none. */
 export async function openDetectedPlatform(): Promise<AttestationPlatform> {
-	const detection = await detectPlatform();
-	if (detection.selected === "azure-vtpm") {
-		const { AzureVtpmPlatform } = await import(
-			"../hal/platforms/azure-vtpm.js"
-		);
-		return AzureVtpmPlatform.open();
-	}
-	if (detection.selected === "sev-guest") {
-		const { SevGuestPlatform } = await import("../hal/platforms/sev-guest.js");
-		const { ConfigfsTsmProvider, SevGuestIoctlProvider } = await import(
-			"../hal/snp-providers.js"
-		);
-		const provider =
-			detection.sevGuest.exists && detection.addon.loaded
-				? new SevGuestIoctlProvider()
-				: new ConfigfsTsmProvider();
-		return SevGuestPlatform.open({ provider });
-	}
-	throw new NotConfidentialError(
-		`no confidential-computing backend on this machine: ${detection.backends
-			.filter((b) => b.automatic)
-			.map((b) => `${b.kind}: ${b.reason}`)
-			.join(
-				"; ",
-			)}. Run "cvm-skr doctor" for details, or pass an emulated platform for local testing`,
-	);
+  const detection = await detectPlatform();
+  if (detection.selected === 'azure-vtpm') {
+    const { AzureVtpmPlatform } = await import('../hal/platforms/azure-vtpm.js');
+    return AzureVtpmPlatform.open();
+  }
+  if (detection.selected === 'sev-guest') {
+    const { SevGuestPlatform } = await import('../hal/platforms/sev-guest.js');
+    const { ConfigfsTsmProvider, SevGuestIoctlProvider } = await import('../hal/snp-providers.js');
+    const provider =
+      detection.sevGuest.exists && detection.addon.loaded
+        ? new SevGuestIoctlProvider()
+        : new ConfigfsTsmProvider();
+    return SevGuestPlatform.open({ provider });
+  }
+  throw new NotConfidentialError(
+    `no confidential-computing backend on this machine: ${detection.backends
+      .filter((b) => b.automatic)
+      .map((b) => `${b.kind}: ${b.reason}`)
+      .join('; ')}. Run "cvm-skr doctor" for details, or pass an emulated platform for local testing`,
+  );
 }
