@@ -5,7 +5,7 @@ import { KeyClient } from '@azure/keyvault-keys';
 import test from 'ava';
 import { EmulatorCredential } from '../../src/emulator/credential.js';
 import { policyBytes } from './helpers/issuer.js';
-import { startVault } from './helpers/setup.js';
+import { rawRequest, startVault } from './helpers/setup.js';
 
 const AUTHORITY = 'https://sharedeus.eus.attest.azure.net';
 const POLICY = { encodedPolicy: policyBytes(AUTHORITY) };
@@ -16,48 +16,11 @@ async function serviceError(t: import('ava').ExecutionContext, p: Promise<unknow
   return (await t.throwsAsync(p)) as unknown as ServiceError;
 }
 
-function rawGet(url: string, caPem: string, headers: Record<string, string> = {}) {
-  return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>(
-    (resolve, reject) => {
-      const req = request(url, { ca: caPem, headers }, (res) => {
-        let body = '';
-        res.on('data', (c) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      });
-      req.on('error', reject);
-      req.end();
-    },
-  );
-}
+const rawGet = (url: string, caPem: string, headers: Record<string, string> = {}) =>
+  rawRequest(url, caPem, { headers });
 
-function rawRequest(url: string, caPem: string, method: string, token: string, body: unknown) {
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const text = JSON.stringify(body);
-    const req = request(
-      url,
-      {
-        method,
-        ca: caPem,
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(text),
-        },
-      },
-      (res) => {
-        let out = '';
-        res.on('data', (c) => {
-          out += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: out }));
-      },
-    );
-    req.on('error', reject);
-    req.end(text);
-  });
-}
+const rawBody = (url: string, caPem: string, method: string, token: string, body: unknown) =>
+  rawRequest(url, caPem, { method, token, body: JSON.stringify(body) });
 
 test('an unauthenticated request gets 401 with the Key Vault challenge', async (t) => {
   const emu = await startVault(t);
@@ -199,7 +162,7 @@ test('exportable and release policy rules answer the service codes', async (t) =
   );
   // The SDK cannot send `exportable` on update; the REST call can, and the service refuses the change.
   const { token } = await emu.credential.getToken('https://vault.azure.net/.default');
-  const e1014 = await rawRequest(`${updated.id}?api-version=7.4`, emu.caPem, 'PATCH', token, {
+  const e1014 = await rawBody(`${updated.id}?api-version=7.4`, emu.caPem, 'PATCH', token, {
     attributes: { exportable: false },
   });
   t.is(e1014.status, 400);

@@ -1,28 +1,8 @@
-import { request as httpsRequest } from 'node:https';
 import test from 'ava';
-import { startVault } from './helpers/setup.js';
+import { rawRequest, startVault } from './helpers/setup.js';
 
-function raw(url: string, caPem: string, token: string, method = 'GET', body?: string) {
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = httpsRequest(
-      url,
-      {
-        method,
-        ca: caPem,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      },
-      (res) => {
-        let out = '';
-        res.on('data', (c) => {
-          out += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: out }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const raw = (url: string, caPem: string, token: string, method = 'GET', body?: string) =>
+  rawRequest(url, caPem, { method, token, ...(body !== undefined ? { body } : {}) });
 
 test('malformed requests get service-shaped errors and the server keeps serving', async (t) => {
   const emu = await startVault(t);
