@@ -26,7 +26,7 @@ import { encodeSnpReport, type SnpReportFields, signSnpReport } from '../snp/bui
 import { parseSnpReport, type SnpReport } from '../snp/report.js';
 import type { TrustedRootInput } from '../snp/roots.js';
 import { decodeTcb, encodeTcb, type SnpProduct, type TcbVersion } from '../snp/tcb.js';
-import { x509 } from '../snp/x509.js';
+import { x509 } from './x509.js';
 import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from './cache.js';
 
 type CryptoKey = webcrypto.CryptoKey;

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { compactVerify, decodeProtectedHeader } from 'jose';
 import { ReleaseResponseInvalidError } from '../errors.js';
-import { x509 } from '../snp/x509.js';
+import { x509 } from '../emulator/x509.js';
 import { isReleaseEncryption, type ReleaseEncryption } from './key-wrap.js';
 
 /** Largest release answer accepted (an RSA-4096 key wrapped, its chain and its policy fit well inside). */

@@ -1,41 +1,94 @@
+/**
+ * One parsed certificate. node:crypto (`X509Certificate`, OpenSSL) checks signatures and gives the key and the
+ * names; @peculiar/asn1-x509 reads what node does not expose (extensions by OID, the signature algorithm's
+ * parameters). Neither patches a global, unlike @peculiar/x509, whose tsyringe container needs the
+ * `reflect-metadata` polyfill installed on `Reflect` (that one is kept for generating emulator certificates).
+ */
 import { createHash, type KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { RsaSaPssParams } from '@peculiar/asn1-rsa';
+import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
 import { SnpCertificateError } from '../errors.js';
-import { x509 } from './x509.js';
 
-/** One parsed certificate: the library view (extensions, names) and node's (signature checks, keys). */
+/** RFC 4055 section 3.1: id-RSASSA-PSS. */
+const RSASSA_PSS = '1.2.840.113549.1.1.10';
+/** RFC 4055 section 2.1: the hash OIDs a PSS parameter block may name (SHA-1 when absent). */
+const HASH_NAMES: Readonly<Record<string, string>> = {
+  '1.3.14.3.2.26': 'SHA-1',
+  '2.16.840.1.101.3.4.2.1': 'SHA-256',
+  '2.16.840.1.101.3.4.2.2': 'SHA-384',
+  '2.16.840.1.101.3.4.2.3': 'SHA-512',
+};
+
+/** The certificate's signature algorithm: its OID and, for RSASSA-PSS, the hash and salt it names. */
+export interface SignatureAlgorithm {
+  oid: string;
+  pss?: { hash: string; mgfHash: string; saltLength: number };
+}
+
 export interface SnpCertificate {
   readonly der: Uint8Array;
   /** SHA-256 of the DER, hex. */
   readonly fingerprint: string;
+  /** Distinguished names as `C=US, O=..., CN=...` (node's order), for messages and issuer matching. */
   readonly subject: string;
   readonly issuer: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly publicKey: KeyObject;
   readonly selfIssued: boolean;
-  readonly cert: x509.X509Certificate;
+  readonly signatureAlgorithm: SignatureAlgorithm;
+  /** The DER value (inside the OCTET STRING) of the extension `oid`, or undefined when absent. */
+  extension(oid: string): Uint8Array | undefined;
   readonly nodeCert: NodeX509;
 }
 
+function signatureAlgorithmOf(cert: Certificate): SignatureAlgorithm {
+  const oid = cert.signatureAlgorithm.algorithm;
+  if (oid !== RSASSA_PSS || !cert.signatureAlgorithm.parameters) return { oid };
+  const params = AsnConvert.parse(cert.signatureAlgorithm.parameters, RsaSaPssParams);
+  const hashOid = params.hashAlgorithm.algorithm;
+  const mgfHashOid = params.maskGenAlgorithm.parameters
+    ? AsnConvert.parse(params.maskGenAlgorithm.parameters, AlgorithmIdentifier).algorithm
+    : hashOid;
+  return {
+    oid,
+    pss: {
+      hash: HASH_NAMES[hashOid] ?? hashOid,
+      mgfHash: HASH_NAMES[mgfHashOid] ?? mgfHashOid,
+      saltLength: params.saltLength,
+    },
+  };
+}
+
+const names = (dn: string) => dn.split('\n').join(', ');
+
 export function parseCertificate(der: Uint8Array, what = 'certificate'): SnpCertificate {
-  let cert: x509.X509Certificate;
+  let asn: Certificate;
   let nodeCert: NodeX509;
+  let signatureAlgorithm: SignatureAlgorithm;
   try {
-    cert = new x509.X509Certificate(der);
     nodeCert = new NodeX509(der);
+    asn = AsnConvert.parse(der, Certificate);
+    signatureAlgorithm = signatureAlgorithmOf(asn);
   } catch (error) {
     throw new SnpCertificateError(`${what} is not a DER X.509 certificate`, { cause: error });
   }
+  const extensions = new Map(
+    (asn.tbsCertificate.extensions ?? []).map((e) => [e.extnID, new Uint8Array(e.extnValue.buffer)]),
+  );
+  const { validity } = asn.tbsCertificate;
   return {
     der,
     fingerprint: createHash('sha256').update(der).digest('hex'),
-    subject: cert.subject,
-    issuer: cert.issuer,
-    notBefore: cert.notBefore,
-    notAfter: cert.notAfter,
+    subject: names(nodeCert.subject),
+    issuer: names(nodeCert.issuer),
+    notBefore: validity.notBefore.getTime(),
+    notAfter: validity.notAfter.getTime(),
     publicKey: nodeCert.publicKey,
-    selfIssued: cert.subject === cert.issuer,
-    cert,
+    selfIssued: nodeCert.subject === nodeCert.issuer,
+    signatureAlgorithm,
+    extension: (oid) => extensions.get(oid),
     nodeCert,
   };
 }

@@ -38,7 +38,7 @@ function isThim(value: unknown): value is ThimCertificates {
 /** A leaf is the EC key; VLEK when it says so (CN or CSP-id extension). */
 function leafKind(cert: SnpCertificate): 'vcek' | 'vlek' | undefined {
   if (cert.publicKey.asymmetricKeyType !== 'ec') return undefined;
-  if (/VLEK/i.test(cert.subject) || cert.cert.getExtension(CSP_ID_OID) !== null) return 'vlek';
+  if (/VLEK/i.test(cert.subject) || cert.extension(CSP_ID_OID) !== undefined) return 'vlek';
   return 'vcek';
 }
 

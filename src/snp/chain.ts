@@ -44,12 +44,8 @@ export function trustStoreFor(added?: readonly TrustedRootInput[]): TrustStore {
 // AMD signs ASK, ASVK, VCEK and VLEK with RSASSA-PSS SHA-384, MGF1 SHA-384, salt 48; anything else under an AMD
 // root is not AMD's.
 function isAmdSignatureAlgorithm(cert: SnpCertificate): boolean {
-  const alg = cert.cert.signatureAlgorithm as {
-    name?: string;
-    hash?: { name?: string };
-    saltLength?: number;
-  };
-  return alg.name === 'RSA-PSS' && alg.hash?.name === 'SHA-384' && alg.saltLength === 48;
+  const pss = cert.signatureAlgorithm.pss;
+  return pss?.hash === 'SHA-384' && pss.mgfHash === 'SHA-384' && pss.saltLength === 48;
 }
 
 const MAX_DEPTH = 4;

@@ -39,10 +39,7 @@ function hwidBytes(v: Uint8Array): Uint8Array {
 }
 
 export function readVcekExtensions(cert: SnpCertificate): VcekExtensions {
-  const value = (oid: string): Uint8Array | undefined => {
-    const ext = cert.cert.getExtension(`${BASE}.${oid}`);
-    return ext === null ? undefined : new Uint8Array(ext.value);
-  };
+  const value = (oid: string): Uint8Array | undefined => cert.extension(`${BASE}.${oid}`);
   const out: VcekExtensions = {};
   const num = (
     oid: string,

@@ -15,7 +15,7 @@ import {
 } from '../../src/errors.js';
 import { AzureVtpmPlatform, derPrefix, explainOpenError } from '../../src/hal/platforms/azure-vtpm.js';
 import type { DecryptScheme, TpmTransport } from '../../src/hal/types.js';
-import { x509 } from '../../src/snp/x509.js';
+import { x509 } from '../../src/emulator/x509.js';
 import { AZURE_VTPM } from '../../src/tpm/azure-layout.js';
 import { getHandles } from '../../src/tpm/commands/capability.js';
 import { nvRead } from '../../src/tpm/commands/nv.js';

@@ -1,5 +1,5 @@
 import { webcrypto } from 'node:crypto';
-import { x509 } from '../../src/snp/x509.js';
+import { x509 } from '../../src/emulator/x509.js';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 

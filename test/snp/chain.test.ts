@@ -8,7 +8,7 @@ import {
 } from '../../src/errors.js';
 import { encodeSnpReport, type SnpReportFields, signSnpReport } from '../../src/snp/build.js';
 import { encodeTcb } from '../../src/snp/tcb.js';
-import { createSnpTestChain, createSnpTestRoot } from '../../src/snp/test-chain.js';
+import { createSnpTestChain, createSnpTestRoot } from '../helpers/snp-test-chain.js';
 import { verifySnpReport } from '../../src/snp/verify.js';
 
 const chipId = randomBytes(64);

@@ -8,7 +8,7 @@ import { encodeSnpReport, signSnpReport } from '../../src/snp/build.js';
 import { buildCertTable } from '../../src/snp/cert-table.js';
 import { verifySevGuestEvidence } from '../../src/snp/sev-guest-evidence.js';
 import { encodeTcb } from '../../src/snp/tcb.js';
-import { createSnpTestChain, type SnpTestChain } from '../../src/snp/test-chain.js';
+import { createSnpTestChain, type SnpTestChain } from '../helpers/snp-test-chain.js';
 import { VcekFetcher } from '../../src/snp/vcek-sources.js';
 import { verifySnpReport } from '../../src/snp/verify.js';
 

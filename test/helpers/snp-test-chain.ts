@@ -1,6 +1,6 @@
 import { KeyObject, webcrypto } from 'node:crypto';
-import type { SnpProduct, TcbVersion } from './tcb.js';
-import { x509 } from './x509.js';
+import type { SnpProduct, TcbVersion } from '../../src/snp/tcb.js';
+import { x509 } from '../../src/emulator/x509.js';
 
 /** A self-made ARK -> ASK -> VCEK/VLEK chain with AMD's extensions, for emulators and tests. Not AMD's. */
 export interface SnpTestChain {
