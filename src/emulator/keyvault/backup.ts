@@ -32,8 +32,8 @@ import { VaultErrors } from './vault-error.js';
 const MAGIC = Buffer.from('&CvmSkrEmulatorKeyBackupV1', 'ascii');
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
-/** Larger blobs are refused before decoding (a key with many 4096-bit versions stays well under). */
-const MAX_BLOB_CHARS = 512 * 1024;
+/** Larger blobs are refused before decoding (the request body limit is 1 MiB anyway). */
+const MAX_BLOB_CHARS = 1024 * 1024;
 
 export const MALFORMED_BACKUP_MESSAGE = 'Backup blob contains invalid or corrupt version.';
 
