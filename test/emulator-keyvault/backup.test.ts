@@ -5,11 +5,12 @@
  * keys_client__create_read_update_and_delete_operations_for_managed_hsm_getrandombytes/.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CryptographyClient, KeyClient } from '@azure/keyvault-keys';
 import test from 'ava';
+import { EmulatorStateError } from '../../src/errors.js';
 import type { KeyVaultEmulator } from '../../src/emulator/keyvault/index.js';
 import { rawRequest, startVault, testCa } from './helpers/setup.js';
 
@@ -217,4 +218,19 @@ test('a Managed HSM sharing a vault identity takes that vault token endpoint\'s 
   const digest = createHash('sha256').update('x').digest();
   const signed = await crypto(hsm, key.id!).sign('ES256', digest);
   t.true((await crypto(hsm, key.id!).verify('ES256', digest, signed.result)).result);
+});
+
+test('the identity secret is kept in the state file; an unreadable one is reported and the file left as it is', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kv-secret-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const statePath = path.join(dir, 'state.json');
+  const emu = await startVault(t, { statePath });
+  await emu.flush();
+  const saved = JSON.parse(await readFile(statePath, 'utf8')) as { secret?: string };
+  t.regex(saved.secret ?? '', /^[A-Za-z0-9_-]{43}$/);
+  await emu.close();
+  const broken = JSON.stringify({ ...saved, secret: 'short' });
+  await writeFile(statePath, broken);
+  await t.throwsAsync(startVault(t, { statePath }), { instanceOf: EmulatorStateError, message: /secret/ });
+  t.is(await readFile(statePath, 'utf8'), broken);
 });
