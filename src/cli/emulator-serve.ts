@@ -12,6 +12,16 @@ interface ServeOptions {
   product?: string;
   cache?: boolean;
   json?: boolean;
+  flavour?: string;
+}
+
+const FLAVOUR_CHOICES = ['vault', 'managedhsm', 'both'] as const;
+
+/** `--flavour`: which Key Vault kind(s) to serve; undefined keeps the emulator's flavourless vault. */
+export function parseServeFlavour(value: string | undefined): (typeof FLAVOUR_CHOICES)[number] | undefined {
+  if (value === undefined) return undefined;
+  if ((FLAVOUR_CHOICES as readonly string[]).includes(value)) return value as (typeof FLAVOUR_CHOICES)[number];
+  throw new InvalidArgumentError(`--flavour must be vault, managedhsm or both, not ${value}`);
 }
 
 function parsePort(value: string | undefined, flag: string): number | undefined {
@@ -43,20 +53,31 @@ export function registerEmulatorServe(emulator: Command): void {
       '--no-cache',
       'fresh emulator-only 2048-bit AMD roots in memory instead of the per-user key cache',
     )
+    .option(
+      '--flavour <kind>',
+      'vault (RSA/EC keys), managedhsm (RSA-HSM/EC-HSM/oct-HSM keys, /rng) or both (a vault and a Managed HSM)',
+    )
     .option('--json', 'print the URLs and environment as JSON')
     .action(async (options: ServeOptions) => {
       const { startEmulator } = await import('../emulator/start.js');
       const product = parseProduct(options.product);
       const port = parsePort(options.port, '--port');
       const attestationPort = parsePort(options.attestationPort, '--attestation-port');
+      const flavour = parseServeFlavour(options.flavour);
       const e = await startEmulator({
         ...(port !== undefined ? { port } : {}),
         ...(attestationPort !== undefined ? { attestationPort } : {}),
         ...(options.state ? { statePath: path.resolve(options.state) } : {}),
         ...(product ? { product } : {}),
         ...(options.cache === false ? { cache: false, rootKeyBits: 2048 } : {}),
-        vault: { tickIntervalMs: 1000 },
+        vault: {
+          tickIntervalMs: 1000,
+          ...(flavour === 'managedhsm' ? { flavour: 'managedhsm' as const } : {}),
+          ...(flavour === 'vault' || flavour === 'both' ? { flavour: 'vault' as const } : {}),
+        },
+        ...(flavour === 'both' ? { managedHsm: { tickIntervalMs: 1000 } } : {}),
       });
+      const managedHsmUrl = e.managedHsm?.vaultUrl;
       const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-emulator-'));
       const caFile = path.join(dir, 'ca.pem');
       await writeFile(caFile, e.caPem);
@@ -68,12 +89,13 @@ export function registerEmulatorServe(emulator: Command): void {
       };
       if (options.json) {
         process.stdout.write(
-          `${JSON.stringify({ vaultUrl: e.vaultUrl, attestationUrl: e.attestationUrl, tokenUrl: e.tokenUrl, caFile, environment }, null, 2)}\n`,
+          `${JSON.stringify({ vaultUrl: e.vaultUrl, ...(managedHsmUrl ? { managedHsmUrl } : {}), attestationUrl: e.attestationUrl, tokenUrl: e.tokenUrl, caFile, environment }, null, 2)}\n`,
         );
       } else {
         const lines = [
           'cvm-skr emulator is running (Ctrl-C to stop)',
-          `  Key Vault            ${e.vaultUrl}`,
+          `  ${(flavour === 'managedhsm' ? 'Managed HSM' : 'Key Vault').padEnd(21)}${e.vaultUrl}`,
+          ...(managedHsmUrl ? [`  Managed HSM          ${managedHsmUrl}`] : []),
           `  attestation service  ${e.attestationUrl}`,
           `  token endpoint       ${e.tokenUrl}`,
           `  emulator CA          ${caFile}`,

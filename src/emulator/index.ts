@@ -24,6 +24,7 @@ export {
 export {
   DEFAULT_PRINCIPAL_ID,
   DEFAULT_TENANT_ID,
+  type FlavourFacts,
   KEY_PERMISSIONS,
   KEY_VAULT_EVENT_TYPES,
   type KeyPermission,
@@ -33,6 +34,8 @@ export {
   type ReleaseDecision,
   startKeyVaultEmulator,
   type TrustedIssuer,
+  VAULT_FLAVOURS,
+  type VaultFlavour,
   VirtualClock,
 } from './keyvault/index.js';
 export type { EvidenceKnobs } from './knobs.js';

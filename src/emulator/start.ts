@@ -45,8 +45,16 @@ export interface EmulatorOptions {
   cache?: string | false;
   /** Attestation token lifetime. Default 8 hours, as the service. */
   tokenLifetimeSeconds?: number;
-  /** More Key Vault settings (principals, webhooks, clock, ...). */
+  /** More Key Vault settings (principals, webhooks, clock, `flavour`, ...). */
   vault?: Omit<KeyVaultEmulatorOptions, 'host' | 'port' | 'statePath' | 'ca'>;
+  /**
+   * Also serve a Managed HSM beside the vault: its own port, the same CA, clock, trusted attestation service
+   * and identities (one token endpoint for both). `true` for defaults; its state is kept only when
+   * `statePath` is given here.
+   */
+  managedHsm?:
+    | boolean
+    | Omit<KeyVaultEmulatorOptions, 'host' | 'ca' | 'clock' | 'flavour' | 'shareIdentityWith'>;
   /** More attestation service settings (policy, issuer, ...). */
   attestation?: Omit<AttestationEmulatorOptions, 'host' | 'port' | 'ca' | 'amd' | 'akCa' | 'now'>;
 }
@@ -65,6 +73,8 @@ export interface Emulator {
   readonly events: KeyVaultEmulator['events'];
   /** The two services, for counters, principals, issuers and release decisions. */
   readonly vault: KeyVaultEmulator;
+  /** The Managed HSM, when `managedHsm` asked for one. */
+  readonly managedHsm: KeyVaultEmulator | undefined;
   readonly attestation: AttestationEmulator;
   readonly amd: EmulatedAmd;
   readonly akCa: EmulatedAkCa;
@@ -125,6 +135,23 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   }
   // Tokens name the configured issuer when one is set (e.g. the address clients reach the service by).
   vault.trustIssuer({ issuer: options.attestation?.issuer ?? attestation.url, ca: vault.caPem });
+  let managedHsm: KeyVaultEmulator | undefined;
+  if (options.managedHsm) {
+    try {
+      managedHsm = await startKeyVaultEmulator({
+        ...(typeof options.managedHsm === 'object' ? options.managedHsm : {}),
+        host,
+        ca: vault.ca,
+        clock: vault.clock,
+        flavour: 'managedhsm',
+        shareIdentityWith: vault,
+      });
+    } catch (error) {
+      await Promise.allSettled([attestation.close(), vault.close()]);
+      throw error;
+    }
+    managedHsm.trustIssuer({ issuer: options.attestation?.issuer ?? attestation.url, ca: vault.caPem });
+  }
   const platformOptions = { amd, ...(cache !== undefined ? { cache } : {}) };
 
   return {
@@ -136,6 +163,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     clock: vault.clock,
     events: vault.events,
     vault,
+    managedHsm,
     attestation,
     amd,
     akCa,
@@ -175,9 +203,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       ...vault.environment(),
       CVM_SKR_VAULT_URL: vault.vaultUrl,
       CVM_SKR_ATTESTATION_URL: attestation.url,
+      ...(managedHsm ? { CVM_SKR_MANAGED_HSM_URL: managedHsm.vaultUrl } : {}),
     }),
     async close() {
-      await Promise.allSettled([attestation.close(), vault.close()]);
+      await Promise.allSettled([attestation.close(), vault.close(), ...(managedHsm ? [managedHsm.close()] : [])]);
     },
   };
 }

@@ -24,6 +24,17 @@ export const KEY_PERMISSIONS = [
   'rotate',
   'getrotationpolicy',
   'setrotationpolicy',
+  // data plane (access-policy key permission names, as in `az keyvault set-policy --key-permissions`)
+  'encrypt',
+  'decrypt',
+  'sign',
+  'verify',
+  'wrapKey',
+  'unwrapKey',
+  'backup',
+  'restore',
+  // Managed HSM's random-number action (Microsoft.KeyVault/managedHsm/rng/action)
+  'rng',
 ] as const;
 export type KeyPermission = (typeof KEY_PERMISSIONS)[number];
 

@@ -23,9 +23,11 @@ import { EmulatorError, EmulatorStateError } from '../../errors.js';
 import { EmulatorCa, type IssuedCertificate } from '../ca.js';
 import { EmulatorCredential } from '../credential.js';
 import { AttestationVerifier, type TrustedIssuer } from './attestation-verifier.js';
-import { KEY_VAULT_RESOURCE, type Principal, type PrincipalConfig, VaultAuth } from './auth.js';
+import { type Principal, type PrincipalConfig, VaultAuth } from './auth.js';
+import { BackupSealer, newIdentitySecret } from './backup.js';
 import { VirtualClock, type VirtualClockOptions } from './clock.js';
 import { VaultEvents, type WebhookOptions } from './events.js';
+import { type FlavourFacts, flavourFacts, type VaultFlavour } from './flavour.js';
 import type { ReleaseDecision } from './release.js';
 import { createTokenHandler, createVaultHandler } from './server.js';
 import { loadVaultState, StateWriter } from './state.js';
@@ -46,6 +48,13 @@ export {
   type WebhookOptions,
   type WebhookStats,
 } from './events.js';
+export {
+  type FlavourFacts,
+  flavourFacts,
+  isVaultFlavour,
+  VAULT_FLAVOURS,
+  type VaultFlavour,
+} from './flavour.js';
 export type { ReleaseDecision } from './release.js';
 
 /** The principal every emulator has unless told otherwise: all key permissions. */
@@ -78,7 +87,26 @@ export interface KeyVaultEmulatorOptions {
   identityHeader?: string;
   /** Attestation issuers whose tokens release keys (e.g. the emulated MAA). */
   trustedIssuers?: TrustedIssuer[];
-  /** Resource in the 401 challenge and required token audience. Default `https://vault.azure.net`. */
+  /**
+   * A regular vault (`'vault'`: RSA/EC keys, HSM-protected or not) or a Managed HSM (`'managedhsm'`: RSA-HSM,
+   * EC-HSM and oct-HSM keys, `POST /rng`, challenge resource `https://managedhsm.azure.net`). Default: a
+   * vault that also accepts oct-HSM keys, as the emulator did before it had flavours.
+   */
+  flavour?: VaultFlavour;
+  /**
+   * Identity secret (base64url, at least 16 bytes): key backups restore only into an emulator with the same
+   * secret. Default: from the state file, else a new one (kept in the state file when there is one).
+   */
+  identitySecret?: string;
+  /**
+   * Share another emulator's identities: its principals, its token endpoint (no own one is started) and its
+   * tokens, so one `IDENTITY_ENDPOINT` serves a vault and a Managed HSM as one Entra ID tenant would.
+   */
+  shareIdentityWith?: KeyVaultEmulator;
+  /**
+   * Resource in the 401 challenge and required token audience. Default the flavour's:
+   * `https://vault.azure.net` or `https://managedhsm.azure.net`.
+   */
   challengeResource?: string;
   /** Webhooks receiving Event Grid events. */
   webhooks?: (string | ({ url: string } & WebhookOptions))[];
@@ -92,6 +120,8 @@ export interface KeyVaultEmulatorOptions {
 export interface KeyVaultEmulator {
   /** `https://127.0.0.1:<port>` (no trailing slash). */
   readonly vaultUrl: string;
+  /** What kind of vault this is (key types, challenge resource, `/rng`). */
+  readonly flavour: FlavourFacts;
   /** Managed identity token endpoint (`IDENTITY_ENDPOINT`). */
   readonly tokenUrl: string;
   /** Secret for the token endpoint (`IDENTITY_HEADER`). */
@@ -120,6 +150,9 @@ export interface KeyVaultEmulator {
   close(): Promise<void>;
 }
 
+/** The identity (principals, token signing key, token endpoint) behind each emulator, for `shareIdentityWith`. */
+const IDENTITIES = new WeakMap<KeyVaultEmulator, { auth: VaultAuth; tokenUrl: string }>();
+
 function listen(server: Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -147,7 +180,8 @@ export async function startKeyVaultEmulator(
   const host = options.host ?? '127.0.0.1';
   const vaultName = options.vaultName ?? 'emulator';
   const tenantId = options.tenantId ?? DEFAULT_TENANT_ID;
-  const resource = (options.challengeResource ?? KEY_VAULT_RESOURCE).replace(/\/+$/, '');
+  const facts = flavourFacts(options.flavour);
+  const resource = (options.challengeResource ?? facts.resource).replace(/\/+$/, '');
 
   const saved = options.statePath ? await loadVaultState(options.statePath) : undefined;
   let ca = options.ca;
@@ -174,26 +208,34 @@ export async function startKeyVaultEmulator(
     if (typeof hook === 'string') events.addWebhook(hook);
     else events.addWebhook(hook.url, hook);
   }
-  const auth = new VaultAuth({
-    tenantId,
-    vaultName,
-    principals: options.principals ?? [{ id: DEFAULT_PRINCIPAL_ID, name: 'emulator default identity' }],
-    ...(options.defaultPrincipalId ? { defaultPrincipalId: options.defaultPrincipalId } : {}),
-    ...(options.identityHeader ? { identityHeader: options.identityHeader } : {}),
-  });
+  const shared = options.shareIdentityWith ? IDENTITIES.get(options.shareIdentityWith) : undefined;
+  if (options.shareIdentityWith && !shared) {
+    throw new EmulatorError('shareIdentityWith must be an emulator returned by startKeyVaultEmulator');
+  }
+  const auth =
+    shared?.auth ??
+    new VaultAuth({
+      tenantId,
+      vaultName,
+      principals: options.principals ?? [{ id: DEFAULT_PRINCIPAL_ID, name: 'emulator default identity' }],
+      ...(options.defaultPrincipalId ? { defaultPrincipalId: options.defaultPrincipalId } : {}),
+      ...(options.identityHeader ? { identityHeader: options.identityHeader } : {}),
+    });
   const verifier = new AttestationVerifier(options.trustedIssuers ?? [], () => clock.now());
 
   const tls = options.insecureHttp ? undefined : await ca.issueServerCertificate();
   const vaultServer = tls ? createHttpsServer({ cert: tls.certPem, key: tls.keyPem }) : createHttpServer();
-  const tokenServer = createHttpServer();
+  const tokenServer = shared ? undefined : createHttpServer();
   const servers: Server[] = [];
   let vaultPort: number;
-  let tokenPort: number;
+  let tokenPort = 0;
   try {
     vaultPort = await listen(vaultServer as Server, options.port ?? 0, host);
     servers.push(vaultServer as Server);
-    tokenPort = await listen(tokenServer, options.tokenPort ?? 0, host);
-    servers.push(tokenServer);
+    if (tokenServer) {
+      tokenPort = await listen(tokenServer, options.tokenPort ?? 0, host);
+      servers.push(tokenServer);
+    }
   } catch (cause) {
     await Promise.all(servers.map(closeServer));
     throw new EmulatorError(`the Key Vault emulator cannot listen on ${host}: is the port in use?`, {
@@ -201,7 +243,7 @@ export async function startKeyVaultEmulator(
     });
   }
   const vaultUrl = `${tls ? 'https' : 'http'}://${urlHost(host)}:${vaultPort}`;
-  const tokenUrl = `http://${urlHost(host)}:${tokenPort}/msi/token`;
+  const tokenUrl = shared?.tokenUrl ?? `http://${urlHost(host)}:${tokenPort}/msi/token`;
 
   let writer: StateWriter | undefined;
   const store = new VaultStore({
@@ -211,10 +253,22 @@ export async function startKeyVaultEmulator(
     events,
     keys: saved?.keys ?? [],
     onChange: () => writer?.schedule(),
+    flavour: facts,
   });
+  const identitySecret = options.identitySecret ?? saved?.secret ?? newIdentitySecret();
+  let sealer: BackupSealer;
+  try {
+    sealer = new BackupSealer(identitySecret, options.flavour);
+  } catch (cause) {
+    throw new EmulatorError('identitySecret must be base64url of at least 16 bytes', { cause });
+  }
   if (options.statePath) {
     const caSaved = ca.toJSON();
-    writer = new StateWriter(options.statePath, () => ({ ca: caSaved, keys: store.snapshot() }));
+    writer = new StateWriter(options.statePath, () => ({
+      ca: caSaved,
+      keys: store.snapshot(),
+      secret: identitySecret,
+    }));
     // Persist the CA at once so a client trusting caPem keeps working after a restart.
     writer.schedule();
   }
@@ -247,9 +301,10 @@ export async function startKeyVaultEmulator(
       auth,
       resource,
       release: { store, verifier, signer, now: () => clock.now(), record },
+      dataPlane: { store, flavour: facts, sealer, nowSeconds: () => clock.nowSeconds() },
     }),
   );
-  tokenServer.on('request', createTokenHandler(auth));
+  tokenServer?.on('request', createTokenHandler(auth));
 
   const tickMs = options.tickIntervalMs ?? 1000;
   const ticker =
@@ -268,11 +323,12 @@ export async function startKeyVaultEmulator(
   const credential = credentialFor();
   let closed = false;
 
-  return {
+  const emulator: KeyVaultEmulator = {
     vaultUrl,
+    flavour: facts,
     tokenUrl,
     identityHeader: auth.identityHeader,
-    tenantId,
+    tenantId: auth.tenantId,
     caPem: ca.certPem,
     ca,
     credential,
@@ -306,4 +362,6 @@ export async function startKeyVaultEmulator(
       await writer?.flush();
     },
   };
+  IDENTITIES.set(emulator, { auth, tokenUrl });
+  return emulator;
 }

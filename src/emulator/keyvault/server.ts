@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EmulatedVaultRequestError, InvalidArgumentError } from '../../errors.js';
 import type { KeyPermission, VaultAuth } from './auth.js';
+import { type DataPlaneContext, dataPlaneRoute } from './data-plane.js';
 import { type ReleaseContext, releaseKey } from './release.js';
 import type { VaultStore } from './store.js';
 import { VaultErrors } from './vault-error.js';
@@ -22,6 +23,8 @@ export interface VaultHandlerOptions {
   store: VaultStore;
   auth: VaultAuth;
   release: ReleaseContext;
+  /** Cryptographic operations, backup/restore and random bytes (data-plane.ts). */
+  dataPlane: DataPlaneContext;
   /** Resource named in the challenge and required as token audience. */
   resource: string;
 }
@@ -96,6 +99,8 @@ function route(
   query: URLSearchParams,
   apiVersion: string,
 ): Route | undefined {
+  const dataPlane = dataPlaneRoute(o.dataPlane, method, parts);
+  if (dataPlane) return dataPlane;
   const { store } = o;
   const [root, name, a, b] = parts;
   if (root === 'keys') {

@@ -20,6 +20,8 @@ const MAX_STATE_BYTES = 256 * 1024 * 1024;
 export interface VaultState {
   ca?: SavedEmulatorCa;
   keys: StoredKey[];
+  /** The emulator's identity secret (base64url): only an emulator holding it restores its key backups. */
+  secret?: string;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -97,7 +99,10 @@ export async function loadVaultState(path: string): Promise<VaultState | undefin
     }
     ca = { certPem: doc.ca.certPem, keyPem: doc.ca.keyPem };
   }
-  return { keys, ...(ca ? { ca } : {}) };
+  if (doc.secret !== undefined && (typeof doc.secret !== 'string' || !/^[A-Za-z0-9_-]{22,}$/.test(doc.secret))) {
+    throw new EmulatorStateError(`state file ${path} has an unreadable secret entry`, path);
+  }
+  return { keys, ...(ca ? { ca } : {}), ...(typeof doc.secret === 'string' ? { secret: doc.secret } : {}) };
 }
 
 /** Writes state atomically: readers see the old file or the new one, never a torn write. */

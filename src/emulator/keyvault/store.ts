@@ -22,6 +22,7 @@ import {
 } from '../../rotation/validate.js';
 import type { ClockTask, VirtualClock } from './clock.js';
 import { KEY_VAULT_EVENT_TYPES, type KeyVaultEventType, type VaultEvents } from './events.js';
+import { type FlavourFacts, flavourFacts } from './flavour.js';
 import {
   baseKty,
   checkKeyOps,
@@ -91,6 +92,8 @@ export interface VaultStoreOptions {
   events: VaultEvents;
   onChange?: () => void;
   keys?: StoredKey[];
+  /** Key types and import rules of the vault's flavour. Default: an emulator started without a flavour. */
+  flavour?: FlavourFacts;
 }
 
 type Json = Record<string, unknown>;
@@ -202,6 +205,7 @@ export interface ListPage {
 export class VaultStore implements ClockTask {
   readonly vaultUrl: string;
   readonly vaultName: string;
+  readonly flavour: FlavourFacts;
   readonly #clock: VirtualClock;
   readonly #events: VaultEvents;
   readonly #onChange: () => void;
@@ -212,6 +216,7 @@ export class VaultStore implements ClockTask {
   constructor(options: VaultStoreOptions) {
     this.vaultUrl = options.vaultUrl.replace(/\/+$/, '');
     this.vaultName = options.vaultName;
+    this.flavour = options.flavour ?? flavourFacts(undefined);
     this.#clock = options.clock;
     this.#events = options.events;
     this.#onChange = options.onChange ?? (() => {});
@@ -369,6 +374,14 @@ export class VaultStore implements ClockTask {
     return this.bundle(key, v);
   }
 
+  /** Key types differ per flavour: oct-HSM only in Managed HSM, software RSA/EC only in vaults. */
+  #checkKeyType(kty: VaultKeyType): void {
+    if (this.flavour.keyTypes.includes(kty)) return;
+    throw VaultErrors.badParameter(
+      `Key type ${kty} is not supported by a ${this.flavour.label}; use ${this.flavour.keyTypes.join(', ')}.`,
+    );
+  }
+
   async createKey(name: string, body: unknown): Promise<Json> {
     this.#targetForNewVersion(name);
     if (!isObject(body)) throw VaultErrors.badParameter('The request body must be a JSON object.');
@@ -376,6 +389,7 @@ export class VaultStore implements ClockTask {
       throw VaultErrors.badParameter('kty must be one of RSA, RSA-HSM, EC, EC-HSM, oct-HSM.');
     }
     const kty = body.kty;
+    this.#checkKeyType(kty);
     const attrs = parseAttributes(body.attributes);
     const keySize = body.key_size ?? undefined;
     if (keySize !== undefined && typeof keySize !== 'number')
@@ -414,7 +428,8 @@ export class VaultStore implements ClockTask {
     const existing = this.#targetForNewVersion(name);
     if (!isObject(body)) throw VaultErrors.badParameter('The request body must be a JSON object.');
     const hsm = optionalBool(body.Hsm, 'Hsm') ?? false;
-    const { kty, material } = importKeyMaterial(body.key, hsm);
+    const { kty, material } = importKeyMaterial(body.key, hsm || this.flavour.importsAsHsm);
+    this.#checkKeyType(kty);
     const jwk = body.key as Json;
     const keyOps =
       jwk.key_ops === undefined || jwk.key_ops === null ? defaultKeyOps(kty) : checkKeyOps(jwk.key_ops);
@@ -590,6 +605,31 @@ export class VaultStore implements ClockTask {
     delete key.deleted;
     this.#onChange();
     return this.bundle(key, this.#version(key));
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // backup / restore (sealing is backup.ts's job)
+  // -------------------------------------------------------------------------------------------------------
+
+  /** A deep copy of a live key with every version, for `POST /keys/{name}/backup`. Holds private material. */
+  backupKey(name: string): StoredKey {
+    return structuredClone(this.#live(name));
+  }
+
+  /**
+   * Adds a key from a backup under its own name and version ids. The name must be free: live or
+   * soft-deleted, it answers `conflict(kid)` and changes nothing.
+   */
+  restoreKey(key: StoredKey, conflict: (kid: string) => Error): Json {
+    checkName(key.name);
+    const existing = this.#keys.get(key.name.toLowerCase());
+    if (existing) throw conflict(this.kid(existing.name, this.#version(existing).version));
+    for (const v of key.versions) this.#checkKeyType(v.kty);
+    const restored = structuredClone(key);
+    delete restored.deleted;
+    this.#keys.set(restored.name.toLowerCase(), restored);
+    this.#onChange();
+    return this.bundle(restored, this.#version(restored));
   }
 
   // -------------------------------------------------------------------------------------------------------
