@@ -1,5 +1,5 @@
 /**
- * `startEmulator`: the emulated attestation service and Key Vault together, wired as in Azure: one CA for
+ * `startEmulator`: the emulated attestation service, Key Vault and IMDS (THIM) together, wired as in Azure: one CA for
  * both (clients trust one PEM), the vault trusting the attestation service as a token issuer, and one virtual
  * clock, so that advancing it moves key lifetimes and token validity alike.
  */
@@ -11,6 +11,7 @@ import type { EmulatorCa } from './ca.js';
 import { EmulatedAmd } from './amd.js';
 import { EmulatedSevGuestPlatform } from './emulated-sev-guest.js';
 import { EmulatedAzureVtpmPlatform, type EmulatedAzureVtpmOptions } from './emulated-vtpm.js';
+import { type ImdsEmulator, type ImdsEmulatorOptions, startImdsEmulator } from './imds/index.js';
 import type { EvidenceKnobs } from './knobs.js';
 import {
   type KeyVaultEmulator,
@@ -47,6 +48,10 @@ export interface EmulatorOptions {
   tokenLifetimeSeconds?: number;
   /** More Key Vault settings (principals, webhooks, clock, ...). */
   vault?: Omit<KeyVaultEmulatorOptions, 'host' | 'port' | 'statePath' | 'ca'>;
+  /** Emulated IMDS port. Default: a free port. */
+  imdsPort?: number;
+  /** More emulated IMDS settings (THIM's TCB and cacheControl, VM id, ...). */
+  imds?: Omit<ImdsEmulatorOptions, 'host' | 'port' | 'amd' | 'akCa' | 'now'>;
   /** More attestation service settings (policy, issuer, ...). */
   attestation?: Omit<AttestationEmulatorOptions, 'host' | 'port' | 'ca' | 'amd' | 'akCa' | 'now'>;
 }
@@ -56,6 +61,8 @@ export type EmulatedPlatformKind = 'emulated-azure-vtpm' | 'emulated-sev-guest';
 export interface Emulator {
   readonly vaultUrl: string;
   readonly attestationUrl: string;
+  /** Emulated IMDS base URL (THIM, AK certificate renewal): `imdsUrl` of AzureVtpmPlatform, `CVM_SKR_IMDS_URL`. */
+  readonly imdsUrl: string;
   /** Managed identity token endpoint (`IDENTITY_ENDPOINT`). */
   readonly tokenUrl: string;
   /** PEM of the CA behind both services' TLS and signing certificates. */
@@ -66,6 +73,7 @@ export interface Emulator {
   /** The two services, for counters, principals, issuers and release decisions. */
   readonly vault: KeyVaultEmulator;
   readonly attestation: AttestationEmulator;
+  readonly imds: ImdsEmulator;
   readonly amd: EmulatedAmd;
   readonly akCa: EmulatedAkCa;
   /** An SDK client for the vault, trusting the emulator CA. */
@@ -123,6 +131,20 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     await vault.close();
     throw error;
   }
+  let imds: ImdsEmulator;
+  try {
+    imds = await startImdsEmulator({
+      ...options.imds,
+      host,
+      ...(options.imdsPort !== undefined ? { port: options.imdsPort } : {}),
+      amd,
+      akCa,
+      now: () => vault.clock.now(),
+    });
+  } catch (error) {
+    await Promise.allSettled([attestation.close(), vault.close()]);
+    throw error;
+  }
   // Tokens name the configured issuer when one is set (e.g. the address clients reach the service by).
   vault.trustIssuer({ issuer: options.attestation?.issuer ?? attestation.url, ca: vault.caPem });
   const platformOptions = { amd, ...(cache !== undefined ? { cache } : {}) };
@@ -130,6 +152,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   return {
     vaultUrl: vault.vaultUrl,
     attestationUrl: attestation.url,
+    imdsUrl: imds.url,
     tokenUrl: vault.tokenUrl,
     caPem: vault.caPem,
     credential: vault.credential,
@@ -137,6 +160,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     events: vault.events,
     vault,
     attestation,
+    imds,
     amd,
     akCa,
     keyClient: (clientOptions) => vault.keyClient(clientOptions),
@@ -175,9 +199,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       ...vault.environment(),
       CVM_SKR_VAULT_URL: vault.vaultUrl,
       CVM_SKR_ATTESTATION_URL: attestation.url,
+      CVM_SKR_IMDS_URL: imds.url,
     }),
     async close() {
-      await Promise.allSettled([attestation.close(), vault.close()]);
+      await Promise.allSettled([attestation.close(), vault.close(), imds.close()]);
     },
   };
 }

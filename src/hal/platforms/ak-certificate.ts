@@ -59,7 +59,7 @@ export function akCertificateStatus(der: Uint8Array, now: Date = new Date()): Ak
     });
   }
   const notAfter = new Date(cert.validTo);
-  const daysLeft = Math.floor((notAfter.getTime() - now.getTime()) / DAY_MS);
+  const daysLeft = Math.trunc((notAfter.getTime() - now.getTime()) / DAY_MS);
   return {
     issuer: oneLine(cert.issuer),
     subject: oneLine(cert.subject),

@@ -563,7 +563,7 @@ export class AzureVtpmPlatform implements AttestationPlatform {
       );
     }
     if (!status.renewalDue) return der;
-    const when = status.daysLeft < 0 ? `expired ${-status.daysLeft} days ago` : `expires in ${status.daysLeft} days`;
+    const when = `${status.daysLeft < 0 ? 'expired' : 'expires'} ${status.notAfter} (renewal is due 90 days before)`;
     if (!this.#renewAk) {
       diagnostics.push(`the AK certificate ${when} and renewal through IMDS is off`);
       return der;
