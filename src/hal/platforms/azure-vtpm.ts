@@ -108,7 +108,8 @@ export interface QuoteOptions {
 }
 
 const DEFAULT_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7];
-const KERNEL_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
+/** Where Linux exposes the TCG event log (root-only on most distributions). */
+export const KERNEL_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 const EMPTY = new Uint8Array(0);
 
 /** The transfer key template (DESIGN.md section 3): decrypt only, no userWithAuth, PolicyPCR-bound. */
