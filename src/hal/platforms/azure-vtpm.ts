@@ -76,8 +76,8 @@ export interface AzureVtpmPlatformOptions {
   requireTcgLog?: boolean;
   /**
    * IMDS base URL for THIM (the VCEK chain) and AK certificate renewal. Default: `CVM_SKR_IMDS_URL`, else
-   * `http://169.254.169.254` when the platform opened a device path; with a `transport` and neither set, the
-   * evidence carries no VCEK chain (test rigs), which the attestation service refuses.
+   * `http://169.254.169.254` when the platform opened a `/dev/` TPM device; with a `transport` or a socket and
+   * neither set, the evidence carries no VCEK chain (test rigs), which the attestation service refuses.
    */
   imdsUrl?: string;
   /**
@@ -217,8 +217,9 @@ export class AzureVtpmPlatform implements AttestationPlatform {
     this.#eventLogPath = eventLogPath;
     this.#requireTcgLog = options.requireTcgLog === true;
     const envImds = process.env.CVM_SKR_IMDS_URL;
-    this.#imdsUrl =
-      options.imdsUrl ?? (envImds ? envImds : undefined) ?? (ownsTransport ? IMDS_BASE_URL : undefined);
+    // Azure's IMDS only by default on a kernel TPM device: a swtpm socket is a test rig, not a VM.
+    const onDevice = ownsTransport && (options.path ?? DEFAULT_TPM_PATH).startsWith('/dev/');
+    this.#imdsUrl = options.imdsUrl ?? (envImds ? envImds : undefined) ?? (onDevice ? IMDS_BASE_URL : undefined);
     if (options.vcekFetcher !== undefined) {
       this.#vcek = options.vcekFetcher === false ? undefined : options.vcekFetcher;
     } else if (this.#imdsUrl !== undefined || options.kds) {
