@@ -7,6 +7,8 @@
  *   include/AttestationLibConst.h) beside the base64url SnpReport.
  * - TpmCertOperations.cpp: placeholder issuer "/CN=MICROSOFT AZURE TRUSTED VM RSA" means "not provisioned, try
  *   later"; renewal when notAfter is within 90 days; ImdsClient.cpp: the renew request.
+ * - Azure/cvm-attestation-tools cvm-attestation/src/imds_client.py get_vcek_certificate: the same
+ *   vcekCert + certificateChain concatenation from the same THIM endpoint.
  * - THIM answer shape: test/fixtures/snp/aci-milan/thim.json (microsoft/confidential-sidecar-containers).
  */
 import { readFileSync } from 'node:fs';

@@ -590,7 +590,10 @@ export class AzureVtpmPlatform implements AttestationPlatform {
     const report = parseSnpReport(hclReport.subarray(0x20, 0x20 + 1184));
     const fetched = await this.#vcek.certificatesFor(report, signal ? { signal } : {});
     if (fetched.thim) {
-      // ImdsOperations.cpp GetVCekCert: base64(cert + chain), the two PEM strings as THIM serves them.
+      // The two PEM strings as THIM serves them, concatenated: Azure/confidential-computing-cvm-guest-attestation
+      // client-library/src/Attestation/AttestationClient/lib/ImdsOperations.cpp (GetVCekCert: base64 of
+      // cert + chain) and Azure/cvm-attestation-tools cvm-attestation/src/imds_client.py (get_vcek_certificate;
+      // it base64url-encodes in src/isolation.py, the C++ library and we use standard base64, which MAA takes).
       const { vcekCert, certificateChain } = fetched.thim;
       return `${vcekCert}${vcekCert.endsWith('\n') ? '' : '\n'}${certificateChain}`;
     }
