@@ -76,7 +76,8 @@ export async function startReleaseRig(): Promise<ReleaseRig> {
       transient: (await getHandles(tpm, 0x80000000)).length,
       sessions: (await getHandles(tpm, 0x02000000)).length + (await getHandles(tpm, 0x03000000)).length,
     }),
-    platform: () => AzureVtpmPlatform.open({ transport }),
+    // The VCEK chain comes from the emulated IMDS (THIM), as on Azure from the real one.
+    platform: () => AzureVtpmPlatform.open({ transport, imdsUrl: e.imdsUrl }),
     skr: (platform, options = {}) =>
       new SecureKeyRelease({
         attestationEndpoint: e.attestationUrl,

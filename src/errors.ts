@@ -269,15 +269,37 @@ export class SnpCertificateError extends CvmSkrError {
   static override code = 'ERR_SNP_CERTIFICATE';
 }
 
-/** Fetching a VCEK or its chain (THIM, AMD KDS, container file) failed. `status` is the HTTP status if any. */
+/**
+ * Fetching a VCEK or its chain (THIM, AMD KDS, container file) failed. `status` is the HTTP status if any;
+ * `tried` lists every source asked and why each failed, when several were tried.
+ */
 export class VcekFetchError extends CvmSkrError {
   static override code = 'ERR_VCEK_FETCH';
   readonly status?: number;
+  tried: readonly string[] = [];
 
   constructor(message: string, status?: number, options?: CvmSkrErrorOptions) {
     super(message, options);
     if (status !== undefined) this.status = status;
   }
+}
+
+/**
+ * The vTPM's AK certificate is still the placeholder Azure writes before the confidential VM's own certificate
+ * is provisioned (issuer "Microsoft Azure Trusted VM RSA ..."): try again in a few minutes.
+ */
+export class AkCertificateNotProvisionedError extends CvmSkrError {
+  static override code = 'ERR_AK_CERT_NOT_PROVISIONED';
+}
+
+/** Renewing the AK certificate through IMDS failed (no VM id, IMDS refused, or its answer had no certificate). */
+export class AkCertificateRenewalError extends CvmSkrError {
+  static override code = 'ERR_AK_CERT_RENEWAL';
+}
+
+/** The TCG event log could not be read (usually: not root) and the caller asked for it to be required. */
+export class TcgLogUnreadableError extends CvmSkrError {
+  static override code = 'ERR_TCG_LOG_UNREADABLE';
 }
 
 /** The outcome of one named evidence check. */
@@ -515,6 +537,11 @@ export class AttestationTokenKeyError extends AttestationTokenError {
 /** The AK in the TPM evidence is not the AK the HCL report (`HCLAkPub`) or the AK certificate names. */
 export class AkMismatchError extends EvidenceVerificationError {
   static override code = 'ERR_AK_MISMATCH';
+}
+
+/** AzureGuest or SevSnpVm evidence came without the VCEK chain (Proof.VcekCertChain / VcekCertChain). */
+export class VcekChainMissingError extends EvidenceVerificationError {
+  static override code = 'ERR_VCEK_CHAIN_MISSING';
 }
 
 /** The AK certificate is unusable or not issued by a trusted vTPM CA. */

@@ -92,7 +92,11 @@ export async function runAttest(options: AttestCliOptions): Promise<AttestCliRes
       endpoint = server.url;
       ca = server.caPem;
       if (options.tpm !== undefined) {
-        platform = await openVtpm(options.tpm, cleanup);
+        // The vTPM's VCEK chain comes from THIM: here an emulated IMDS serving this emulated chip.
+        const { startImdsEmulator } = await import('../emulator/imds/index.js');
+        const imds = await startImdsEmulator({ amd, akCa });
+        cleanup.push(() => imds.close());
+        platform = await openVtpm(options.tpm, cleanup, imds.url);
       } else if (options.platform === undefined || options.platform === 'azure-vtpm') {
         platform = await EmulatedAzureVtpmPlatform.create({ amd, akCa });
       } else if (options.platform === 'sev-guest') {
@@ -128,8 +132,12 @@ export async function runAttest(options: AttestCliOptions): Promise<AttestCliRes
   }
 }
 
-async function openVtpm(target: string, cleanup: (() => Promise<void>)[]): Promise<AzureVtpmPlatform> {
+async function openVtpm(
+  target: string,
+  cleanup: (() => Promise<void>)[],
+  imdsUrl?: string,
+): Promise<AzureVtpmPlatform> {
   const transport = await openTpmTarget(target);
   cleanup.push(() => transport.close());
-  return AzureVtpmPlatform.open({ transport });
+  return AzureVtpmPlatform.open(imdsUrl === undefined ? { transport } : { transport, imdsUrl });
 }

@@ -157,7 +157,8 @@ export async function runDemo(
         const transport = await openTpm({ path: swtpm.socketPath });
         cleanup.push(() => transport.close());
         await provisionSwtpmAsAzureVtpm(transport, { amd: e.amd, akCa: e.akCa });
-        const vtpm = await AzureVtpmPlatform.open({ transport });
+        // The VCEK chain comes from the emulated IMDS (THIM), as on Azure from the real one.
+        const vtpm = await AzureVtpmPlatform.open({ transport, imdsUrl: e.imdsUrl });
         cleanup.push(() => vtpm.close());
         const tpmSkr = new SecureKeyRelease({ ...settings, platform: vtpm });
         cleanup.push(() => tpmSkr.close());

@@ -49,9 +49,27 @@ export function registerDoctor(program: Command): void {
     )
     .option('--json', 'print a machine-readable report')
     .option('--tpm <path>', 'TPM device or swtpm Unix socket to check instead of /dev/tpmrm0')
-    .action(async (options: { json?: boolean; tpm?: string }) => {
+    .option(
+      '--deep',
+      'also check, read-only, what attestation needs: THIM, the AK certificate, the HCL report, PCR banks, the TCG log',
+    )
+    .option('--imds <url>', 'IMDS base URL for --deep (default $CVM_SKR_IMDS_URL, else http://169.254.169.254)')
+    .action(async (options: { json?: boolean; tpm?: string; deep?: boolean; imds?: string }) => {
       const { detectPlatform } = await import('../hal/detect.js');
       const report = await detectPlatform(options.tpm ? { tpmPath: options.tpm } : {});
+      if (options.deep) {
+        const { deepReport, formatDeep } = await import('./doctor-deep.js');
+        const deep = await deepReport({
+          ...(options.tpm ? { tpm: options.tpm } : {}),
+          ...(options.imds ? { imdsUrl: options.imds } : {}),
+        });
+        process.stdout.write(
+          options.json
+            ? `${JSON.stringify({ ...report, deep }, null, 2)}\n`
+            : formatDetection(report) + formatDeep(deep),
+        );
+        return;
+      }
       process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDetection(report));
     });
 }

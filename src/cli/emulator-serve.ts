@@ -8,6 +8,7 @@ import { parseProduct } from './emulator.js';
 interface ServeOptions {
   port?: string;
   attestationPort?: string;
+  imdsPort?: string;
   state?: string;
   product?: string;
   cache?: boolean;
@@ -44,6 +45,7 @@ export function registerEmulatorServe(emulator: Command): void {
     )
     .option('--port <n>', 'Key Vault port (default: a free port)')
     .option('--attestation-port <n>', 'attestation service port (default: a free port)')
+    .option('--imds-port <n>', 'emulated IMDS (THIM, AK certificate renewal) port (default: a free port)')
     .option(
       '--state <file>',
       'keep vault state (keys, versions, policies, the CA) in this file across restarts',
@@ -64,9 +66,11 @@ export function registerEmulatorServe(emulator: Command): void {
       const port = parsePort(options.port, '--port');
       const attestationPort = parsePort(options.attestationPort, '--attestation-port');
       const flavour = parseServeFlavour(options.flavour);
+      const imdsPort = parsePort(options.imdsPort, '--imds-port');
       const e = await startEmulator({
         ...(port !== undefined ? { port } : {}),
         ...(attestationPort !== undefined ? { attestationPort } : {}),
+        ...(imdsPort !== undefined ? { imdsPort } : {}),
         ...(options.state ? { statePath: path.resolve(options.state) } : {}),
         ...(product ? { product } : {}),
         ...(options.cache === false ? { cache: false, rootKeyBits: 2048 } : {}),
@@ -89,7 +93,7 @@ export function registerEmulatorServe(emulator: Command): void {
       };
       if (options.json) {
         process.stdout.write(
-          `${JSON.stringify({ vaultUrl: e.vaultUrl, ...(managedHsmUrl ? { managedHsmUrl } : {}), attestationUrl: e.attestationUrl, tokenUrl: e.tokenUrl, caFile, environment }, null, 2)}\n`,
+          `${JSON.stringify({ vaultUrl: e.vaultUrl, ...(managedHsmUrl ? { managedHsmUrl } : {}), attestationUrl: e.attestationUrl, imdsUrl: e.imdsUrl, tokenUrl: e.tokenUrl, caFile, environment }, null, 2)}\n`,
         );
       } else {
         const lines = [
@@ -98,6 +102,7 @@ export function registerEmulatorServe(emulator: Command): void {
           ...(managedHsmUrl ? [`  Managed HSM          ${managedHsmUrl}`] : []),
           `  attestation service  ${e.attestationUrl}`,
           `  token endpoint       ${e.tokenUrl}`,
+          `  IMDS (THIM)          ${e.imdsUrl}`,
           `  emulator CA          ${caFile}`,
           '',
           'In another shell:',

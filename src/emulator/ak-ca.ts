@@ -92,10 +92,11 @@ export class EmulatedAkCa {
     return new EmulatedAkCa(state.certPem, signing);
   }
 
-  /** An AK certificate (DER) for `akPublicKey`. */
+  /** An AK certificate (DER) for `akPublicKey`, valid from a day ago for a year unless `validity` says otherwise. */
   async issue(
     akPublicKey: KeyObject,
     subject = 'CN=cvm-skr emulator vTPM AK, O=cvm-skr emulator',
+    validity: { notBefore?: Date; notAfter?: Date } = {},
   ): Promise<Uint8Array> {
     const spki = akPublicKey.export({ format: 'der', type: 'spki' });
     const publicKey = await webcrypto.subtle.importKey('spki', spki, ALG, true, ['verify']);
@@ -106,11 +107,46 @@ export class EmulatedAkCa {
       issuer: this.#subject,
       publicKey,
       signingKey: this.#key,
-      notBefore: new Date(now - DAY_MS),
-      notAfter: new Date(now + 365 * DAY_MS),
+      notBefore: validity.notBefore ?? new Date(now - DAY_MS),
+      notAfter: validity.notAfter ?? new Date(now + 365 * DAY_MS),
       signingAlgorithm: ALG,
       extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
     });
     return new Uint8Array(cert.rawData);
   }
+}
+
+/**
+ * Issuer of the placeholder AK certificate, in the form Microsoft's guest library recognises
+ * (Azure/confidential-computing-cvm-guest-attestation client-library/src/Attestation/AttestationClient/lib/
+ * TpmCertOperations.cpp: an issuer containing "/CN=MICROSOFT AZURE TRUSTED VM RSA" is "not provisioned yet").
+ * The rest of the name is the emulator's own; no real certificate was available to copy it from.
+ */
+export const EMULATED_PLACEHOLDER_AK_ISSUER = 'CN=MICROSOFT AZURE TRUSTED VM RSA CA (cvm-skr emulator placeholder)';
+
+/**
+ * A placeholder AK certificate (DER) for `akPublicKey`, as a confidential VM carries before its own is
+ * provisioned: issued by a throwaway key under EMULATED_PLACEHOLDER_AK_ISSUER.
+ */
+export async function issuePlaceholderAkCertificate(akPublicKey: KeyObject): Promise<Uint8Array> {
+  const keys = (await webcrypto.subtle.generateKey(
+    { ...ALG, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) },
+    true,
+    ['sign', 'verify'],
+  )) as webcrypto.CryptoKeyPair;
+  const spki = akPublicKey.export({ format: 'der', type: 'spki' });
+  const publicKey = await webcrypto.subtle.importKey('spki', spki, ALG, true, ['verify']);
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: 'CN=cvm-skr emulator vTPM AK (placeholder), O=cvm-skr emulator',
+    issuer: EMULATED_PLACEHOLDER_AK_ISSUER,
+    publicKey,
+    signingKey: keys.privateKey,
+    notBefore: new Date(now - DAY_MS),
+    notAfter: new Date(now + 365 * DAY_MS),
+    signingAlgorithm: ALG,
+    extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
+  });
+  return new Uint8Array(cert.rawData);
 }

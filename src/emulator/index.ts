@@ -2,7 +2,7 @@
 // the main entry point: production code never imports the emulator.
 
 // emulated hardware and attestation service (nothing trusts the emulated roots unless told to)
-export { EmulatedAkCa } from './ak-ca.js';
+export { EMULATED_PLACEHOLDER_AK_ISSUER, EmulatedAkCa, issuePlaceholderAkCertificate } from './ak-ca.js';
 export {
   EMULATED_DEFAULT_TCB,
   EMULATED_MEASUREMENT,
@@ -38,6 +38,12 @@ export {
   type VaultFlavour,
   VirtualClock,
 } from './keyvault/index.js';
+export {
+  type ImdsEmulator,
+  type ImdsEmulatorCounters,
+  type ImdsEmulatorOptions,
+  startImdsEmulator,
+} from './imds/index.js';
 export type { EvidenceKnobs } from './knobs.js';
 export {
   type AttestationEmulator,

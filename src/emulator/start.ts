@@ -1,5 +1,5 @@
 /**
- * `startEmulator`: the emulated attestation service and Key Vault together, wired as in Azure: one CA for
+ * `startEmulator`: the emulated attestation service, Key Vault and IMDS (THIM) together, wired as in Azure: one CA for
  * both (clients trust one PEM), the vault trusting the attestation service as a token issuer, and one virtual
  * clock, so that advancing it moves key lifetimes and token validity alike.
  */
@@ -11,6 +11,7 @@ import type { EmulatorCa } from './ca.js';
 import { EmulatedAmd } from './amd.js';
 import { EmulatedSevGuestPlatform } from './emulated-sev-guest.js';
 import { EmulatedAzureVtpmPlatform, type EmulatedAzureVtpmOptions } from './emulated-vtpm.js';
+import { type ImdsEmulator, type ImdsEmulatorOptions, startImdsEmulator } from './imds/index.js';
 import type { EvidenceKnobs } from './knobs.js';
 import {
   type KeyVaultEmulator,
@@ -55,6 +56,10 @@ export interface EmulatorOptions {
   managedHsm?:
     | boolean
     | Omit<KeyVaultEmulatorOptions, 'host' | 'ca' | 'clock' | 'flavour' | 'shareIdentityWith'>;
+  /** Emulated IMDS port. Default: a free port. */
+  imdsPort?: number;
+  /** More emulated IMDS settings (THIM's TCB and cacheControl, VM id, ...). */
+  imds?: Omit<ImdsEmulatorOptions, 'host' | 'port' | 'amd' | 'akCa' | 'now'>;
   /** More attestation service settings (policy, issuer, ...). */
   attestation?: Omit<AttestationEmulatorOptions, 'host' | 'port' | 'ca' | 'amd' | 'akCa' | 'now'>;
 }
@@ -64,6 +69,8 @@ export type EmulatedPlatformKind = 'emulated-azure-vtpm' | 'emulated-sev-guest';
 export interface Emulator {
   readonly vaultUrl: string;
   readonly attestationUrl: string;
+  /** Emulated IMDS base URL (THIM, AK certificate renewal): `imdsUrl` of AzureVtpmPlatform, `CVM_SKR_IMDS_URL`. */
+  readonly imdsUrl: string;
   /** Managed identity token endpoint (`IDENTITY_ENDPOINT`). */
   readonly tokenUrl: string;
   /** PEM of the CA behind both services' TLS and signing certificates. */
@@ -76,6 +83,7 @@ export interface Emulator {
   /** The Managed HSM, when `managedHsm` asked for one. */
   readonly managedHsm: KeyVaultEmulator | undefined;
   readonly attestation: AttestationEmulator;
+  readonly imds: ImdsEmulator;
   readonly amd: EmulatedAmd;
   readonly akCa: EmulatedAkCa;
   /** An SDK client for the vault, trusting the emulator CA. */
@@ -133,6 +141,20 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     await vault.close();
     throw error;
   }
+  let imds: ImdsEmulator;
+  try {
+    imds = await startImdsEmulator({
+      ...options.imds,
+      host,
+      ...(options.imdsPort !== undefined ? { port: options.imdsPort } : {}),
+      amd,
+      akCa,
+      now: () => vault.clock.now(),
+    });
+  } catch (error) {
+    await Promise.allSettled([attestation.close(), vault.close()]);
+    throw error;
+  }
   // Tokens name the configured issuer when one is set (e.g. the address clients reach the service by).
   vault.trustIssuer({ issuer: options.attestation?.issuer ?? attestation.url, ca: vault.caPem });
   let managedHsm: KeyVaultEmulator | undefined;
@@ -147,7 +169,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         shareIdentityWith: vault,
       });
     } catch (error) {
-      await Promise.allSettled([attestation.close(), vault.close()]);
+      await Promise.allSettled([attestation.close(), vault.close(), imds.close()]);
       throw error;
     }
     managedHsm.trustIssuer({ issuer: options.attestation?.issuer ?? attestation.url, ca: vault.caPem });
@@ -157,6 +179,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   return {
     vaultUrl: vault.vaultUrl,
     attestationUrl: attestation.url,
+    imdsUrl: imds.url,
     tokenUrl: vault.tokenUrl,
     caPem: vault.caPem,
     credential: vault.credential,
@@ -165,6 +188,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     vault,
     managedHsm,
     attestation,
+    imds,
     amd,
     akCa,
     keyClient: (clientOptions) => vault.keyClient(clientOptions),
@@ -204,9 +228,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       CVM_SKR_VAULT_URL: vault.vaultUrl,
       CVM_SKR_ATTESTATION_URL: attestation.url,
       ...(managedHsm ? { CVM_SKR_MANAGED_HSM_URL: managedHsm.vaultUrl } : {}),
+      CVM_SKR_IMDS_URL: imds.url,
     }),
     async close() {
-      await Promise.allSettled([attestation.close(), vault.close(), ...(managedHsm ? [managedHsm.close()] : [])]);
+      await Promise.allSettled([
+        attestation.close(),
+        vault.close(),
+        imds.close(),
+        ...(managedHsm ? [managedHsm.close()] : []),
+      ]);
     },
   };
 }

@@ -33,7 +33,10 @@ export interface AzureVtpmEvidence {
   kind: 'azure-vtpm';
   /** The whole NV blob of index 0x01400001 (HCL header, SNP report, runtime data). */
   hclReport: Uint8Array;
-  /** VCEK, ASK, ARK as PEM, when known (THIM), for the attestation request. */
+  /**
+   * VCEK, ASK, ARK as PEM (THIM's vcekCert followed by its certificateChain), sent as Proof.VcekCertChain. The
+   * attestation service refuses evidence without it.
+   */
   vcekCertChain?: string;
   /** AK certificate (DER) from NV 0x01C101D0. */
   akCert: Uint8Array;
@@ -49,6 +52,11 @@ export interface AzureVtpmEvidence {
   encKeyCertifyInfoSignature: Uint8Array;
   /** TCG event log, empty when the OS does not expose one. */
   tcgLog: Uint8Array;
+  /**
+   * What the platform noticed while collecting, in words: an unreadable TCG log, an AK certificate that was
+   * renewed or is due for renewal. Nothing here stopped the collection.
+   */
+  diagnostics?: string[];
 }
 
 /** What the attestation service needs from a guest with the SEV-SNP device (SevSnpVm protocol). */

@@ -45,6 +45,8 @@ export interface AttestationResult {
   /** The platform's transfer key, which the token names. */
   transferKey: TransferKey;
   protocol: 'AzureGuest' | 'SevSnpVm';
+  /** Warnings from evidence collection (e.g. the TCG log could not be read, the AK certificate was renewed). */
+  diagnostics: string[];
 }
 
 function runtimeKeysOf(claims: JWTPayload): unknown[] {
@@ -119,7 +121,15 @@ export class AttestationClient {
         "the token's x-ms-runtime.keys does not name this platform's transfer key; Key Vault would wrap to another key",
       );
     }
-    return { token, claims, expiresAt: new Date((claims.exp ?? 0) * 1000), transferKey, protocol };
+    const diagnostics = evidence.kind === 'azure-vtpm' ? [...(evidence.diagnostics ?? [])] : [];
+    return {
+      token,
+      claims,
+      expiresAt: new Date((claims.exp ?? 0) * 1000),
+      transferKey,
+      protocol,
+      diagnostics,
+    };
   }
 }
 

@@ -7,7 +7,23 @@ import type { SnpReport } from './report.js';
 import { decodeTcb, type SnpProduct, type TcbVersion } from './tcb.js';
 import { VcekCache } from './vcek-cache.js';
 
-export const THIM_URL = 'http://169.254.169.254/metadata/THIM/amd/certification';
+/** Azure IMDS inside a VM (link-local, plain http, reachable only from the VM itself). */
+export const IMDS_BASE_URL = 'http://169.254.169.254';
+/**
+ * THIM's VCEK endpoint under IMDS, as Microsoft's guest attestation library asks it (`imds_endpoint` +
+ * `vcek_cert_path` in Azure/confidential-computing-cvm-guest-attestation
+ * client-library/src/Attestation/AttestationClient/lib/ImdsOperations.cpp).
+ */
+export const THIM_PATH = '/metadata/THIM/amd/certification';
+export const THIM_URL = `${IMDS_BASE_URL}${THIM_PATH}`;
+
+/** THIM's URL under another IMDS base (an emulated IMDS, or a proxy), e.g. `http://127.0.0.1:8080`. */
+export function thimUrlFor(imdsBaseUrl: string): string {
+  const base = new URL(imdsBaseUrl);
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new InvalidArgumentError(`IMDS URL ${imdsBaseUrl} is not http(s)`);
+  return `${base.origin}${base.pathname.replace(/\/+$/, '')}${THIM_PATH}`;
+}
 export const KDS_BASE_URL = 'https://kdsintf.amd.com';
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -192,6 +208,8 @@ export interface VcekFetcherOptions {
 export interface FetchedCertificates {
   certificates: SnpCertificates;
   source: VcekSourceName;
+  /** The THIM answer as served (THIM and container sources), e.g. to pass its PEM on unchanged. */
+  thim?: ThimCertificates;
 }
 
 function tcbmMatches(thim: ThimCertificates, report: SnpReport): boolean {
@@ -268,7 +286,7 @@ export class VcekFetcher {
             continue;
           }
           const ttl = parseCacheSeconds(thim.cacheControl);
-          const value = { certificates: loadSnpCertificates(thim), source };
+          const value = { certificates: loadSnpCertificates(thim), source, thim };
           return ttl === undefined ? { value } : { value, ttlSeconds: ttl };
         }
         const product = report.product ?? options.product;
@@ -294,6 +312,11 @@ export class VcekFetcher {
         failures.push(`${source}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    throw new VcekFetchError(`no source had the VCEK for this report (${failures.join('; ')})`, status);
+    const error = new VcekFetchError(
+      `no source had the VCEK for this report (${failures.join('; ')})`,
+      status,
+    );
+    error.tried = failures;
+    throw error;
   }
 }

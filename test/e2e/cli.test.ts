@@ -103,6 +103,8 @@ test('cvm-skr emulator serves a vault the SDK uses; release --emulator writes th
   const dir = await tempDir(t);
   const { child, exited, info } = await serveEmulator(t, path.join(dir, 'cache'));
   const env = info.environment;
+  // The emulated IMDS (THIM) is printed for vTPM clients: AzureVtpmPlatform reads CVM_SKR_IMDS_URL.
+  t.regex(env.CVM_SKR_IMDS_URL ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
   const ca = await readFile(env.CVM_SKR_CA_FILE!, 'utf8');
   const client = new KeyClient(
     info.vaultUrl,

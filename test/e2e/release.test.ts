@@ -37,7 +37,8 @@ async function platformFor(
   const transport = await connectSwtpm(swtpm);
   t.teardown(() => transport.close());
   await provisionSwtpmAsAzureVtpm(transport, { amd: e.amd, akCa: e.akCa });
-  const platform = await AzureVtpmPlatform.open({ transport });
+  // The VCEK chain comes from the emulator's IMDS (THIM), as on Azure from the real one.
+  const platform = await AzureVtpmPlatform.open({ transport, imdsUrl: e.imdsUrl });
   t.teardown(() => platform.close());
   return platform;
 }

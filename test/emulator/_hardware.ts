@@ -1,6 +1,7 @@
 import type { ExecutionContext } from 'ava';
 import { EmulatedAkCa } from '../../src/emulator/ak-ca.js';
 import { EmulatedAmd } from '../../src/emulator/amd.js';
+import { type ImdsEmulator, type ImdsEmulatorOptions, startImdsEmulator } from '../../src/emulator/imds/index.js';
 import {
   type AttestationEmulator,
   type AttestationEmulatorOptions,
@@ -14,6 +15,16 @@ export async function hardware(product: 'Milan' | 'Genoa' | 'Turin' = 'Milan') {
     EmulatedAkCa.load({ cache: false }),
   ]);
   return { amd, akCa };
+}
+
+/** The emulated IMDS (THIM for `amd`, AK renewal by `akCa`), stopped with the test. */
+export async function imds(
+  t: ExecutionContext,
+  options: ImdsEmulatorOptions,
+): Promise<ImdsEmulator> {
+  const server = await startImdsEmulator(options);
+  t.teardown(() => server.close());
+  return server;
 }
 
 export async function maa(

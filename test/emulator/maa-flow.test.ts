@@ -72,13 +72,30 @@ test('emulated sev-guest -> emulated MAA SevSnpVm -> verified token with top-lev
   t.is(server.counters.sevSnpVm, 1);
 });
 
-test('without the VCEK chain in the evidence the service looks it up by chip_id and TCB, like the real one', async (t) => {
+// Every Microsoft client sends the chain (IsolationInfo::Validate refuses SEV-SNP evidence without vcek_cert_:
+// Azure/confidential-computing-cvm-guest-attestation client-library/src/Attestation/AttestationClient/lib/
+// IsolationInfo.cpp); the service is not known to look one up, so the emulated one refuses.
+test('AzureGuest evidence without the VCEK chain is refused naming certificate-chain (IsolationInfo.cpp sends it always)', async (t) => {
   const server = await maa(t, { amd, akCa });
   const platform = await EmulatedAzureVtpmPlatform.create({ amd, akCa, includeVcekChain: false });
   const evidence = await platform.collectEvidence();
   t.is(evidence.vcekCertChain, undefined);
-  const result = await attest(platform, { endpoint: server.url, ca: server.caPem });
-  t.is(result.claims['x-ms-attestation-type'], 'azurevm');
+  const error = await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
+    instanceOf: AttestationRequestError,
+  });
+  t.is(error?.check, 'certificate-chain');
+  t.is(error?.statusCode, 400);
+  t.regex(error?.message ?? '', /Proof\.VcekCertChain/);
+  t.is(server.counters.rejected, 1);
+});
+
+test('SevSnpVm evidence without the VCEK chain is refused naming certificate-chain', async (t) => {
+  const server = await maa(t, { amd, akCa });
+  const platform = await EmulatedSevGuestPlatform.create({ amd, includeVcekChain: false });
+  const error = await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
+    instanceOf: AttestationRequestError,
+  });
+  t.is(error?.check, 'certificate-chain');
 });
 
 test('user data written to the emulated vTPM shows up in the HCL runtime claims', async (t) => {

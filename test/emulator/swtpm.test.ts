@@ -10,7 +10,7 @@ import { parseHclReport } from '../../src/hcl/report.js';
 import { attest } from '../../src/maa/client.js';
 import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
-import { hardware, maa } from './_hardware.js';
+import { hardware, imds, maa } from './_hardware.js';
 
 const { amd, akCa } = await hardware();
 
@@ -20,7 +20,9 @@ async function provisioned(t: ExecutionContext, knobs: EvidenceKnobs = {}) {
   const transport = await connectSwtpm(swtpm);
   t.teardown(() => transport.close());
   const result = await provisionSwtpmAsAzureVtpm(transport, { amd, akCa, knobs });
-  const platform = await AzureVtpmPlatform.open({ transport });
+  // The VCEK chain comes from THIM, as on Azure: here the emulated IMDS.
+  const metadata = await imds(t, { amd, akCa });
+  const platform = await AzureVtpmPlatform.open({ transport, imdsUrl: metadata.url });
   t.teardown(() => platform.close());
   return { ...result, platform };
 }
@@ -84,7 +86,8 @@ test('behind the emulated paravisor, AzureVtpmPlatform.writeUserData gets a rege
   t.teardown(() => transport.close());
   await provisionSwtpmAsAzureVtpm(transport, { amd, akCa });
   const paravisor = new EmulatedParavisorTransport(transport, { amd });
-  const platform = await AzureVtpmPlatform.open({ transport: paravisor });
+  const metadata = await imds(t, { amd, akCa });
+  const platform = await AzureVtpmPlatform.open({ transport: paravisor, imdsUrl: metadata.url });
   t.teardown(() => platform.close());
   const data = new Uint8Array(64).fill(0x5a);
   const report = await platform.writeUserData(data, { timeoutMs: 5000 });

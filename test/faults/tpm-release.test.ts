@@ -30,7 +30,7 @@ async function rig(t: ExecutionContext, retry = RETRY) {
   t.teardown(() => transport.close());
   await provisionSwtpmAsAzureVtpm(transport, { amd: e.amd, akCa: e.akCa });
   const faulty = new FaultTransport(transport);
-  const platform = await AzureVtpmPlatform.open({ transport: faulty, retry });
+  const platform = await AzureVtpmPlatform.open({ transport: faulty, retry, imdsUrl: e.imdsUrl });
   const skr = new SecureKeyRelease({
     attestationEndpoint: e.attestationUrl,
     attestationCa: e.caPem,

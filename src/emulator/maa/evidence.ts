@@ -28,6 +28,7 @@ import {
   QuoteSignatureError,
   RuntimeDataBindingError,
   TransferKeyCertifyError,
+  VcekChainMissingError,
 } from '../../errors.js';
 import { type AzureVtpmVerificationResult, verifyAzureVtpmEvidence } from '../../hcl/verify.js';
 import { bytesEqual, isAllZero, toHex } from '../../snp/bytes.js';
@@ -65,8 +66,6 @@ export interface EvidenceContext {
   trustedAkIssuers: readonly string[];
   policy: AttestationPolicy;
   defaultMinimumTcb: Record<SnpProduct, TcbMinimum>;
-  /** VCEK chain for a report that came without one (the service looks it up by chip_id and TCB). */
-  lookupVcekChain: (report: SnpReport) => Promise<string | undefined>;
   now: Date;
 }
 
@@ -182,20 +181,18 @@ function snpCompliant(snp: VerifiedSnp, ctx: EvidenceContext): boolean {
   );
 }
 
-async function certificatesFor(
-  chainText: string | undefined,
-  report: SnpReport,
-  ctx: EvidenceContext,
-): Promise<string> {
+/**
+ * The VCEK chain the client sent. Every Microsoft client sends one (the guest library will not attest without:
+ * IsolationInfo::Validate in Azure/confidential-computing-cvm-guest-attestation client-library/.../lib/
+ * IsolationInfo.cpp), and the service is not known to look one up itself, so evidence without it is refused.
+ */
+function certificatesFor(chainText: string | undefined, where: string): string {
   if (chainText?.includes('-----BEGIN CERTIFICATE-----')) return chainText;
-  const found = await ctx.lookupVcekChain(report);
-  if (found === undefined) {
-    fail(
-      'certificate-chain',
-      'the evidence has no VcekCertChain and the service knows no VCEK for this chip_id and reported_tcb',
-    );
-  }
-  return found;
+  throw new VcekChainMissingError(
+    `the evidence has no ${where} (VCEK, ASK, ARK as PEM): a client fetches it from THIM ` +
+      '(http://169.254.169.254/metadata/THIM/amd/certification) inside the VM, or from AMD KDS, and sends it',
+    'certificate-chain',
+  );
 }
 
 function snpResult(result: SnpVerificationResult): VerifiedSnp {
@@ -232,7 +229,7 @@ export async function verifySevSnpVmRequest(
   const report = parseReport(reportBytes);
   const minimumTcb = minimumForReport(ctx, report);
   const result = verifySnpReport(report, {
-    certificates: await certificatesFor(chainText, report, ctx),
+    certificates: certificatesFor(chainText, 'report.VcekCertChain'),
     trustedRoots: ctx.trustedRoots,
     allowDebug: ctx.policy.allowDebug === true,
     now: ctx.now,
@@ -384,7 +381,7 @@ export async function verifyAzureGuestRequest(
   try {
     verified = verifyAzureVtpmEvidence({
       hclReport,
-      certificates: await certificatesFor(chainText, report, ctx),
+      certificates: certificatesFor(chainText, 'Proof.VcekCertChain'),
       trustedRoots: ctx.trustedRoots,
       allowDebug: ctx.policy.allowDebug === true,
       now: ctx.now,

@@ -18,7 +18,6 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import { CvmSkrError, EmulatorError, EvidenceVerificationError } from '../../errors.js';
-import type { SnpReport } from '../../snp/report.js';
 import type { TrustedRootInput } from '../../snp/roots.js';
 import type { SnpProduct } from '../../snp/tcb.js';
 import type { TcbMinimum } from '../../snp/verify.js';
@@ -39,7 +38,7 @@ export const AZURE_GUEST_API_VERSIONS = ['2020-10-01', '2022-08-01', '2022-09-01
 export const SEV_SNP_VM_API_VERSIONS = ['2022-08-01', '2022-09-01-preview', '2020-10-01'] as const;
 
 export interface AttestationEmulatorOptions {
-  /** Emulated chips: their ARKs are trusted and their VCEKs looked up for evidence without a chain. */
+  /** Emulated chips: their ARKs are trusted. Evidence must carry its VCEK chain (as THIM serves it). */
   amd?: EmulatedAmd | readonly EmulatedAmd[];
   /** vTPM CA whose AK certificates are accepted. Default: the cached emulated vTPM CA. */
   akCa?: EmulatedAkCa;
@@ -227,13 +226,6 @@ export async function startAttestationEmulator(
     policy: options.policy ?? {},
     defaultMinimumTcb,
     now: now(),
-    lookupVcekChain: async (report: SnpReport) => {
-      for (const chip of chips) {
-        const chain = await chip.chainFor(report);
-        if (chain !== undefined) return chain;
-      }
-      return undefined;
-    },
   });
 
   const issue = (claims: Record<string, unknown>): Promise<string> => {

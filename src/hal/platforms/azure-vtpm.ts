@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import {
   AbortError,
+  AkCertificateNotProvisionedError,
+  CvmSkrError,
   DeviceNotFoundError,
   DevicePermissionError,
   HclUserDataTimeoutError,
@@ -8,12 +10,22 @@ import {
   NvIndexNotDefinedError,
   PcrsUnstableError,
   PlatformClosedError,
+  TcgLogUnreadableError,
   TpmPolicyError,
 } from '../../errors.js';
+import { certificateBundlePem } from '../../snp/bundle.js';
+import { parseSnpReport } from '../../snp/report.js';
+import { KDS_BASE_URL, thimUrlFor, IMDS_BASE_URL, VcekFetcher, type VcekSourceName } from '../../snp/vcek-sources.js';
 import { AZURE_VTPM } from '../../tpm/azure-layout.js';
 import { certify, quote, type SignedAttest } from '../../tpm/commands/attest.js';
 import { getProperty } from '../../tpm/commands/capability.js';
-import { nvDefineSpace, nvReadAll, nvReadPublic, nvWriteAll } from '../../tpm/commands/nv.js';
+import {
+  nvDefineSpace,
+  nvReadAll,
+  nvReadPublic,
+  nvUndefineSpace,
+  nvWriteAll,
+} from '../../tpm/commands/nv.js';
 import {
   createPrimary,
   flushContext,
@@ -39,6 +51,7 @@ import type {
   TpmTransport,
   TransferKey,
 } from '../types.js';
+import { type AkCertificateStatus, akCertificateStatus, requestAkCertificateRenewal } from './ak-certificate.js';
 import { hclUserData } from './hcl-user-data.js';
 
 export interface AzureVtpmPlatformOptions {
@@ -56,6 +69,30 @@ export interface AzureVtpmPlatformOptions {
    * none otherwise. `false`: never read one.
    */
   eventLogPath?: string | false;
+  /**
+   * Fail evidence collection with `TcgLogUnreadableError` when the event log cannot be read, instead of sending
+   * an empty one with a diagnostic. The attestation service derives the `x-ms-azurevm-*` claims from it.
+   */
+  requireTcgLog?: boolean;
+  /**
+   * IMDS base URL for THIM (the VCEK chain) and AK certificate renewal. Default: `CVM_SKR_IMDS_URL`, else
+   * `http://169.254.169.254` when the platform opened a `/dev/` TPM device; with a `transport` or a socket and
+   * neither set, the evidence carries no VCEK chain (test rigs), which the attestation service refuses.
+   */
+  imdsUrl?: string;
+  /**
+   * Where the VCEK chain comes from: a fetcher of your own (e.g. shared between platforms, with its own
+   * sources), or `false` for none. Default: THIM at `imdsUrl`, then AMD KDS when `kds` is set; cached per
+   * platform by chip_id and reported TCB for as long as THIM's `cacheControl` (KDS: Cache-Control) allows.
+   */
+  vcekFetcher?: VcekFetcher | false;
+  /** Fall back to AMD KDS when THIM has no chain: `true` for kdsintf.amd.com, or a KDS base URL. Default off. */
+  kds?: boolean | string;
+  /**
+   * Renew an AK certificate that expires within 90 days through IMDS before collecting evidence, as Microsoft's
+   * guest library does. Default true when IMDS is in use. A failed renewal is a diagnostic, not an error.
+   */
+  renewAkCertificate?: boolean;
 }
 
 export interface WriteUserDataOptions {
@@ -71,7 +108,8 @@ export interface QuoteOptions {
 }
 
 const DEFAULT_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7];
-const KERNEL_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
+/** Where Linux exposes the TCG event log (root-only on most distributions). */
+export const KERNEL_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 const EMPTY = new Uint8Array(0);
 
 /** The transfer key template (DESIGN.md section 3): decrypt only, no userWithAuth, PolicyPCR-bound. */
@@ -157,6 +195,10 @@ export class AzureVtpmPlatform implements AttestationPlatform {
   readonly #ownsTransport: boolean;
   readonly #pcrs: readonly number[];
   readonly #eventLogPath: string | undefined;
+  readonly #requireTcgLog: boolean;
+  readonly #imdsUrl: string | undefined;
+  readonly #vcek: VcekFetcher | undefined;
+  readonly #renewAk: boolean;
   #nvBufferMax: Promise<number> | undefined;
   #key: Promise<EphemeralKey> | undefined;
   #queue: Promise<unknown> = Promise.resolve();
@@ -167,11 +209,35 @@ export class AzureVtpmPlatform implements AttestationPlatform {
     ownsTransport: boolean,
     pcrs: readonly number[],
     eventLogPath: string | undefined,
+    options: AzureVtpmPlatformOptions,
   ) {
     this.tpm = tpm;
     this.#ownsTransport = ownsTransport;
     this.#pcrs = pcrs;
     this.#eventLogPath = eventLogPath;
+    this.#requireTcgLog = options.requireTcgLog === true;
+    const envImds = process.env.CVM_SKR_IMDS_URL;
+    // Azure's IMDS only by default on a kernel TPM device: a swtpm socket is a test rig, not a VM.
+    const onDevice = ownsTransport && (options.path ?? DEFAULT_TPM_PATH).startsWith('/dev/');
+    this.#imdsUrl = options.imdsUrl ?? (envImds ? envImds : undefined) ?? (onDevice ? IMDS_BASE_URL : undefined);
+    if (options.vcekFetcher !== undefined) {
+      this.#vcek = options.vcekFetcher === false ? undefined : options.vcekFetcher;
+    } else if (this.#imdsUrl !== undefined || options.kds) {
+      const sources: VcekSourceName[] = [];
+      if (this.#imdsUrl !== undefined) sources.push('thim');
+      if (options.kds) sources.push('kds');
+      this.#vcek = new VcekFetcher({
+        sources,
+        ...(this.#imdsUrl !== undefined ? { thimUrl: thimUrlFor(this.#imdsUrl) } : {}),
+        ...(options.kds ? { kdsBaseUrl: typeof options.kds === 'string' ? options.kds : KDS_BASE_URL } : {}),
+      });
+    }
+    this.#renewAk = options.renewAkCertificate ?? this.#imdsUrl !== undefined;
+  }
+
+  /** The IMDS base URL this platform uses (THIM, AK renewal), if any. */
+  get imdsUrl(): string | undefined {
+    return this.#imdsUrl;
   }
 
   static async open(options: AzureVtpmPlatformOptions = {}): Promise<AzureVtpmPlatform> {
@@ -192,7 +258,8 @@ export class AzureVtpmPlatform implements AttestationPlatform {
       options.eventLogPath === false
         ? undefined
         : (options.eventLogPath ?? (owns ? KERNEL_EVENT_LOG : undefined));
-    return new AzureVtpmPlatform(new Tpm(transport, options.retry), owns, pcrs, eventLogPath);
+    if (options.imdsUrl !== undefined) thimUrlFor(options.imdsUrl);
+    return new AzureVtpmPlatform(new Tpm(transport, options.retry), owns, pcrs, eventLogPath, options);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -222,6 +289,35 @@ export class AzureVtpmPlatform implements AttestationPlatform {
   async readAkCertificate(): Promise<Uint8Array> {
     this.#checkOpen();
     return derPrefix(await this.#readNv(AZURE_VTPM.AK_CERT_INDEX, HINT.akCert));
+  }
+
+  /** The AK certificate's issuer, validity and what Microsoft's guest library would decide about it. */
+  async akCertificateStatus(now: Date = new Date()): Promise<AkCertificateStatus> {
+    return akCertificateStatus(await this.readAkCertificate(), now);
+  }
+
+  /**
+   * Renews the AK certificate through IMDS (THIM) and writes the renewed one to NV 0x01C101D0 as Microsoft's
+   * guest library does (undefine, define with the new size and the old attributes, write). Resolves with the
+   * new certificate (DER). Throws `AkCertificateRenewalError` when IMDS does not renew it.
+   */
+  async renewAkCertificate(options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    this.#checkOpen();
+    if (this.#imdsUrl === undefined) {
+      throw new InvalidArgumentError('AK certificate renewal needs IMDS: pass imdsUrl or set CVM_SKR_IMDS_URL');
+    }
+    const current = await this.readAkCertificate();
+    const renewed = await requestAkCertificateRenewal(current, {
+      imdsUrl: this.#imdsUrl,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const nvIndex = AZURE_VTPM.AK_CERT_INDEX;
+    const old = (await nvReadPublic(this.tpm, nvIndex, HINT.akCert)).public;
+    await nvUndefineSpace(this.tpm, { nvIndex });
+    const pub = { ...old, dataSize: renewed.length, attributes: old.attributes & ~TPMA_NV.WRITTEN };
+    await nvDefineSpace(this.tpm, { public: pub });
+    await nvWriteAll(this.tpm, { nvIndex, data: renewed, chunkSize: await this.#chunkSize(), public: pub });
+    return renewed;
   }
 
   /**
@@ -436,14 +532,72 @@ export class AzureVtpmPlatform implements AttestationPlatform {
   // evidence
   // -------------------------------------------------------------------------------------------------------
 
-  async #eventLog(): Promise<Uint8Array> {
+  async #eventLog(diagnostics: string[]): Promise<Uint8Array> {
     if (!this.#eventLogPath) return EMPTY;
     try {
       return new Uint8Array(await readFile(this.#eventLogPath));
-    } catch {
-      // The log is optional evidence; it is root-only on most distributions.
+    } catch (error) {
+      // Root-only on most distributions. The service derives the x-ms-azurevm-* claims (secure boot, boot
+      // debugging, ...) from it, so a missing log changes the token: say so, or fail when asked to.
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      const message =
+        `the TCG event log ${this.#eventLogPath} cannot be read (${code}); the token will lack the ` +
+        'x-ms-azurevm-* claims the service derives from it: run as root, or make it readable';
+      if (this.#requireTcgLog) throw new TcgLogUnreadableError(message, { cause: error });
+      diagnostics.push(message);
       return EMPTY;
     }
+  }
+
+  /** The AK certificate after the guest library's lifecycle checks (placeholder refused, renewal when due). */
+  async #checkedAkCertificate(diagnostics: string[], signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const der = await this.readAkCertificate();
+    let status: AkCertificateStatus;
+    try {
+      status = akCertificateStatus(der);
+    } catch {
+      return der; // not X.509: the service says what is wrong with it
+    }
+    if (status.placeholder) {
+      throw new AkCertificateNotProvisionedError(
+        `the AK certificate is still the placeholder (issuer ${status.issuer}): Azure provisions the confidential ` +
+          "VM's own a few minutes after the first boot; try again later",
+      );
+    }
+    if (!status.renewalDue) return der;
+    const when = `${status.daysLeft < 0 ? 'expired' : 'expires'} ${status.notAfter} (renewal is due 90 days before)`;
+    if (!this.#renewAk) {
+      diagnostics.push(`the AK certificate ${when} and renewal through IMDS is off`);
+      return der;
+    }
+    try {
+      const renewed = await this.#exclusive(() => this.renewAkCertificate(signal ? { signal } : {}));
+      diagnostics.push(`the AK certificate ${when}; renewed through IMDS`);
+      return renewed;
+    } catch (error) {
+      if (error instanceof AbortError) throw error;
+      // As the guest library: a failed renewal does not stop the attestation.
+      const reason = error instanceof CvmSkrError ? error.message : String(error);
+      diagnostics.push(`the AK certificate ${when}; renewal through IMDS failed: ${reason}`);
+      return der;
+    }
+  }
+
+  /** The VCEK chain as Microsoft's clients send it: THIM's vcekCert PEM followed by its certificateChain PEM. */
+  async #vcekChain(hclReport: Uint8Array, signal: AbortSignal | undefined): Promise<string | undefined> {
+    if (this.#vcek === undefined) return undefined;
+    if (hclReport.length < 0x20 + 1184) return undefined; // the service names the malformed report
+    const report = parseSnpReport(hclReport.subarray(0x20, 0x20 + 1184));
+    const fetched = await this.#vcek.certificatesFor(report, signal ? { signal } : {});
+    if (fetched.thim) {
+      // The two PEM strings as THIM serves them, concatenated: Azure/confidential-computing-cvm-guest-attestation
+      // client-library/src/Attestation/AttestationClient/lib/ImdsOperations.cpp (GetVCekCert: base64 of
+      // cert + chain) and Azure/cvm-attestation-tools cvm-attestation/src/imds_client.py (get_vcek_certificate;
+      // it base64url-encodes in src/isolation.py, the C++ library and we use standard base64, which MAA takes).
+      const { vcekCert, certificateChain } = fetched.thim;
+      return `${vcekCert}${vcekCert.endsWith('\n') ? '' : '\n'}${certificateChain}`;
+    }
+    return certificateBundlePem(fetched.certificates, report.signer);
   }
 
   /**
@@ -454,13 +608,15 @@ export class AzureVtpmPlatform implements AttestationPlatform {
     this.#checkOpen();
     const { signal } = options;
     checkSignal(signal);
-    const [hclReport, akCert, akPub, key, tcgLog] = await Promise.all([
+    const diagnostics: string[] = [];
+    const akCert = await this.#checkedAkCertificate(diagnostics, signal);
+    const [hclReport, akPub, key, tcgLog] = await Promise.all([
       this.readHclReport(),
-      this.readAkCertificate(),
       this.readAkPublic(),
       this.#ephemeral(),
-      this.#eventLog(),
+      this.#eventLog(diagnostics),
     ]);
+    const vcekCertChain = await this.#vcekChain(hclReport, signal);
     checkSignal(signal);
     // The quote must cover the PCR values reported beside it; retry if something extends a PCR in between.
     let pcrs: PcrValue[] = [];
@@ -490,6 +646,8 @@ export class AzureVtpmPlatform implements AttestationPlatform {
       encKeyCertifyInfo: certified.attestBytes,
       encKeyCertifyInfoSignature: rawSignature(certified),
       tcgLog,
+      ...(vcekCertChain === undefined ? {} : { vcekCertChain }),
+      diagnostics,
     };
   }
 

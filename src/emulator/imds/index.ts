@@ -1,0 +1,6 @@
+export {
+  type ImdsEmulator,
+  type ImdsEmulatorCounters,
+  type ImdsEmulatorOptions,
+  startImdsEmulator,
+} from './server.js';
