@@ -26,7 +26,7 @@ import { AttestationVerifier, type TrustedIssuer } from './attestation-verifier.
 import { KEY_VAULT_RESOURCE, type Principal, type PrincipalConfig, VaultAuth } from './auth.js';
 import { VirtualClock, type VirtualClockOptions } from './clock.js';
 import { VaultEvents, type WebhookOptions } from './events.js';
-import type { ReleaseDecision } from './release.js';
+import type { ReleaseDecision, VaultFlavour } from './release.js';
 import { createTokenHandler, createVaultHandler } from './server.js';
 import { loadVaultState, StateWriter } from './state.js';
 import { VaultStore } from './store.js';
@@ -46,7 +46,7 @@ export {
   type WebhookOptions,
   type WebhookStats,
 } from './events.js';
-export type { ReleaseDecision } from './release.js';
+export type { ReleaseDecision, VaultFlavour } from './release.js';
 
 /** The principal every emulator has unless told otherwise: all key permissions. */
 export const DEFAULT_PRINCIPAL_ID = '00000000-0000-0000-0000-00000000e001';
@@ -87,6 +87,11 @@ export interface KeyVaultEmulatorOptions {
    * 1000; 0 disables (then only `clock.advance`/`clock.tick` run them).
    */
   tickIntervalMs?: number;
+  /**
+   * Which service the release answers look like: `vault` (default; a regular Key Vault) or `managedhsm`
+   * (Managed HSM header, `kty` and `release_policy` fields). Only the release answer changes.
+   */
+  flavour?: VaultFlavour;
 }
 
 export interface KeyVaultEmulator {
@@ -223,7 +228,7 @@ export async function startKeyVaultEmulator(
   let signing: Promise<IssuedCertificate> | undefined;
   const signer = () => {
     signing ??= ca
-      .issueSigningCertificate({
+      .issueReleaseSigningCertificate({
         commonName: `key vault ${vaultName} release signing`,
         // Clients check that the release signer names the vault host they asked.
         ...(isIP(host) ? { ipAddresses: [host] } : { dnsNames: [host] }),
@@ -246,7 +251,14 @@ export async function startKeyVaultEmulator(
       store,
       auth,
       resource,
-      release: { store, verifier, signer, now: () => clock.now(), record },
+      release: {
+        store,
+        verifier,
+        signer,
+        now: () => clock.now(),
+        record,
+        flavour: options.flavour ?? 'vault',
+      },
     }),
   );
   tokenServer.on('request', createTokenHandler(auth));
