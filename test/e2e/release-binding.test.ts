@@ -4,8 +4,11 @@
  *
  * Real shapes: test/fixtures/real-release/ (Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings/,
  * paths and commits in sources.json). That the vault echoes the request's nonce as `request.nonce` has no
- * public recording (none of the recorded calls sent a nonce); the emulator does, as Key Vault's REST
- * reference describes the nonce ("a client provided nonce for freshness").
+ * public recording: none of the recorded calls sent a nonce, and none of their answers carries one. The REST
+ * API calls the nonce "a client provided nonce for freshness" (KeyReleaseParameters, e.g. Azure/azure-sdk-for-java
+ * sdk/keyvault/azure-security-keyvault-keys/.../implementation/KeyReleaseParameters.java), and the Key Vault
+ * team describes it as "an identifier the client can send in order to detect freshness"
+ * (Azure/azure-sdk-for-python issue #18089); the emulator echoes it.
  */
 import { createHash, createPublicKey, sign, verify, X509Certificate } from 'node:crypto';
 import test from 'ava';
