@@ -173,3 +173,19 @@ test('release answers verify at the injected clock, and a pinned signer that doe
   const pinned = client({ releaseSignerPins: [{ spkiSha256: rootSpki }] });
   t.is((await pinned.releaseKey(id)).keyType, 'RSA-HSM');
 });
+
+test('a refusal is explained with key-version dates judged at the injected clock', async (t) => {
+  const { e, client } = await setup(t);
+  const dayMs = 86_400_000;
+  await exportableKey(e, 'early', 'RSA-HSM');
+  const keys = e.keyClient();
+  const version = (await keys.getKey('early')).properties.version!;
+  await keys.updateKeyProperties('early', version, { notBefore: new Date(Date.now() + dayMs) });
+  const vaultId = (await keys.getKey('early')).id!;
+  // The vault (its clock is now) refuses; at the system time the version is not yet valid ...
+  const now = await t.throwsAsync(client().releaseKey(vaultId), { instanceOf: KeyVersionUnavailableError });
+  t.is((now as KeyVersionUnavailableError).reason, 'not-yet-valid');
+  // ... while a clock two days on sees a valid version, so the refusal is not put down to its dates.
+  const later = await t.throwsAsync(client({ clock: () => new Date(Date.now() + 2 * dayMs) }).releaseKey(vaultId));
+  t.false(later instanceof KeyVersionUnavailableError, later?.message);
+});

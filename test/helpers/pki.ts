@@ -61,6 +61,8 @@ export async function testLeaf(
     extKeyUsage?: string[];
     /** The whole subject as RDNs, instead of `CN=<cn>` (for names whose attribute values hold commas). */
     subject?: x509.JsonName;
+    /** Adds a critical extension with this OID (and an ASN.1 NULL value). */
+    criticalExtension?: string;
   } = {},
 ): Promise<TestCert> {
   const keys = (await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify'])) as CryptoKeyPair;
@@ -82,6 +84,9 @@ export async function testLeaf(
       ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
       ...(options.keyUsage !== undefined ? [new x509.KeyUsagesExtension(options.keyUsage, true)] : []),
       ...(options.extKeyUsage ? [new x509.ExtendedKeyUsageExtension(options.extKeyUsage)] : []),
+      ...(options.criticalExtension
+        ? [new x509.Extension(options.criticalExtension, true, new Uint8Array([5, 0]))]
+        : []),
     ],
   });
   return wrap(cert, keys);

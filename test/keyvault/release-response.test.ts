@@ -316,6 +316,10 @@ test('a CA leaf, a leaf without digitalSignature or serverAuth, and issuers that
   const clientOnly = await testLeaf(root, { dns: [host], keyUsage: KU.digitalSignature, extKeyUsage: [CLIENT_AUTH] });
   await refuse([clientOnly], /not for serverAuth/, 'signer');
 
+  // RFC 5280 section 4.2: a critical extension the verifier does not process rejects the certificate.
+  const unknownCritical = await testLeaf(root, { dns: [host], criticalExtension: '1.3.6.1.4.1.55555.1' });
+  await refuse([unknownCritical], /unknown critical extension 1.3.6.1.4.1.55555.1/, 'chain');
+
   const noCertSign = await testLeaf(root, { cn: 'no certsign', ca: true, keyUsage: KU.digitalSignature });
   const underNoCertSign = await testLeaf(noCertSign, { dns: [host] });
   await refuse([underNoCertSign, noCertSign], /lacks keyCertSign/, 'chain');
