@@ -739,9 +739,23 @@ export class AttestationRejectedError extends ServiceAnswerError {
   static override code = 'ERR_ATTESTATION_REJECTED';
 }
 
+/**
+ * Which part of a release answer failed: `header` (JWS header, `kid`/`x5t`), `chain` (X.509 path to a trusted
+ * root), `signer` (what the signing certificate may do, the host it names), `pin` (no pinned signer matched),
+ * `signature`, `content` (payload shape), `binding` (not the answer to this request: nonce, key, version, enc).
+ */
+export type ReleaseResponseCheck = 'header' | 'chain' | 'signer' | 'pin' | 'signature' | 'content' | 'binding';
+
 /** The vault's release answer failed verification (signature, chain, host, or content); nothing was unwrapped. */
 export class ReleaseResponseInvalidError extends CvmSkrError {
   static override code = 'ERR_RELEASE_RESPONSE_INVALID';
+  /** The failed check, when known. */
+  readonly check?: ReleaseResponseCheck;
+
+  constructor(message: string, options?: CvmSkrErrorOptions & { check?: ReleaseResponseCheck }) {
+    super(message, options);
+    if (options?.check !== undefined) this.check = options.check;
+  }
 }
 
 /** The released key could not be unwrapped with the transfer key (wrong key, damaged or truncated ciphertext). */

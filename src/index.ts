@@ -16,6 +16,7 @@ export {
   type SecureKeyReleaseOptions,
 } from './keyvault/secure-key-release.js';
 export { RELEASE_ENCRYPTIONS, type ReleaseEncryption } from './keyvault/key-wrap.js';
+export type { ReleaseSignerPin } from './keyvault/release-response.js';
 export {
   type ClauseResult,
   evaluateReleasePolicy,

@@ -33,7 +33,7 @@ export interface IssuedCertificate {
   /** PKCS#8 PEM of the private key; for TLS servers and signers inside the emulator only. */
   keyPem: string;
   privateKey: KeyObject;
-  /** Leaf then CA, base64 DER, as used in a JWS/JWK `x5c`. */
+  /** Leaf, the intermediate (release signers only), then the root: base64 DER, as in a JWS/JWK `x5c`. */
   x5c: string[];
   /** base64url SHA-1 thumbprint of the leaf (JWS `x5t`). */
   x5t: string;
@@ -54,6 +54,13 @@ export interface SigningCertificateOptions {
   /** `rsa` (RS256, 2048 bits) or `ec` (ES256). Default `rsa`. */
   keyType?: 'rsa' | 'ec';
   /** Hosts the signer speaks for (subject alternative names), e.g. the vault host a release answer names. */
+  dnsNames?: string[];
+  ipAddresses?: string[];
+}
+
+/** A Key Vault release signer: names the vault it signs for (DNS or IP subject alternative names). */
+export interface ReleaseSigningCertificateOptions {
+  commonName: string;
   dnsNames?: string[];
   ipAddresses?: string[];
 }
@@ -81,6 +88,7 @@ export class EmulatorCa {
   readonly #cert: x509.X509Certificate;
   readonly #key: CryptoKey;
   readonly #keyPem: string;
+  #intermediate: Promise<{ cert: x509.X509Certificate; key: CryptoKey }> | undefined;
 
   private constructor(cert: x509.X509Certificate, key: CryptoKey, keyPem: string) {
     this.#cert = cert;
@@ -142,20 +150,22 @@ export class EmulatorCa {
     keys: CryptoKeyPair,
     extensions: x509.Extension[],
     validDays: number,
+    via?: { cert: x509.X509Certificate; key: CryptoKey },
   ): Promise<IssuedCertificate> {
     const now = Date.now();
+    const issuer = via ?? { cert: this.#cert, key: this.#key };
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
       subject: [{ CN: [commonName] }, { O: [EMULATOR_ORGANIZATION] }],
-      issuer: this.#cert.subject,
+      issuer: issuer.cert.subject,
       notBefore: new Date(now - DAY_MS),
       notAfter: new Date(now + validDays * DAY_MS),
       publicKey: keys.publicKey,
-      signingKey: this.#key,
+      signingKey: issuer.key,
       signingAlgorithm: EC_ALG,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
-        await x509.AuthorityKeyIdentifierExtension.create(this.#cert, false),
+        await x509.AuthorityKeyIdentifierExtension.create(issuer.cert, false),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
         ...extensions,
       ],
@@ -167,7 +177,11 @@ export class EmulatorCa {
       certDer: der,
       keyPem,
       privateKey: createPrivateKey(keyPem),
-      x5c: [der.toString('base64'), this.certDer.toString('base64')],
+      x5c: [
+        der.toString('base64'),
+        ...(via ? [Buffer.from(via.cert.rawData).toString('base64')] : []),
+        this.certDer.toString('base64'),
+      ],
       x5t: createHash('sha1').update(der).digest('base64url'),
       x5tS256: createHash('sha256').update(der).digest('base64url'),
     };
@@ -213,6 +227,82 @@ export class EmulatorCa {
         ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names, false)] : []),
       ],
       825,
+    );
+  }
+
+  /**
+   * An issuing CA under the root (pathLenConstraint 0), made once per process: release signers hang below it
+   * so an answer's `x5c` is leaf, intermediate, root, as Key Vault's are (test/fixtures/real-release/*.jws:
+   * "Microsoft Azure TLS Issuing CA 01" under "DigiCert Global Root G2", with KU keyCertSign, cRLSign,
+   * digitalSignature and EKU serverAuth, clientAuth). Clients trust only the root, so it need not be saved.
+   */
+  #issuingCa(): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> {
+    this.#intermediate ??= (async () => {
+      const keys = (await webcrypto.subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+      const now = Date.now();
+      const cert = await x509.X509CertificateGenerator.create({
+        serialNumber: randomSerial(),
+        subject: [{ CN: [`${EMULATOR_ORGANIZATION} issuing CA`] }, { O: [EMULATOR_ORGANIZATION] }],
+        issuer: this.#cert.subject,
+        notBefore: new Date(now - DAY_MS),
+        notAfter: new Date(now + 1825 * DAY_MS),
+        publicKey: keys.publicKey,
+        signingKey: this.#key,
+        signingAlgorithm: EC_ALG,
+        extensions: [
+          new x509.BasicConstraintsExtension(true, 0, true),
+          new x509.KeyUsagesExtension(
+            x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+            true,
+          ),
+          new x509.ExtendedKeyUsageExtension(
+            [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+            false,
+          ),
+          await x509.AuthorityKeyIdentifierExtension.create(this.#cert, false),
+          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        ],
+      });
+      return { cert, key: keys.privateKey };
+    })().catch((error: unknown) => {
+      this.#intermediate = undefined;
+      throw error;
+    });
+    return this.#intermediate;
+  }
+
+  /**
+   * A Key Vault release signer shaped like the real ones (test/fixtures/real-release/*.jws): a TLS server
+   * certificate with an RSA-2048 key (RS256), KU digitalSignature, keyEncipherment, dataEncipherment, EKU
+   * serverAuth and clientAuth, naming the vault in its SANs, issued by the intermediate; `x5c` is leaf,
+   * intermediate, root.
+   */
+  async issueReleaseSigningCertificate(options: ReleaseSigningCertificateOptions): Promise<IssuedCertificate> {
+    const keys = (await webcrypto.subtle.generateKey(RSA_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const names: x509.JsonGeneralName[] = [
+      ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+      ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+    ];
+    return this.#issue(
+      options.commonName.includes(EMULATOR_ORGANIZATION)
+        ? options.commonName
+        : `${EMULATOR_ORGANIZATION} ${options.commonName}`,
+      keys,
+      [
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.digitalSignature |
+            x509.KeyUsageFlags.keyEncipherment |
+            x509.KeyUsageFlags.dataEncipherment,
+          true,
+        ),
+        new x509.ExtendedKeyUsageExtension(
+          [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+          false,
+        ),
+        ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names, false)] : []),
+      ],
+      825,
+      await this.#issuingCa(),
     );
   }
 }

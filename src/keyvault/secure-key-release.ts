@@ -25,7 +25,7 @@ import type { AttestationPlatform } from '../hal/types.js';
 import { AttestationClient, type AttestationResult } from '../maa/client.js';
 import type { ReleaseEncryption } from './key-wrap.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
-import { type ReleasePayload, verifyReleaseResponse } from './release-response.js';
+import { type ReleasePayload, type ReleaseSignerPin, verifyReleaseResponse } from './release-response.js';
 import { backoffDelay, sleep } from './retry.js';
 import { unwrapReleasedKey } from './unwrap.js';
 
@@ -55,6 +55,19 @@ export interface SecureKeyReleaseOptions {
   vaultOptions?: KeyClientOptions;
   /** Roots the vault's release signing chain must end at (PEM or DER). Default: the system roots. */
   releaseSigningRoots?: ReadonlyArray<string | Uint8Array>;
+  /**
+   * Accept only release answers whose signing path matches one of these pins: the SHA-256 of a certificate's
+   * SubjectPublicKeyInfo (`{ spkiSha256 }`, base64 or hex) anywhere in the path, or the CA certificate that
+   * issued the signing certificate (`{ issuer }`, PEM or DER). Default: any certificate from a trusted root
+   * that names the vault host.
+   */
+  releaseSignerPins?: ReadonlyArray<ReleaseSignerPin>;
+  /**
+   * The time used to verify release answers (certificate validity) and to judge key-version dates
+   * (`notBefore`/`expiresOn`) when explaining a refusal. Default: the system clock. For replaying recorded
+   * answers and tests.
+   */
+  clock?: () => Date;
   retry?: RetryOptions;
   /** Time one `releaseKey` call may take, retries included. Default 60 000 ms. */
   timeoutMs?: number;
@@ -319,11 +332,14 @@ export class SecureKeyRelease {
       throw error;
     }
     const client = this.#client(ref.vaultUrl);
+    // A fresh nonce per release; the vault echoes it as request.nonce in the signed answer, which binds the
+    // answer to this request (#checkPayload).
+    const nonce = randomBytes(16).toString('base64url');
     let jws: string;
     try {
       const result = await client.releaseKey(ref.name, attestation.token, {
         ...(ref.version ? { version: ref.version } : {}),
-        nonce: randomBytes(16).toString('base64url'),
+        nonce,
         algorithm: this.#enc,
         abortSignal: signal,
       });
@@ -333,10 +349,12 @@ export class SecureKeyRelease {
     }
     const { payload } = await verifyReleaseResponse(jws, {
       vaultUrl: ref.vaultUrl,
+      now: this.#now(),
       ...(this.#options.releaseSigningRoots ? { trustedRoots: this.#options.releaseSigningRoots } : {}),
+      ...(this.#options.releaseSignerPins ? { signerPins: this.#options.releaseSignerPins } : {}),
     });
     const released = payload.response.key.key;
-    const responseRef = this.#checkPayload(payload, ref);
+    const responseRef = this.#checkPayload(payload, ref, nonce);
     const key = await unwrapReleasedKey(released, {
       transferKey: attestation.transferKey,
       enc: this.#enc,
@@ -350,7 +368,7 @@ export class SecureKeyRelease {
       key,
       attributes: attributesOf(payload.response.key.attributes),
       ...(releasePolicy ? { releasePolicy } : {}),
-      releasedAt: new Date(),
+      releasedAt: this.#now(),
     };
     if (this.#closed) return result;
     this.#keys.set(responseRef.cacheKey, result);
@@ -363,9 +381,24 @@ export class SecureKeyRelease {
     return result;
   }
 
-  /** The answer must be for what we asked: same enc, same key, and the version asked for (if any). */
-  #checkPayload(payload: ReleasePayload, ref: KeyRef): KeyRef {
-    const refuse = (why: string) => new ReleaseResponseInvalidError(`release response rejected: ${why}`);
+  #now(): Date {
+    return this.#options.clock?.() ?? new Date();
+  }
+
+  /**
+   * The answer must be for what we asked: our nonce (a genuinely signed answer to an earlier request, e.g. for
+   * a version since disabled, is refused), same enc, same key, and the version asked for (if any).
+   */
+  #checkPayload(payload: ReleasePayload, ref: KeyRef, nonce: string): KeyRef {
+    const refuse = (why: string) =>
+      new ReleaseResponseInvalidError(`release response rejected: ${why}`, { check: 'binding' });
+    if (payload.request.nonce !== nonce) {
+      throw refuse(
+        payload.request.nonce === undefined
+          ? 'it does not echo the nonce this release sent (request.nonce is missing): a replayed answer?'
+          : 'its request.nonce is not the nonce this release sent: a replayed answer?',
+      );
+    }
     if (payload.request.enc !== this.#enc) {
       throw refuse(`it was wrapped with ${payload.request.enc}, but ${this.#enc} was asked for`);
     }
@@ -385,6 +418,11 @@ export class SecureKeyRelease {
     if (!sameKey(asked) || !sameKey(answered))
       throw refuse(`it is for ${payload.response.key.key.kid}, not ${ref.name}`);
     if (!answered.version) throw refuse('the released key id carries no version');
+    // request.kid has no version when the release named none (test/fixtures/real-release/*.jws); when it has
+    // one, it is the version released.
+    if (asked.version && asked.version.toLowerCase() !== answered.version.toLowerCase()) {
+      throw refuse(`request.kid names version ${asked.version}, but version ${answered.version} was released`);
+    }
     if (ref.version && answered.version.toLowerCase() !== ref.version.toLowerCase()) {
       throw refuse(`version ${answered.version} came back for a request of version ${ref.version}`);
     }
@@ -513,7 +551,8 @@ export class SecureKeyRelease {
         );
       }
       const state = await this.#readKeyState(client, ref);
-      const unavailable = state && keyVersionUnavailable(state.properties, state.kid, ref, error);
+      const unavailable =
+        state && keyVersionUnavailable(state.properties, state.kid, ref, error, this.#now().getTime());
       if (unavailable) return unavailable;
       const policy = state?.policy;
       const evaluation = policy ? evaluateReleasePolicy(policy, attestation.claims) : undefined;
@@ -592,8 +631,8 @@ function keyVersionUnavailable(
   kid: string,
   ref: KeyRef,
   cause: unknown,
+  now: number,
 ): KeyVersionUnavailableError | undefined {
-  const now = Date.now();
   const version = properties.version ?? ref.version ?? '';
   const which = `version ${version || '(current)'} of key ${ref.name}`;
   const make = (reason: KeyVersionUnavailableError['reason'], message: string) =>

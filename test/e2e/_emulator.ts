@@ -100,13 +100,14 @@ export function releaseClient(
  */
 export async function proxiedEmulator(
   t: ExecutionContext,
+  options: Omit<EmulatorOptions, 'ca' | 'attestation'> = {},
 ): Promise<{ e: Emulator; vault: FaultProxy; maa: FaultProxy }> {
   const ca = await EmulatorCa.create();
   const vault = await startFaultProxy(ca);
   const maa = await startFaultProxy(ca);
   t.teardown(() => vault.close());
   t.teardown(() => maa.close());
-  const e = await emulator(t, { ca, attestation: { issuer: maa.url } });
+  const e = await emulator(t, { ...options, ca, attestation: { issuer: maa.url } });
   vault.target = e.vaultUrl;
   maa.target = e.attestationUrl;
   return { e, vault, maa };

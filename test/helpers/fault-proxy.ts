@@ -11,6 +11,8 @@ export interface ProxiedRequest {
   seq: number;
   /** Arrival time (ms since the epoch). */
   at: number;
+  /** The request body. */
+  body: Buffer;
 }
 
 /** What the proxy does with one request. */
@@ -32,8 +34,8 @@ export interface FaultProxy {
   readonly url: string;
   /** Where passed requests go; settable after start, so the proxy's URL can be configured into the target. */
   target: string;
-  /** Decides per request; default passes everything. */
-  plan: (request: ProxiedRequest) => Fault;
+  /** Decides per request (may take its time, e.g. to fetch a genuine answer to replay); default passes everything. */
+  plan: (request: ProxiedRequest) => Fault | Promise<Fault>;
   readonly requests: ProxiedRequest[];
   close(): Promise<void>;
 }
@@ -67,9 +69,16 @@ export async function startFaultProxy(ca: EmulatorCa, target = ''): Promise<Faul
         at: Date.now(),
         headers: req.headers,
         seq: requests.length + 1,
+        body: Buffer.concat(chunks),
       };
       requests.push(info);
-      let fault = proxy.plan(info);
+      let fault: Fault;
+      try {
+        fault = await proxy.plan(info);
+      } catch {
+        req.socket.destroy(); // a plan that fails answers nothing rather than leaving the client waiting
+        return;
+      }
       if (fault === 'reset') {
         req.socket.destroy();
         return;

@@ -168,3 +168,45 @@ test('key_hsm for another transfer key, a mismatched enc or a foreign public key
     { instanceOf: UnwrapFailedError, message: /base64url JSON/ },
   );
 });
+
+// Regular vaults send the RSA public exponent with a leading zero byte: `"e": "AAEAAQ"` in the recorded release
+// answer test/fixtures/real-release/kv2022-create-release.jws (Azure/azure-sdk-for-js
+// sdk/keyvault/keyvault-keys/recordings/node/keys_client__create_read_update_and_delete_operations_releasekey/
+// recording_can_create_an_exportable_key_and_release_it.json @ 2b36517d), while Managed HSM sends "AQAB"
+// (mhsm-create-release.jws). Our own key material in the same shape, since the recorded transfer key is not public.
+test('an RSA-HSM key whose public e and n carry leading zero bytes, as regular vaults send them, unwraps', async (t) => {
+  const recorded = readFileSync(
+    new URL('../fixtures/real-release/kv2022-create-release.jws', import.meta.url),
+    'utf8',
+  );
+  const recordedE = (
+    JSON.parse(Buffer.from(recorded.split('.')[1]!, 'base64url').toString('utf8')) as {
+      response: { key: { key: { e: string } } };
+    }
+  ).response.key.key.e;
+  t.is(recordedE, 'AAEAAQ');
+  const transferKey = memoryTransferKey();
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = rsa.publicKey.export({ format: 'jwk' });
+  const paddedN = Buffer.concat([Buffer.alloc(1), Buffer.from(jwk.n!, 'base64url')]).toString('base64url');
+  const enc = 'CKM_RSA_AES_KEY_WRAP';
+  const material = rsa.privateKey.export({ format: 'der', type: 'pkcs8' });
+  for (const publicJwk of [
+    { n: jwk.n, e: recordedE },
+    { n: paddedN, e: recordedE },
+  ]) {
+    const key = await unwrapReleasedKey(
+      releasedKey('RSA-HSM', material, transferKey.jwk.kid, enc, publicJwk)(transferKey),
+      { transferKey, enc },
+    );
+    t.true(verify('sha256', Buffer.from('x'), rsa.publicKey, sign('sha256', Buffer.from('x'), key)));
+  }
+  // Integers, not strings: another exponent is still refused.
+  await t.throwsAsync(
+    unwrapReleasedKey(
+      releasedKey('RSA-HSM', material, transferKey.jwk.kid, enc, { n: jwk.n, e: 'AAEAAw' })(transferKey),
+      { transferKey, enc },
+    ),
+    { instanceOf: UnwrapFailedError, message: /public e/ },
+  );
+});

@@ -90,7 +90,8 @@ export interface KeyVaultEmulatorOptions {
   /**
    * A regular vault (`'vault'`: RSA/EC keys, HSM-protected or not) or a Managed HSM (`'managedhsm'`: RSA-HSM,
    * EC-HSM and oct-HSM keys, `POST /rng`, challenge resource `https://managedhsm.azure.net`). Default: a
-   * vault that also accepts oct-HSM keys, as the emulator did before it had flavours.
+   * vault that also accepts oct-HSM keys, as the emulator did before it had flavours. Release answers are
+   * shaped like the flavour's real ones (a flavourless vault answers like a regular vault).
    */
   flavour?: VaultFlavour;
   /**
@@ -277,7 +278,7 @@ export async function startKeyVaultEmulator(
   let signing: Promise<IssuedCertificate> | undefined;
   const signer = () => {
     signing ??= ca
-      .issueSigningCertificate({
+      .issueReleaseSigningCertificate({
         commonName: `key vault ${vaultName} release signing`,
         // Clients check that the release signer names the vault host they asked.
         ...(isIP(host) ? { ipAddresses: [host] } : { dnsNames: [host] }),
@@ -300,7 +301,14 @@ export async function startKeyVaultEmulator(
       store,
       auth,
       resource,
-      release: { store, verifier, signer, now: () => clock.now(), record },
+      release: {
+        store,
+        verifier,
+        signer,
+        now: () => clock.now(),
+        record,
+        flavour: options.flavour ?? 'vault',
+      },
       dataPlane: { store, flavour: facts, sealer, nowSeconds: () => clock.nowSeconds() },
     }),
   );

@@ -1,11 +1,14 @@
 /**
  * `POST /keys/{name}[/{version}]/release`: verify the attestation token, evaluate the key's release
- * policy against its claims, wrap the key material to the token's transfer key (DESIGN.md section 6) and
- * answer `{value: JWS}` signed by the vault's release-signing certificate (RS256, `x5c` chain to the
- * emulator CA, `kid`, `x5t`). A refused release answers the service's single 403 body; the reason is kept
- * in the vault's decision log for local debugging, never sent to the caller.
+ * policy against its claims, wrap the key material to the token's transfer key and answer `{value: JWS}`
+ * signed by the vault's release-signing certificate. A refused release answers the service's single 403
+ * body; the reason is kept in the vault's decision log for local debugging, never sent to the caller.
+ *
+ * The answer is shaped like the real ones of each flavour (test/fixtures/real-release/, recorded by
+ * Azure/azure-sdk-for-js in sdk/keyvault/keyvault-keys/recordings/): header, `kid` derivation, `kty`, `e`
+ * encoding, `release_policy` fields, and `request.kid` without a version when the call named none.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { CompactSign, type JWTPayload } from 'jose';
 import { ReleaseDeniedError } from '../../errors.js';
 import {
@@ -21,6 +24,7 @@ import {
 } from '../../keyvault/release-policy.js';
 import type { IssuedCertificate } from '../ca.js';
 import type { AttestationVerifier } from './attestation-verifier.js';
+import type { VaultFlavour } from './flavour.js';
 import { publicJwkFields, releasableMaterial } from './key-material.js';
 import type { VaultStore } from './store.js';
 import { VaultErrors } from './vault-error.js';
@@ -35,15 +39,79 @@ export interface ReleaseDecision {
   evaluation?: ReleasePolicyEvaluation;
 }
 
+/** A regular Key Vault, or a Managed HSM: their release answers differ in shape (see `shapeAnswer`). */
+
 export interface ReleaseContext {
   store: VaultStore;
   verifier: AttestationVerifier;
   signer: () => Promise<IssuedCertificate>;
   now: () => Date;
   record: (d: ReleaseDecision) => void;
+  /** Default `vault`. */
+  flavour?: VaultFlavour;
 }
 
 type Json = Record<string, unknown>;
+
+/** Object keys sorted, recursively: Managed HSM answers list fields alphabetically (mhsm-create-release.jws). */
+function sortedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedKeys);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((k) => [k, sortedKeys((value as Json)[k])]),
+  );
+}
+
+/** A big-endian integer left-padded with zero bytes to at least `width` bytes ("AQAB" -> "AAEAAQ"). */
+function padded(b64url: string, width: number): string {
+  const bytes = Buffer.from(b64url, 'base64url');
+  return bytes.length >= width
+    ? b64url
+    : Buffer.concat([Buffer.alloc(width - bytes.length), bytes]).toString('base64url');
+}
+
+/**
+ * The per-flavour differences, as recorded (test/fixtures/real-release/):
+ * - `kty`: a vault answers `RSA-HSM` (kv*-create-release.jws), a Managed HSM `RSA` for the same kind of key
+ *   (mhsm-create-release.jws); EC keys follow the same pattern here (no recording); oct keys keep their type.
+ * - `e`: a vault sends the exponent as 4 bytes, "AAEAAQ"; a Managed HSM as "AQAB".
+ * - `release_policy`: a vault answers `{data, immutable}` (7.4, kv2022) and a Managed HSM `{contentType, data}`.
+ * - field order: as the vault writes it; alphabetical on Managed HSM.
+ */
+function shapeAnswer(flavour: VaultFlavour, payload: Json & { response: { key: Json } }): Json {
+  const key = payload.response.key;
+  const jwk = key.key as Json;
+  const policy = key.release_policy as Json;
+  if (flavour === 'vault') {
+    if (typeof jwk.e === 'string') jwk.e = padded(jwk.e, 4);
+    if (jwk.kty === 'RSA' || jwk.kty === 'EC') jwk.kty = `${jwk.kty}-HSM`;
+    key.release_policy = { data: policy.data, immutable: policy.immutable === true };
+    return payload;
+  }
+  if (jwk.kty === 'RSA-HSM' || jwk.kty === 'EC-HSM') jwk.kty = (jwk.kty as string).slice(0, -4);
+  key.release_policy = { contentType: policy.contentType, data: policy.data };
+  return sortedKeys(payload) as Json;
+}
+
+/**
+ * The JWS header of each flavour: a vault's `{alg, kid: uppercase hex SHA-1 of the leaf, x5t, typ: "JWT",
+ * x5t#S256, x5c}` (kv*-create-release.jws), a Managed HSM's `{alg, kid: x5t#S256, x5c, x5t#S256}`.
+ */
+function headerFor(flavour: VaultFlavour, cert: IssuedCertificate) {
+  if (flavour === 'managedhsm') {
+    return { alg: 'RS256', kid: cert.x5tS256, x5c: cert.x5c, 'x5t#S256': cert.x5tS256 };
+  }
+  return {
+    alg: 'RS256',
+    kid: createHash('sha1').update(cert.certDer).digest('hex').toUpperCase(),
+    x5t: cert.x5t,
+    typ: 'JWT',
+    'x5t#S256': cert.x5tS256,
+    x5c: cert.x5c,
+  };
+}
 
 /** The first RSA key of top-level `x-ms-runtime.keys` usable for encryption. */
 export function pickTransferKey(claims: JWTPayload): { kid: string; key: KeyObject } {
@@ -138,11 +206,13 @@ export async function releaseKey(
     material.fill(0);
   }
   const kid = ctx.store.kid(key.name, v.version);
+  const flavour = ctx.flavour ?? 'vault';
   const payload = {
     request: {
       'api-version': apiVersion,
       enc,
-      kid,
+      // The key id as the call named it: without a version for a versionless release (real answers).
+      kid: ctx.store.kid(key.name, version ? v.version : undefined),
       ...(typeof req.nonce === 'string' ? { nonce: req.nonce } : {}),
     },
     response: {
@@ -161,14 +231,8 @@ export async function releaseKey(
     },
   };
   const cert = await ctx.signer();
-  const jws = await new CompactSign(Buffer.from(JSON.stringify(payload), 'utf8'))
-    .setProtectedHeader({
-      alg: 'RS256',
-      kid: cert.x5tS256,
-      x5t: cert.x5t,
-      'x5t#S256': cert.x5tS256,
-      x5c: cert.x5c,
-    })
+  const jws = await new CompactSign(Buffer.from(JSON.stringify(shapeAnswer(flavour, payload)), 'utf8'))
+    .setProtectedHeader(headerFor(flavour, cert))
     .sign(cert.privateKey);
   decision(true, 'released', evaluation);
   return { value: jws };

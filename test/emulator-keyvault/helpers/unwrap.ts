@@ -18,14 +18,20 @@ export interface VerifiedRelease {
   envelope: KeyHsmEnvelope;
 }
 
-/** Verifies the JWS with x5c[0] and that x5c[0] was issued by the CA; returns header and payload. */
+/**
+ * Verifies the JWS with x5c[0], and that x5c is leaf, intermediate, root with each certificate issued by the
+ * next and the root the emulator CA; returns header and payload.
+ */
 export async function verifyReleaseJws(jws: string, caPem: string): Promise<VerifiedRelease> {
   const header = decodeProtectedHeader(jws) as Record<string, unknown>;
-  const x5c = header.x5c as string[];
-  const leaf = new X509Certificate(Buffer.from(x5c[0]!, 'base64'));
+  const x5c = (header.x5c as string[]).map((b64) => new X509Certificate(Buffer.from(b64, 'base64')));
   const ca = new X509Certificate(caPem);
-  if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey))
-    throw new Error('x5c leaf is not issued by the emulator CA');
+  const leaf = x5c[0]!;
+  if (x5c.length !== 3 || !x5c[2]!.raw.equals(ca.raw)) throw new Error('x5c is not leaf, intermediate, emulator CA');
+  for (let i = 0; i < 2; i++) {
+    if (!x5c[i]!.checkIssued(x5c[i + 1]!) || !x5c[i]!.verify(x5c[i + 1]!.publicKey))
+      throw new Error(`x5c[${i}] is not issued by x5c[${i + 1}]`);
+  }
   const { payload } = await compactVerify(jws, leaf.publicKey, { algorithms: ['RS256'] });
   const parsed = JSON.parse(Buffer.from(payload).toString('utf8')) as VerifiedRelease['payload'];
   const keyHsm = parsed.response.key.key.key_hsm as string;
