@@ -18,6 +18,7 @@ import { fromServiceJson, type RotationLifetimeAction, toServiceJson } from '../
 import {
   DEFAULT_NOTIFY_BEFORE_EXPIRY,
   normalizeRotationPolicyForService,
+  rotationPolicyErrors,
   validateRotationPolicy,
 } from '../../rotation/validate.js';
 import type { ClockTask, VirtualClock } from './clock.js';
@@ -639,9 +640,12 @@ export class VaultStore implements ClockTask {
       throw cause;
     }
     const current = this.#version(key);
-    const violations = validateRotationPolicy(parsed, {
-      keyExpiresOn: current.exp !== undefined ? new Date(current.exp * 1000) : null,
-    });
+    // Warnings (a before-expiry trigger on a key without expiry) are stored, as the service does.
+    const violations = rotationPolicyErrors(
+      validateRotationPolicy(parsed, {
+        keyExpiresOn: current.exp !== undefined ? new Date(current.exp * 1000) : null,
+      }),
+    );
     if (violations.length > 0) {
       throw VaultErrors.badParameter(
         `Invalid rotation policy: ${violations.map((v) => `${v.field}: ${v.message}`).join('; ')}.`,
