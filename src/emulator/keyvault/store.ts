@@ -187,6 +187,15 @@ function parseReleasePolicyField(
   };
 }
 
+/** The newest immutable release policy of any version of the key, if one was ever set. */
+function immutablePolicyOf(key: StoredKey): StoredReleasePolicy | undefined {
+  for (let i = key.versions.length - 1; i >= 0; i--) {
+    const p = key.versions[i]!.releasePolicy;
+    if (p?.immutable) return p;
+  }
+  return undefined;
+}
+
 function checkName(name: string): void {
   if (!KEY_NAME.test(name)) {
     throw VaultErrors.badParameter(
@@ -318,8 +327,12 @@ export class VaultStore implements ClockTask {
     existing: StoredKey | undefined,
   ): StoredReleasePolicy | undefined {
     const parsed = parseReleasePolicyField(policyField);
+    // An immutable policy binds every later version: none may drop it (a non-exportable version), replace it
+    // or make it mutable. Rotation copies it (rotateKey).
+    const locked = existing ? immutablePolicyOf(existing) : undefined;
     if (!exportable) {
       if (parsed) throw VaultErrors.skr(1005);
+      if (locked) throw VaultErrors.skr(1020, 'A new version must keep it: create it exportable.');
       return undefined;
     }
     if (!kty.endsWith('-HSM')) {
@@ -328,12 +341,12 @@ export class VaultStore implements ClockTask {
       );
     }
     if (parsed) {
-      const previous = existing ? this.#version(existing).releasePolicy : undefined;
-      if (previous?.immutable && previous.data !== parsed.stored.data) throw VaultErrors.skr(1020);
+      if (locked && (locked.data !== parsed.stored.data || parsed.stored.immutable !== true))
+        throw VaultErrors.skr(1020);
       return parsed.stored;
     }
     // A new version of an exportable key keeps the key's policy; only the first version must bring one.
-    const inherited = existing ? this.#version(existing).releasePolicy : undefined;
+    const inherited = locked ?? (existing ? this.#version(existing).releasePolicy : undefined);
     if (inherited) return { ...inherited };
     throw VaultErrors.skr(1004);
   }
@@ -697,7 +710,9 @@ export class VaultStore implements ClockTask {
       created: now,
       updated: now,
       ...(latest.tags ? { tags: { ...latest.tags } } : {}),
-      ...(latest.releasePolicy ? { releasePolicy: { ...latest.releasePolicy } } : {}),
+      ...((immutablePolicyOf(key) ?? latest.releasePolicy)
+        ? { releasePolicy: { ...(immutablePolicyOf(key) ?? latest.releasePolicy)! } }
+        : {}),
     });
   }
 
