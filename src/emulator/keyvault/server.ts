@@ -41,6 +41,30 @@ export const SUPPORTED_API_VERSIONS: readonly string[] = [
   '2025-07-01',
 ];
 const LATEST_API_VERSION = '2025-07-01';
+/**
+ * Versions whose answers leave out `attributes.exportable` when it is false: the service's 7.3 answers for a
+ * non-exportable key have no `exportable` field, its 7.4-preview.1 answers say `"exportable": false`
+ * (Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings/node: keys_client__..._key_rotation/
+ * recording_rotatekey_supports_rotating_a_key.json at 7.3, keys_client__create_read_update_and_delete_operations/
+ * recording_can_get_a_specific_version_of_a_key.json at 7.4-preview.1).
+ */
+const NO_EXPORTABLE_FALSE = new Set(['2016-10-01', '7.0', '7.1', '7.2', '7.3-preview', '7.3']);
+
+/** The answer as an older API version shapes it (see NO_EXPORTABLE_FALSE). */
+function forApiVersion(body: unknown, apiVersion: string): unknown {
+  if (!NO_EXPORTABLE_FALSE.has(apiVersion)) return body;
+  const strip = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(strip);
+    else if (typeof v === 'object' && v !== null) {
+      const o = v as Record<string, unknown>;
+      const a = o.attributes as Record<string, unknown> | undefined;
+      if (typeof a === 'object' && a !== null && a.exportable === false) delete a.exportable;
+      Object.values(o).forEach(strip);
+    }
+  };
+  strip(body);
+  return body;
+}
 
 /** App Service managed identity API version (what @azure/msal-node sends). */
 export const MANAGED_IDENTITY_API_VERSION = '2019-08-01';
@@ -236,7 +260,14 @@ export function createVaultHandler(
       const apiVersion = url.searchParams.get('api-version');
       if (!req.headers.authorization) {
         req.resume();
-        throw new EmulatedVaultRequestError(401, 'Unauthorized', 'Request is missing a Bearer or PoP token.');
+        // The service's wording, rule code included (recorded 401 answers in Azure/azure-sdk-for-js
+        // sdk/keyvault/keyvault-keys/recordings/node, e.g. keys_client__..._key_rotation/
+        // recording_rotatekey_supports_rotating_a_key.json).
+        throw new EmulatedVaultRequestError(
+          401,
+          'Unauthorized',
+          'AKV10000: Request is missing a Bearer or PoP token.',
+        );
       }
       const principal = await o.auth.authenticate(req.headers.authorization, o.resource);
       if (!apiVersion) throw VaultErrors.badParameter("The 'api-version' query parameter is missing.");
@@ -260,7 +291,7 @@ export function createVaultHandler(
       if (method === 'GET' || method === 'DELETE') req.resume();
       else body = await readBody(req);
       const result = await r.run(body);
-      send(res, result.status, result.body);
+      send(res, result.status, forApiVersion(result.body, apiVersion));
     } catch (e) {
       if (e instanceof EmulatedVaultRequestError) {
         send(res, e.status, errorBody(e), e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {});

@@ -284,7 +284,11 @@ export class VaultStore implements ClockTask {
       },
       attributes: this.attributesJson(v),
       ...(v.tags ? { tags: { ...v.tags } } : {}),
-      ...(v.releasePolicy ? { release_policy: { ...v.releasePolicy } } : {}),
+      // `immutable` is always stated, false included, as the service answers (recording
+      // recording_can_create_an_exportable_key_and_release_it.json of Azure/azure-sdk-for-js, commit 2b36517d).
+      ...(v.releasePolicy
+        ? { release_policy: { ...v.releasePolicy, immutable: v.releasePolicy.immutable === true } }
+        : {}),
     };
   }
 
@@ -454,6 +458,13 @@ export class VaultStore implements ClockTask {
     const tags = body.tags === undefined ? undefined : parseTags(body.tags);
     let releasePolicy: StoredReleasePolicy | undefined;
     if (body.release_policy !== undefined && body.release_policy !== null) {
+      // An immutable policy refuses any other policy before that policy is even read: the service answers
+      // AKV.SKR.1020 to a different policy that is itself malformed (recording
+      // recording_errors_when_updating_an_immutable_release_policy.json of Azure/azure-sdk-for-js).
+      const sent = body.release_policy as { data?: unknown };
+      if (v.releasePolicy?.immutable && isObject(sent) && sent.data !== v.releasePolicy.data) {
+        throw VaultErrors.skr(1020);
+      }
       const parsed = parseReleasePolicyField(body.release_policy);
       if (!v.exportable) throw VaultErrors.skr(1005);
       const current = v.releasePolicy;
@@ -541,6 +552,11 @@ export class VaultStore implements ClockTask {
 
   listVersions(name: string, query: URLSearchParams, apiVersion: string): ListPage {
     const size = this.#pageSize(query.get('maxresults'));
+    // The versions of a key that does not exist are an empty list, not 404 (recording
+    // keys_client__list_keys_in_various_ways/recording_list_0_versions_of_a_nonexisting_key.json of
+    // Azure/azure-sdk-for-js, commit 53ec4941).
+    const found = this.#keys.get(name.toLowerCase());
+    if (!found || found.deleted) return { value: [], nextLink: null };
     const key = this.#live(name);
     const items = key.versions.map((v) => this.#item(key, v, true));
     return this.#page(
