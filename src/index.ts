@@ -136,6 +136,9 @@ export {
 } from './rotation/policy.js';
 export {
   normalizeRotationPolicyForService,
+  type RotationPolicySeverity,
   type RotationPolicyViolation,
+  rotationPolicyErrors,
+  rotationPolicyWarnings,
   validateRotationPolicy,
 } from './rotation/validate.js';

@@ -23,7 +23,12 @@ import {
   toSdk,
   toServiceJson,
 } from '../rotation/policy.js';
-import { type RotationPolicyViolation, validateRotationPolicy } from '../rotation/validate.js';
+import {
+  type RotationPolicyViolation,
+  rotationPolicyErrors,
+  rotationPolicyWarnings,
+  validateRotationPolicy,
+} from '../rotation/validate.js';
 
 /** A policy file is a few hundred bytes; refuse anything that cannot be one before reading it. */
 const MAX_POLICY_FILE_BYTES = 1 << 20;
@@ -335,11 +340,14 @@ export function registerRotation(program: Command): void {
           print(planToJson(plan, violations));
           return;
         }
-        if (violations.length > 0) {
+        const refused = rotationPolicyErrors(violations);
+        if (refused.length > 0) {
           process.stderr.write(
-            `warning: the service would refuse this policy:\n${formatViolations(violations)}\n`,
+            `warning: the service would refuse this policy:\n${formatViolations(refused)}\n`,
           );
         }
+        const inert = rotationPolicyWarnings(violations);
+        if (inert.length > 0) process.stderr.write(`warning:\n${formatViolations(inert)}\n`);
         process.stdout.write(formatPlan(plan));
       },
     );
@@ -362,10 +370,16 @@ export function registerRotation(program: Command): void {
           : options.keyExpires === undefined
             ? undefined
             : parseInstant(options.keyExpires, '--key-expires');
-        const violations = validateRotationPolicy(policy, keyExpiresOn === undefined ? {} : { keyExpiresOn });
-        if (options.json) print({ valid: violations.length === 0, violations });
-        else if (violations.length === 0) process.stdout.write('policy is valid\n');
-        else process.stdout.write(`policy is invalid:\n${formatViolations(violations)}\n`);
+        const findings = validateRotationPolicy(policy, keyExpiresOn === undefined ? {} : { keyExpiresOn });
+        // Same verdict as `rotation set` and the service: warnings do not make a policy invalid.
+        const violations = rotationPolicyErrors(findings);
+        const warnings = rotationPolicyWarnings(findings);
+        if (options.json) print({ valid: violations.length === 0, violations, warnings });
+        else {
+          if (violations.length === 0) process.stdout.write('policy is valid\n');
+          else process.stdout.write(`policy is invalid:\n${formatViolations(violations)}\n`);
+          if (warnings.length > 0) process.stdout.write(`warnings:\n${formatViolations(warnings)}\n`);
+        }
         if (violations.length > 0) process.exitCode = 1;
       },
     );
@@ -398,8 +412,11 @@ export function registerRotation(program: Command): void {
       } catch {
         keyExpiresOn = undefined;
       }
-      const violations = validateRotationPolicy(policy, keyExpiresOn === undefined ? {} : { keyExpiresOn });
+      const findings = validateRotationPolicy(policy, keyExpiresOn === undefined ? {} : { keyExpiresOn });
+      const violations = rotationPolicyErrors(findings);
       if (violations.length > 0) throw new RotationPolicyInvalidError(violations);
+      const warnings = rotationPolicyWarnings(findings);
+      if (warnings.length > 0) process.stderr.write(`warning:\n${formatViolations(warnings)}\n`);
       try {
         const stored = await client.updateKeyRotationPolicy(key, toSdk(policy));
         print(toServiceJson(fromSdk(stored), { includeMetadata: true }));

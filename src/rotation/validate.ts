@@ -6,8 +6,15 @@
  * - every duration is ISO-8601;
  * - `attributes.expiryTime` is at least 28 days;
  * - a Rotate action happens no earlier than 7 days after creation and no later than 7 days before expiry;
- * - a `timeBeforeExpiry` trigger (any action) is at least 7 days, and needs `attributes.expiryTime` in the
- *   policy and, when the caller knows it, an expiry on the key;
+ * - a `timeBeforeExpiry` trigger (any action) is at least 7 days and needs `attributes.expiryTime` in the
+ *   policy;
+ * - on a key without an expiry date a `timeBeforeExpiry` trigger is only a **warning**: the service stores
+ *   such a policy (recorded answer: PUT `{Rotate timeBeforeExpiry P30D, expiryTime P90D}` on a key created
+ *   without `exp` answers 200 in Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings/node/
+ *   keys_client__create_read_update_and_delete_operations_key_rotation/
+ *   recording_updatekeyrotationpolicy_supports_creating_a_new_rotation_policy_and_fetching_it.json; likewise
+ *   `test_key_rotation_policy[7.3_vault]` in Azure/azure-sdk-for-python sdk/keyvault/azure-keyvault-keys/
+ *   tests/recordings), and the trigger fires once the key version gets an expiry;
  * - Notify only with `timeBeforeExpiry`;
  * - each action has exactly one trigger, and there is at most one action per type.
  *
@@ -44,18 +51,40 @@ export type RotationPolicyViolationCode =
   | 'ROTATION_TOO_LATE'
   | 'TRIGGER_TOO_CLOSE_TO_EXPIRY';
 
+/** `error`: the service refuses the policy. `warning`: the service stores it, but part of it is inert. */
+export type RotationPolicySeverity = 'error' | 'warning';
+
+/** Codes reported as warnings: the service accepts the policy. */
+const WARNING_CODES: ReadonlySet<RotationPolicyViolationCode> = new Set(['KEY_EXPIRY_REQUIRED']);
+
 export interface RotationPolicyViolation extends RotationPolicyViolationDetail {
   /** Service JSON path, e.g. `lifetimeActions[0].trigger.timeAfterCreate` or `attributes.expiryTime`. */
   field: string;
   message: string;
   code: RotationPolicyViolationCode;
+  severity: RotationPolicySeverity;
+}
+
+/** The findings the service refuses a policy for (severity `error`). */
+export function rotationPolicyErrors(
+  violations: readonly RotationPolicyViolation[],
+): RotationPolicyViolation[] {
+  return violations.filter((v) => v.severity === 'error');
+}
+
+/** The findings the service accepts but that make part of the policy inert (severity `warning`). */
+export function rotationPolicyWarnings(
+  violations: readonly RotationPolicyViolation[],
+): RotationPolicyViolation[] {
+  return violations.filter((v) => v.severity === 'warning');
 }
 
 export interface ValidateRotationPolicyOptions {
   /**
-   * Expiry of the key's current version. `null` states the key has no expiry (then `timeBeforeExpiry`
-   * triggers are refused, as the service does); `undefined` means unknown and skips that check. From the
-   * SDK pass `key.properties.expiresOn ?? null`.
+   * Expiry of the key's current version. `null` states the key has no expiry (then each `timeBeforeExpiry`
+   * trigger gets a `KEY_EXPIRY_REQUIRED` warning: the service stores it, it fires once the key has an
+   * expiry); `undefined` means unknown and skips that check. From the SDK pass
+   * `key.properties.expiresOn ?? null`.
    */
   keyExpiresOn?: Date | null;
 }
@@ -65,14 +94,17 @@ function days(ms: number): string {
   return Number.isInteger(value) ? `${value} days` : `${value.toFixed(2)} days`;
 }
 
-/** Every violation of the service's rules; an empty array means the service should accept the policy. */
+/**
+ * Every finding against the service's rules: `severity: 'error'` ones make the service refuse the policy,
+ * `severity: 'warning'` ones do not (see `rotationPolicyErrors`). An empty array means a clean policy.
+ */
 export function validateRotationPolicy(
   policy: RotationPolicy,
   options: ValidateRotationPolicyOptions = {},
 ): RotationPolicyViolation[] {
   const violations: RotationPolicyViolation[] = [];
   const add = (field: string, code: RotationPolicyViolationCode, message: string) => {
-    violations.push({ field, code, message });
+    violations.push({ field, code, message, severity: WARNING_CODES.has(code) ? 'warning' : 'error' });
   };
   const tryParse = (text: string, field: string): Duration | undefined => {
     try {
@@ -177,7 +209,7 @@ export function validateRotationPolicy(
         add(
           beforeField,
           'KEY_EXPIRY_REQUIRED',
-          `${entry.action} with timeBeforeExpiry needs an expiry date on the key; set one on the key first`,
+          `${entry.action} with timeBeforeExpiry does nothing until the key has an expiry date; the service stores the policy, set an expiry on the key for the trigger to fire`,
         );
       }
       if (before !== undefined) {
@@ -211,13 +243,13 @@ export function validateRotationPolicy(
   );
 }
 
-/** Throws `RotationPolicyInvalidError` listing every violation, if there is any. */
+/** Throws `RotationPolicyInvalidError` listing every error (warnings do not throw), if there is any. */
 export function assertValidRotationPolicy(
   policy: RotationPolicy,
   options: ValidateRotationPolicyOptions = {},
 ): void {
-  const violations = validateRotationPolicy(policy, options);
-  if (violations.length > 0) throw new RotationPolicyInvalidError(violations);
+  const errors = rotationPolicyErrors(validateRotationPolicy(policy, options));
+  if (errors.length > 0) throw new RotationPolicyInvalidError(errors);
 }
 
 /**

@@ -148,16 +148,10 @@ test('rotation set: our validation first (nothing sent), then the service refusa
   const policyFile = join(s.dir, 'policy.json');
   await writeFile(policyFile, JSON.stringify(documented));
 
-  // The documented policy's Notify needs an expiry on the key: refused before any change.
-  const refused = await cli(s, [
-    'rotation',
-    'set',
-    'emulator',
-    'noexpiry',
-    '--policy',
-    policyFile,
-    '--emulator',
-  ]);
+  // A policy the service refuses (expiryTime under 28 days): refused before any change.
+  const badFile = join(s.dir, 'bad.json');
+  await writeFile(badFile, JSON.stringify({ ...documented, attributes: { expiryTime: 'P20D' } }));
+  const refused = await cli(s, ['rotation', 'set', 'emulator', 'noexpiry', '--policy', badFile, '--emulator']);
   t.is(refused.code, 1);
   t.regex(refused.stderr, /rotation policy is invalid: .*expir.*\[ERR_ROTATION_POLICY_INVALID\]/);
   const unchanged = await client.getKeyRotationPolicy('noexpiry');
@@ -181,6 +175,31 @@ test('rotation set: our validation first (nothing sent), then the service refusa
   const rotateMissing = await cli(s, ['rotation', 'rotate', 'emulator', 'nokey', '--emulator']);
   t.is(rotateMissing.code, 1);
   t.regex(rotateMissing.stderr, /rotating nokey failed \(404 KeyNotFound\)/);
+});
+
+test('rotation validate and rotation set agree: the README policy on a fresh key without expiry is stored, with a warning', async (t) => {
+  // The service stores a before-expiry trigger on a key without exp (Azure/azure-sdk-for-js
+  // sdk/keyvault/keyvault-keys/recordings/node/keys_client__create_read_update_and_delete_operations_key_rotation/
+  // recording_updatekeyrotationpolicy_supports_creating_a_new_rotation_policy_and_fetching_it.json).
+  const s = await setup(t);
+  const client = s.e.keyClient();
+  await client.createKey('fresh', 'EC', { curve: 'P-256' });
+  const policyFile = join(s.dir, 'policy.json');
+  await writeFile(policyFile, JSON.stringify(documented));
+  const validated = await cli(s, ['rotation', 'validate', '--policy', policyFile, '--key-no-expiry', '--json']);
+  t.is(validated.code, 0, validated.stderr);
+  const verdict = JSON.parse(validated.stdout) as { valid: boolean; warnings: { code: string }[] };
+  t.true(verdict.valid);
+  t.deepEqual(
+    verdict.warnings.map((w) => w.code),
+    ['KEY_EXPIRY_REQUIRED'],
+  );
+  const set = await cli(s, ['rotation', 'set', 'emulator', 'fresh', '--policy', policyFile, '--emulator']);
+  t.is(set.code, 0, set.stderr);
+  t.regex(set.stderr, /warning:[\s\S]*KEY_EXPIRY_REQUIRED/);
+  const stored = await client.getKeyRotationPolicy('fresh');
+  t.truthy(stored.updatedOn);
+  t.is(stored.expiresIn, 'P2Y');
 });
 
 test('--emulator without the emulator environment says what to export', async (t) => {

@@ -31,7 +31,7 @@ test('an unauthenticated request gets 401 with the Key Vault challenge', async (
     `Bearer authorization="https://login.microsoftonline.com/${emu.tenantId}", resource="https://vault.azure.net"`,
   );
   t.deepEqual(JSON.parse(res.body), {
-    error: { code: 'Unauthorized', message: 'Request is missing a Bearer or PoP token.' },
+    error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' },
   });
   const forged = await rawGet(`${emu.vaultUrl}/keys?api-version=7.4`, emu.caPem, {
     authorization: 'Bearer abc.def.ghi',

@@ -112,7 +112,6 @@ test('invalid rotation policies are rejected with a message naming the field', a
       { lifetimeActions: [{ action: 'Rotate', timeAfterCreate: 'P1X' }], expiresIn: 'P1Y' },
     ],
     ['k', 'expiryTime', { lifetimeActions: [{ action: 'Rotate', timeBeforeExpiry: 'P30D' }] }],
-    ['no-exp', 'timeBeforeExpiry', SEED],
   ];
   for (const [name, field, policy] of cases) {
     const err = (await t.throwsAsync(
@@ -373,4 +372,50 @@ test('the virtual clock rotates at timeBeforeExpiry; rotation without a policy s
   await client.createEcKey('plain');
   const rotated = await client.rotateKey('plain');
   t.is(rotated.properties.expiresOn, undefined);
+});
+
+test('a before-expiry trigger on a key without expiry is stored, and fires once the key gets an expiry', async (t) => {
+  // The service stores it: PUT {Rotate timeBeforeExpiry P30D, expiryTime P90D} on a key created without exp
+  // answers 200 (Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings/node/
+  // keys_client__create_read_update_and_delete_operations_key_rotation/
+  // recording_updatekeyrotationpolicy_supports_creating_a_new_rotation_policy_and_fetching_it.json, commit
+  // 49291321dd372ffcc17dad690b7a6dc21769ac43). That it fires once the version has an expiry follows from the
+  // trigger's definition (relative to the version's exp); no recording shows the timing.
+  const emu = await startVault(t, { clock: { start: START, frozen: true } });
+  const client = emu.keyClient();
+  await client.createEcKey('fresh');
+  const seen: EventGridEvent[] = [];
+  emu.events.on((e) => seen.push(e));
+  const stored = await client.updateKeyRotationPolicy('fresh', {
+    lifetimeActions: [
+      { action: 'Rotate', timeBeforeExpiry: 'P30D' },
+      { action: 'Notify', timeBeforeExpiry: 'P10D' },
+    ],
+    expiresIn: 'P90D',
+  });
+  t.truthy(stored.updatedOn);
+  // Without an expiry nothing is due, however long the clock runs.
+  await emu.clock.advance('P1Y');
+  t.is(seen.length, 0);
+  t.is((await collect(client.listPropertiesOfKeyVersions('fresh'))).length, 1);
+  // Give the current version an expiry 60 days out: the rotation is due 30 days before it.
+  const exp = plus(emu.clock.now(), 'P60D');
+  await client.updateKeyProperties('fresh', { expiresOn: exp });
+  await emu.clock.advance('P29D');
+  t.is((await collect(client.listPropertiesOfKeyVersions('fresh'))).length, 1);
+  await emu.clock.advance('P2D');
+  t.is((await collect(client.listPropertiesOfKeyVersions('fresh'))).length, 2);
+  t.true(seen.some((e) => e.eventType === KEY_VAULT_EVENT_TYPES.newVersionCreated));
+});
+
+test('the README rotation policy is accepted on a freshly created key (no expiry)', async (t) => {
+  const emu = await startVault(t, { clock: { start: START, frozen: true } });
+  const client = emu.keyClient();
+  await client.createRsaKey('readme');
+  const set = await client.updateKeyRotationPolicy('readme', SEED);
+  t.is(set.expiresIn, 'P2Y');
+  t.deepEqual(
+    set.lifetimeActions?.map((a) => a.action),
+    ['Rotate', 'Notify'],
+  );
 });

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { rawRequest, startVault } from './helpers/setup.js';
+import { policyBytes } from './helpers/issuer.js';
+import { rawRequest, startVault, startVaultWithIssuer } from './helpers/setup.js';
 
 const raw = (url: string, caPem: string, token: string, method = 'GET', body?: string) =>
   rawRequest(url, caPem, { method, token, ...(body !== undefined ? { body } : {}) });
@@ -95,4 +96,48 @@ test('EmulatorCredential caches tokens per resource and acts as the principal it
   t.is(claims.oid, 'b');
   t.is(claims.aud, 'https://vault.azure.net');
   t.is(claims.tid, emu.tenantId);
+});
+
+test('an unknown api-version is refused like the service: 400 BadParameter naming the version and the latest', async (t) => {
+  // The service's answer, quoted in Azure/azure-sdk-for-python issue 28595: "(BadParameter) The specified
+  // version (7.3) is not recognized. Consider using the latest supported version (7.1)."
+  const emu = await startVault(t);
+  const { token } = await emu.credential.getToken('https://vault.azure.net/.default');
+  const res = await raw(`${emu.vaultUrl}/keys?api-version=7.9`, emu.caPem, token);
+  t.is(res.status, 400);
+  const error = JSON.parse(res.body).error as { code: string; message: string };
+  t.is(error.code, 'BadParameter');
+  t.is(
+    error.message,
+    'The specified version (7.9) is not recognized. Consider using the latest supported version (2025-07-01).',
+  );
+  for (const v of ['7.3', '7.4-preview.1', '7.5', '7.6', '2025-07-01']) {
+    t.is((await raw(`${emu.vaultUrl}/keys?api-version=${v}`, emu.caPem, token)).status, 200, v);
+  }
+});
+
+test('a release with an empty version segment (/keys/{name}//release, as the Python SDK sends) is a versionless release', async (t) => {
+  // Azure/azure-sdk-for-python sdk/keyvault/azure-keyvault-keys/azure/keyvault/keys/_client.py (release_key:
+  // key_version=version or ""); the real service answered 200 to it in Azure/azure-sdk-for-js
+  // recordings/node/keys_client__create_read_update_and_delete_operations_releasekey/
+  // recording_can_create_an_exportable_key_and_release_it.json (replayed in replay.test.ts).
+  const { emu, issuer } = await startVaultWithIssuer(t);
+  const client = emu.keyClient();
+  await client.createRsaKey('rel', {
+    hsm: true,
+    exportable: true,
+    releasePolicy: { encodedPolicy: policyBytes(issuer.url) },
+  });
+  const { token } = await emu.credential.getToken('https://vault.azure.net/.default');
+  const res = await raw(
+    `${emu.vaultUrl}/keys/rel//release?api-version=7.4`,
+    emu.caPem,
+    token,
+    'POST',
+    JSON.stringify({ target: await issuer.token() }),
+  );
+  t.is(res.status, 200, res.body);
+  t.is(typeof JSON.parse(res.body).value, 'string');
+  const other = await raw(`${emu.vaultUrl}/keys/rel//rotate?api-version=7.4`, emu.caPem, token, 'POST');
+  t.is(other.status, 404);
 });

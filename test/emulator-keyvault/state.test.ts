@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -117,4 +117,26 @@ test('100 parallel creates and rotates lose nothing, in memory and on disk', asy
   };
   t.is(saved.keys.length, 51);
   t.is(saved.keys.find((k) => k.name === 'shared')?.versions.length, 51);
+});
+
+test('a state write that fails is reported at once through onStateError, and flush rejects', async (t) => {
+  const dir = await tempDir(t);
+  const stateDir = join(dir, 'gone');
+  const statePath = join(stateDir, 'vault.json');
+  await mkdir(stateDir);
+  const reported: EmulatorStateError[] = [];
+  const emu = await startKeyVaultEmulator({
+    statePath,
+    clock: { frozen: true },
+    onStateError: (e) => reported.push(e),
+  });
+  t.teardown(() => emu.close().catch(() => {}));
+  await emu.flush();
+  // The state directory disappears under the running emulator: every later write fails.
+  await rm(stateDir, { recursive: true, force: true });
+  await emu.keyClient().createEcKey('unsaved');
+  const error = await t.throwsAsync(emu.flush(), { instanceOf: EmulatorStateError });
+  t.regex(error?.message ?? '', /could not be written/);
+  t.true(reported.length >= 1);
+  t.true(reported.every((e) => e instanceof EmulatorStateError && e.message.includes(statePath)));
 });

@@ -163,3 +163,34 @@ test('mangled SevSnpVm requests are refused with 400', async (t) => {
   );
   t.pass();
 });
+
+test('the minimum TCB applies to version-2 SNP reports too, with the product taken from the VCEK', async (t) => {
+  // Version-2 reports have no CPUID fields (AMD SEV-SNP ABI spec 56860, report version 2 vs 3), so the product
+  // (Milan, Genoa, Turin) is known only from the VCEK's productName extension. Without that, an old-TCB
+  // version-2 report skipped the minimum. No recorded MAA answer for this case exists: the 400 `minimum-tcb`
+  // mirrors the emulator's own answer for version-3 reports.
+  const server = await maa(t, { amd, akCa });
+  const { EmulatedSevGuestPlatform } = await import('../../src/emulator/emulated-sev-guest.js');
+  const { buildSevSnpVmRequest } = await import('../../src/maa/requests.js');
+  const { olderTcb } = await import('../../src/emulator/amd.js');
+  const { parseSnpReport } = await import('../../src/snp/report.js');
+  const guest = await EmulatedSevGuestPlatform.create({ amd });
+  const evidence = await guest.collectEvidence();
+  const reportData = parseSnpReport(evidence.report).reportData;
+  const send = async (tcb: Parameters<typeof amd.signReport>[0]) => {
+    const report = await amd.signReport({ version: 2, policy: 0x30000n, reportData, ...tcb });
+    t.is(parseSnpReport(report).product, undefined);
+    const chain = (await amd.chainFor(report))!;
+    const body = buildSevSnpVmRequest({ ...evidence, report, vcekCertChain: chain });
+    const res = await httpsRequest(new URL(`${server.url}/attest/SevSnpVm?api-version=2022-08-01`), {
+      method: 'POST',
+      body: JSON.stringify(body),
+      ca: server.caPem,
+    });
+    return { status: res.status, json: JSON.parse(res.body.toString()) as { error?: { check?: string } } };
+  };
+  t.is((await send({})).status, 200);
+  const old = await send({ tcb: olderTcb(amd.product, amd.tcb) });
+  t.is(old.status, 400);
+  t.is(old.json.error?.check, 'minimum-tcb');
+});

@@ -119,12 +119,15 @@ test('cvm-skr rotation plan prints the documented example plan', async (t) => {
     '--json',
   ]);
   t.is(json.code, 0, json.stderr);
-  const parsed = JSON.parse(json.stdout) as { rotation: { at: string }; violations: Array<{ code: string }> };
+  const parsed = JSON.parse(json.stdout) as {
+    rotation: { at: string };
+    violations: Array<{ code: string; severity: string }>;
+  };
   t.is(parsed.rotation.at, '2026-07-31T00:00:00.000Z');
-  // no --expires: the key has no expiry, which the service refuses for a Notify
+  // no --expires: the key has no expiry; the service stores the Notify, which stays inert (a warning)
   t.deepEqual(
-    parsed.violations.map((v) => v.code),
-    ['KEY_EXPIRY_REQUIRED'],
+    parsed.violations.map((v) => [v.code, v.severity]),
+    [['KEY_EXPIRY_REQUIRED', 'warning']],
   );
 });
 

@@ -8,6 +8,8 @@ import {
   DEFAULT_NOTIFY_BEFORE_EXPIRY,
   normalizeRotationPolicyForService,
   type RotationPolicyViolation,
+  rotationPolicyErrors,
+  rotationPolicyWarnings,
   validateRotationPolicy,
 } from '../../src/rotation/validate.js';
 
@@ -166,12 +168,21 @@ test('rule: rotate-before-expiry and Notify need expiryTime in the policy', (t) 
   t.is(only(t, both).code, 'EXPIRY_TIME_REQUIRED');
 });
 
-test('rule: rotate-before-expiry and Notify need an expiry on the key when it is known', (t) => {
+test('a before-expiry trigger on a key without expiry is a warning, not an error: the service stores it', (t) => {
+  // Recorded: the service answers 200 to PUT {Rotate timeBeforeExpiry P30D, expiryTime P90D} on a key created
+  // without exp (Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings/node/
+  // keys_client__create_read_update_and_delete_operations_key_rotation/
+  // recording_updatekeyrotationpolicy_supports_creating_a_new_rotation_policy_and_fetching_it.json, commit
+  // 49291321dd372ffcc17dad690b7a6dc21769ac43).
   const violations = validateRotationPolicy(documented, { keyExpiresOn: null });
   const v = only(t, violations);
   t.is(v.code, 'KEY_EXPIRY_REQUIRED');
+  t.is(v.severity, 'warning');
   t.is(v.field, 'lifetimeActions[1].trigger.timeBeforeExpiry');
-  t.regex(v.message, /expiry date on the key/);
+  t.regex(v.message, /until the key has an expiry date/);
+  t.deepEqual(rotationPolicyErrors(violations), []);
+  t.deepEqual(rotationPolicyWarnings(violations), [v]);
+  t.notThrows(() => assertValidRotationPolicy(documented, { keyExpiresOn: null }));
   t.deepEqual(
     validateRotationPolicy(
       { lifetimeActions: [{ action: 'Rotate', timeAfterCreate: 'P90D' }] },

@@ -158,7 +158,7 @@ export class VaultAuth {
   /** Verifies a bearer token of a vault request; throws the service's 401 when it is not acceptable. */
   async authenticate(authorization: string | undefined, resource: string): Promise<Principal> {
     const match = /^Bearer\s+([A-Za-z0-9._-]+)$/i.exec(authorization ?? '');
-    if (!match) throw unauthorized('Request is missing a Bearer or PoP token.');
+    if (!match) throw unauthorized('AKV10000: Request is missing a Bearer or PoP token.');
     try {
       const { payload } = await jwtVerify(match[1]!, this.#publicKey, {
         algorithms: ['ES256'],

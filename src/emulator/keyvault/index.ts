@@ -74,6 +74,11 @@ export interface KeyVaultEmulatorOptions {
   ca?: EmulatorCa;
   /** Persist vault state to this file (atomic writes). Default: memory only. */
   statePath?: string;
+  /**
+   * Called with an `EmulatorStateError` whenever writing the state file fails (the change stays in memory;
+   * `flush()` and `close()` also reject). Default: a warning on stderr.
+   */
+  onStateError?: (error: EmulatorStateError) => void;
   /** A clock to share, or options for a new one. */
   clock?: VirtualClock | VirtualClockOptions;
   /** Vault name in events and messages. Default `emulator`. */
@@ -265,11 +270,23 @@ export async function startKeyVaultEmulator(
   }
   if (options.statePath) {
     const caSaved = ca.toJSON();
-    writer = new StateWriter(options.statePath, () => ({
-      ca: caSaved,
-      keys: store.snapshot(),
-      secret: identitySecret,
-    }));
+    const onStateError =
+      options.onStateError ??
+      ((e: EmulatorStateError) => {
+        process.stderr.write(`cvm-skr emulator: warning: ${e.message}: ${String((e.cause as Error)?.message ?? '')}\n`);
+      });
+    writer = new StateWriter(
+      options.statePath,
+      () => ({ ca: caSaved, keys: store.snapshot(), secret: identitySecret }),
+      (e) =>
+        onStateError(
+          e instanceof EmulatorStateError
+            ? e
+            : new EmulatorStateError(`state file ${options.statePath} could not be written`, options.statePath!, {
+                cause: e,
+              }),
+        ),
+    );
     // Persist the CA at once so a client trusting caPem keeps working after a restart.
     writer.schedule();
   }

@@ -16,6 +16,57 @@ import { VaultErrors } from './vault-error.js';
 
 /** Largest request body accepted. */
 const MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * Key Vault data-plane API versions the emulator answers. The service refuses any other with 400
+ * `BadParameter` "The specified version (X) is not recognized. Consider using the latest supported version
+ * (Y)." (a real answer quoted in Azure/azure-sdk-for-python issue 28595). The list is the versions the
+ * official SDKs send: the JS SDK's `KnownVersions` (7.5, 7.6-preview.2, 7.6, 2025-07-01) and the older
+ * ones its recordings were made with (7.3, 7.4-preview.1; Azure/azure-sdk-for-js
+ * sdk/keyvault/keyvault-keys/recordings/node).
+ */
+export const SUPPORTED_API_VERSIONS: readonly string[] = [
+  '2016-10-01',
+  '7.0',
+  '7.1',
+  '7.2',
+  '7.3-preview',
+  '7.3',
+  '7.4-preview.1',
+  '7.4',
+  '7.5-preview.1',
+  '7.5',
+  '7.6-preview.1',
+  '7.6-preview.2',
+  '7.6',
+  '2025-06-01-preview',
+  '2025-07-01',
+];
+const LATEST_API_VERSION = '2025-07-01';
+/**
+ * Versions whose answers leave out `attributes.exportable` when it is false: the service's 7.3 answers for a
+ * non-exportable key have no `exportable` field, its 7.4-preview.1 answers say `"exportable": false`
+ * (Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings/node: keys_client__..._key_rotation/
+ * recording_rotatekey_supports_rotating_a_key.json at 7.3, keys_client__create_read_update_and_delete_operations/
+ * recording_can_get_a_specific_version_of_a_key.json at 7.4-preview.1).
+ */
+const NO_EXPORTABLE_FALSE = new Set(['2016-10-01', '7.0', '7.1', '7.2', '7.3-preview', '7.3']);
+
+/** The answer as an older API version shapes it (see NO_EXPORTABLE_FALSE). */
+function forApiVersion(body: unknown, apiVersion: string): unknown {
+  if (!NO_EXPORTABLE_FALSE.has(apiVersion)) return body;
+  const strip = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(strip);
+    else if (typeof v === 'object' && v !== null) {
+      const o = v as Record<string, unknown>;
+      const a = o.attributes as Record<string, unknown> | undefined;
+      if (typeof a === 'object' && a !== null && a.exportable === false) delete a.exportable;
+      Object.values(o).forEach(strip);
+    }
+  };
+  strip(body);
+  return body;
+}
+
 /** App Service managed identity API version (what @azure/msal-node sends). */
 export const MANAGED_IDENTITY_API_VERSION = '2019-08-01';
 
@@ -109,8 +160,7 @@ function route(
         ? { permission: 'list', run: () => ok(store.listKeys(query, apiVersion)) }
         : undefined;
     }
-    if (a === undefined || a === '') {
-      if (parts.length > 3) return undefined;
+    if (a === undefined || (a === '' && parts.length === 3)) {
       switch (method) {
         case 'GET':
           return { permission: 'get', run: () => ok(store.getKey(name)) };
@@ -154,9 +204,15 @@ function route(
       return undefined;
     }
     if (b === 'release' && parts.length === 4 && method === 'POST') {
+      // An empty version segment (`/keys/{name}//release`) is a versionless release: the Python SDK sends it
+      // (Azure/azure-sdk-for-python sdk/keyvault/azure-keyvault-keys/azure/keyvault/keys/_client.py,
+      // `release_key`: `key_version=version or ""`), and so did the JS SDK when the service answered 200
+      // (recording keys_client__create_read_update_and_delete_operations_releasekey/
+      // recording_can_create_an_exportable_key_and_release_it.json in Azure/azure-sdk-for-js).
+      const version = a === '' ? undefined : a;
       return {
         permission: 'release',
-        run: async (body) => ok(await releaseKey(o.release, name, a, body, apiVersion)),
+        run: async (body) => ok(await releaseKey(o.release, name, version, body, apiVersion)),
       };
     }
     return undefined;
@@ -209,10 +265,23 @@ export function createVaultHandler(
       const apiVersion = url.searchParams.get('api-version');
       if (!req.headers.authorization) {
         req.resume();
-        throw new EmulatedVaultRequestError(401, 'Unauthorized', 'Request is missing a Bearer or PoP token.');
+        // The service's wording, rule code included (recorded 401 answers in Azure/azure-sdk-for-js
+        // sdk/keyvault/keyvault-keys/recordings/node, e.g. keys_client__..._key_rotation/
+        // recording_rotatekey_supports_rotating_a_key.json).
+        throw new EmulatedVaultRequestError(
+          401,
+          'Unauthorized',
+          'AKV10000: Request is missing a Bearer or PoP token.',
+        );
       }
       const principal = await o.auth.authenticate(req.headers.authorization, o.resource);
       if (!apiVersion) throw VaultErrors.badParameter("The 'api-version' query parameter is missing.");
+      if (!SUPPORTED_API_VERSIONS.includes(apiVersion)) {
+        req.resume();
+        throw VaultErrors.badParameter(
+          `The specified version (${apiVersion}) is not recognized. Consider using the latest supported version (${LATEST_API_VERSION}).`,
+        );
+      }
       const r = route(o, method, parts, url.searchParams, apiVersion);
       if (!r) {
         req.resume();
@@ -227,7 +296,7 @@ export function createVaultHandler(
       if (method === 'GET' || method === 'DELETE') req.resume();
       else body = await readBody(req);
       const result = await r.run(body);
-      send(res, result.status, result.body);
+      send(res, result.status, forApiVersion(result.body, apiVersion));
     } catch (e) {
       if (e instanceof EmulatedVaultRequestError) {
         send(res, e.status, errorBody(e), e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {});

@@ -109,7 +109,16 @@ export async function loadVaultState(path: string): Promise<VaultState | undefin
 export async function writeVaultState(path: string, state: VaultState): Promise<void> {
   const body = JSON.stringify({ format: STATE_FORMAT, version: STATE_VERSION, ...state });
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o600);
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(tmp, 'wx', 0o600);
+  } catch (cause) {
+    throw new EmulatorStateError(
+      `state file ${path} could not be written: check that its directory exists and is writable`,
+      path,
+      { cause },
+    );
+  }
   try {
     await fh.writeFile(body, 'utf8');
     await fh.sync();
@@ -138,9 +147,13 @@ export class StateWriter {
   #dirty = false;
   #lastError: unknown;
 
-  constructor(path: string, snapshot: () => VaultState) {
+  readonly #onError: (error: unknown) => void;
+
+  /** `onError` hears of every failed write at once (a write failure is never silent). */
+  constructor(path: string, snapshot: () => VaultState, onError: (error: unknown) => void = () => {}) {
     this.path = path;
     this.#snapshot = snapshot;
+    this.#onError = onError;
   }
 
   /** The last write failure, if the most recent write failed. */
@@ -162,6 +175,11 @@ export class StateWriter {
           this.#lastError = undefined;
         } catch (e) {
           this.#lastError = e;
+          try {
+            this.#onError(e);
+          } catch {
+            // A failing listener must not stop later writes.
+          }
         }
       }
     } finally {

@@ -18,6 +18,7 @@ import { fromServiceJson, type RotationLifetimeAction, toServiceJson } from '../
 import {
   DEFAULT_NOTIFY_BEFORE_EXPIRY,
   normalizeRotationPolicyForService,
+  rotationPolicyErrors,
   validateRotationPolicy,
 } from '../../rotation/validate.js';
 import type { ClockTask, VirtualClock } from './clock.js';
@@ -189,6 +190,15 @@ function parseReleasePolicyField(
   };
 }
 
+/** The newest immutable release policy of any version of the key, if one was ever set. */
+function immutablePolicyOf(key: StoredKey): StoredReleasePolicy | undefined {
+  for (let i = key.versions.length - 1; i >= 0; i--) {
+    const p = key.versions[i]!.releasePolicy;
+    if (p?.immutable) return p;
+  }
+  return undefined;
+}
+
 function checkName(name: string): void {
   if (!KEY_NAME.test(name)) {
     throw VaultErrors.badParameter(
@@ -279,7 +289,11 @@ export class VaultStore implements ClockTask {
       },
       attributes: this.attributesJson(v),
       ...(v.tags ? { tags: { ...v.tags } } : {}),
-      ...(v.releasePolicy ? { release_policy: { ...v.releasePolicy } } : {}),
+      // `immutable` is always stated, false included, as the service answers (recording
+      // recording_can_create_an_exportable_key_and_release_it.json of Azure/azure-sdk-for-js, commit 2b36517d).
+      ...(v.releasePolicy
+        ? { release_policy: { ...v.releasePolicy, immutable: v.releasePolicy.immutable === true } }
+        : {}),
     };
   }
 
@@ -322,8 +336,12 @@ export class VaultStore implements ClockTask {
     existing: StoredKey | undefined,
   ): StoredReleasePolicy | undefined {
     const parsed = parseReleasePolicyField(policyField);
+    // An immutable policy binds every later version: none may drop it (a non-exportable version), replace it
+    // or make it mutable. Rotation copies it (rotateKey).
+    const locked = existing ? immutablePolicyOf(existing) : undefined;
     if (!exportable) {
       if (parsed) throw VaultErrors.skr(1005);
+      if (locked) throw VaultErrors.skr(1020, 'A new version must keep it: create it exportable.');
       return undefined;
     }
     if (!kty.endsWith('-HSM')) {
@@ -332,12 +350,12 @@ export class VaultStore implements ClockTask {
       );
     }
     if (parsed) {
-      const previous = existing ? this.#version(existing).releasePolicy : undefined;
-      if (previous?.immutable && previous.data !== parsed.stored.data) throw VaultErrors.skr(1020);
+      if (locked && (locked.data !== parsed.stored.data || parsed.stored.immutable !== true))
+        throw VaultErrors.skr(1020);
       return parsed.stored;
     }
     // A new version of an exportable key keeps the key's policy; only the first version must bring one.
-    const inherited = existing ? this.#version(existing).releasePolicy : undefined;
+    const inherited = locked ?? (existing ? this.#version(existing).releasePolicy : undefined);
     if (inherited) return { ...inherited };
     throw VaultErrors.skr(1004);
   }
@@ -455,6 +473,13 @@ export class VaultStore implements ClockTask {
     const tags = body.tags === undefined ? undefined : parseTags(body.tags);
     let releasePolicy: StoredReleasePolicy | undefined;
     if (body.release_policy !== undefined && body.release_policy !== null) {
+      // An immutable policy refuses any other policy before that policy is even read: the service answers
+      // AKV.SKR.1020 to a different policy that is itself malformed (recording
+      // recording_errors_when_updating_an_immutable_release_policy.json of Azure/azure-sdk-for-js).
+      const sent = body.release_policy as { data?: unknown };
+      if (v.releasePolicy?.immutable && isObject(sent) && sent.data !== v.releasePolicy.data) {
+        throw VaultErrors.skr(1020);
+      }
       const parsed = parseReleasePolicyField(body.release_policy);
       if (!v.exportable) throw VaultErrors.skr(1005);
       const current = v.releasePolicy;
@@ -542,6 +567,11 @@ export class VaultStore implements ClockTask {
 
   listVersions(name: string, query: URLSearchParams, apiVersion: string): ListPage {
     const size = this.#pageSize(query.get('maxresults'));
+    // The versions of a key that does not exist are an empty list, not 404 (recording
+    // keys_client__list_keys_in_various_ways/recording_list_0_versions_of_a_nonexisting_key.json of
+    // Azure/azure-sdk-for-js, commit 53ec4941).
+    const found = this.#keys.get(name.toLowerCase());
+    if (!found || found.deleted) return { value: [], nextLink: null };
     const key = this.#live(name);
     const items = key.versions.map((v) => this.#item(key, v, true));
     return this.#page(
@@ -679,9 +709,12 @@ export class VaultStore implements ClockTask {
       throw cause;
     }
     const current = this.#version(key);
-    const violations = validateRotationPolicy(parsed, {
-      keyExpiresOn: current.exp !== undefined ? new Date(current.exp * 1000) : null,
-    });
+    // Warnings (a before-expiry trigger on a key without expiry) are stored, as the service does.
+    const violations = rotationPolicyErrors(
+      validateRotationPolicy(parsed, {
+        keyExpiresOn: current.exp !== undefined ? new Date(current.exp * 1000) : null,
+      }),
+    );
     if (violations.length > 0) {
       throw VaultErrors.badParameter(
         `Invalid rotation policy: ${violations.map((v) => `${v.field}: ${v.message}`).join('; ')}.`,
@@ -733,7 +766,9 @@ export class VaultStore implements ClockTask {
       created: now,
       updated: now,
       ...(latest.tags ? { tags: { ...latest.tags } } : {}),
-      ...(latest.releasePolicy ? { releasePolicy: { ...latest.releasePolicy } } : {}),
+      ...((immutablePolicyOf(key) ?? latest.releasePolicy)
+        ? { releasePolicy: { ...(immutablePolicyOf(key) ?? latest.releasePolicy)! } }
+        : {}),
     });
   }
 

@@ -27,6 +27,7 @@ import {
   QuoteNonceError,
   QuoteSignatureError,
   RuntimeDataBindingError,
+  SnpTcbTooLowError,
   TransferKeyCertifyError,
   VcekChainMissingError,
 } from '../../errors.js';
@@ -237,6 +238,7 @@ export async function verifySevSnpVmRequest(
   });
   const snp = snpResult(result);
   const checks = snp.checks;
+  checkMinimumFromVcek(checks, ctx, report, snp);
   runCheck(checks, 'runtime-data-binding', () => {
     const digest = createHash('sha256').update(runtimeBytes).digest();
     if (!bytesEqual(digest, report.reportData.subarray(0, 32)) || !isAllZero(report.reportData, 32)) {
@@ -263,8 +265,37 @@ function parseReport(bytes: Uint8Array): SnpReport {
 }
 
 function minimumForReport(ctx: EvidenceContext, report: SnpReport): TcbMinimum | undefined {
-  // Version-2 reports do not name their product; the verifier then takes it from the VCEK.
+  // Version-2 reports do not name their product; the verifier then takes it from the VCEK, and
+  // checkMinimumFromVcek applies the minimum once the product is known.
   return report.product === undefined ? undefined : minimumFor(ctx, report.product);
+}
+
+/**
+ * The minimum TCB for a report that does not name its product (version 2): the product is the one the
+ * verifier took from the VCEK (its productName extension), so old-TCB version-2 evidence is refused like
+ * version-3 evidence (400 `minimum-tcb`).
+ */
+function checkMinimumFromVcek(
+  checks: EvidenceCheck[],
+  ctx: EvidenceContext,
+  report: SnpReport,
+  snp: VerifiedSnp,
+): void {
+  if (report.product !== undefined) return;
+  const minimum = minimumFor(ctx, snp.product);
+  if (minimum === undefined) return;
+  runCheck(checks, 'minimum-tcb', () => {
+    if (!meetsMinimum(snp.tcb, minimum, snp.product)) {
+      throw new SnpTcbTooLowError(
+        `reported_tcb is below the minimum for ${snp.product} (product taken from the VCEK: the version-2 report does not name it)`,
+        'minimum-tcb',
+      );
+    }
+    return {
+      detail: `reported_tcb meets the ${snp.product} minimum (product from the VCEK)`,
+      value: undefined,
+    };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -411,6 +442,7 @@ export async function verifyAzureGuestRequest(
   }
   const checks = verified.checks;
   const snp: VerifiedSnp = snpResult(verified.snp);
+  checkMinimumFromVcek(checks, ctx, report, snp);
 
   runCheck(checks, 'ak-match', () => {
     if (!sameKey(verified.akPub, akKey)) {
