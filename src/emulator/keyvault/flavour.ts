@@ -31,6 +31,12 @@ export interface FlavourFacts {
   readonly rng: boolean;
   /** Name in messages: "key vault" or "managed HSM". */
   readonly label: string;
+  /**
+   * The 401 challenge to a request without a token carries an error body. Managed HSM answers with an empty
+   * body (Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings, the Managed HSM getRandomBytes
+   * recording in test/fixtures/kv-recordings/random-bytes-out-of-range.json); a vault sends AKV10000.
+   */
+  readonly challengeBody: boolean;
 }
 
 const FACTS: Record<VaultFlavour, FlavourFacts> = {
@@ -42,6 +48,7 @@ const FACTS: Record<VaultFlavour, FlavourFacts> = {
     importsAsHsm: false,
     rng: false,
     label: 'key vault',
+    challengeBody: true,
   },
   managedhsm: {
     flavour: 'managedhsm',
@@ -51,6 +58,7 @@ const FACTS: Record<VaultFlavour, FlavourFacts> = {
     importsAsHsm: true,
     rng: true,
     label: 'managed HSM',
+    challengeBody: false,
   },
 };
 

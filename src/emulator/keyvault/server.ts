@@ -299,7 +299,13 @@ export function createVaultHandler(
       send(res, result.status, forApiVersion(result.body, apiVersion));
     } catch (e) {
       if (e instanceof EmulatedVaultRequestError) {
-        send(res, e.status, errorBody(e), e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {});
+        const challenge = e.status === 401 && !req.headers.authorization;
+        send(
+          res,
+          e.status,
+          challenge && !o.dataPlane.flavour.challengeBody ? undefined : errorBody(e),
+          e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {},
+        );
         return;
       }
       if (e instanceof InvalidArgumentError) {
