@@ -104,6 +104,22 @@ export class DevicePermissionError extends DeviceError {
   static override code = 'ERR_DEVICE_PERMISSION';
 }
 
+/**
+ * A TPM path names something that is neither a character device nor a Unix socket (a regular file, a
+ * directory, a FIFO): refused before anything is written to it. `fileType` says what it is.
+ */
+export class NotATpmError extends InvalidArgumentError {
+  static override code = 'ERR_NOT_A_TPM';
+  readonly path: string;
+  readonly fileType: string;
+
+  constructor(message: string, details: { path: string; fileType: string }, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.path = details.path;
+    this.fileType = details.fileType;
+  }
+}
+
 /** A transport was used after `close()`, or closed while a command was queued or in flight. */
 export class TransportClosedError extends CvmSkrError {
   static override code = 'ERR_TRANSPORT_CLOSED';
