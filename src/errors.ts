@@ -41,6 +41,22 @@ export class AbortError extends CvmSkrError {
   static override code = 'ERR_ABORTED';
 }
 
+/** A call ran out of its time (`timeoutMs`, the CLI's `--timeout`). `timeoutMs` says which limit. */
+export class TimeoutError extends AbortError {
+  static override code = 'ERR_TIMEOUT';
+  readonly timeoutMs: number;
+
+  constructor(message: string, details: { timeoutMs: number }, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.timeoutMs = details.timeoutMs;
+  }
+}
+
+/** A `SecureKeyRelease` (or another client) was used after its `close()`. */
+export class ClosedError extends CvmSkrError {
+  static override code = 'ERR_CLOSED';
+}
+
 /** A remote service answered with an error: its HTTP status and its own error code, when it gave one. */
 export class ServiceAnswerError extends CvmSkrError {
   static override code = 'ERR_SERVICE_ANSWER';

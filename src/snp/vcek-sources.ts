@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AbortError, InvalidArgumentError, VcekFetchError } from '../errors.js';
+import { deadline } from '../util/abort.js';
 import { toHex } from './bytes.js';
 import { loadSnpCertificates, type SnpCertificates, type ThimCertificates } from './certificates.js';
 import type { SnpReport } from './report.js';
@@ -23,14 +24,16 @@ async function httpGet(
   what: string,
   options: HttpOptions,
 ): Promise<Response> {
-  const timeout = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
+  // Not AbortSignal.any + AbortSignal.timeout: garbage collection can drop that timeout (see util/abort.ts).
+  // The deadline stays armed after the headers, so it also bounds reading the body; it detaches itself.
+  const limit = deadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, [options.signal], `${what} timed out`);
   let response: Response;
   try {
-    response = await fetch(url, { headers, signal, redirect: 'error' });
+    response = await fetch(url, { headers, signal: limit.signal, redirect: 'error' });
   } catch (error) {
+    limit.dispose();
     if (options.signal?.aborted) throw new AbortError(`${what} request was aborted`, { cause: error });
-    if (timeout.aborted)
+    if (limit.timedOut)
       throw new VcekFetchError(`${what} did not answer within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
     throw new VcekFetchError(`${what} at ${new URL(url).origin} is unreachable`, undefined, { cause: error });
   }
