@@ -10,6 +10,7 @@ interface CheckedOptions {
   tokenRefreshMarginMs?: unknown;
   currentVersionTtlMs?: unknown;
   retry?: { maxRetries?: unknown; baseDelayMs?: unknown; maxDelayMs?: unknown };
+  onRetry?: unknown;
 }
 
 export function checkReleaseOptions(options: CheckedOptions | undefined): void {
@@ -25,6 +26,8 @@ export function checkReleaseOptions(options: CheckedOptions | undefined): void {
   checkMs(options.timeoutMs, 'timeoutMs');
   checkMs(options.tokenRefreshMarginMs, 'tokenRefreshMarginMs', { allowZero: true });
   checkMs(options.currentVersionTtlMs, 'currentVersionTtlMs', { allowZero: true });
+  if (options.onRetry !== undefined && typeof options.onRetry !== 'function')
+    throw new InvalidArgumentError('onRetry must be a function');
   const retry = options.retry;
   if (retry === undefined) return;
   if (typeof retry !== 'object' || retry === null)

@@ -66,6 +66,18 @@ export interface SecureKeyReleaseOptions {
   tokenRefreshMarginMs?: number;
   /** How long a versionless key id keeps resolving to the version last released. Default 60 000 ms. */
   currentVersionTtlMs?: number;
+  /** Told before each retry (attestation, or a Key Vault request), e.g. to show progress. Must not throw. */
+  onRetry?: (event: RetryEvent) => void;
+}
+
+export interface RetryEvent {
+  step: 'attestation' | 'key-vault';
+  /** The attempt that failed, from 1. */
+  attempt: number;
+  /** Why it failed: HTTP status or error code. */
+  reason: string;
+  /** Wait before the next attempt, when this library chooses it (the Azure SDK chooses its own). */
+  delayMs?: number;
 }
 
 export interface ReleasedKeyAttributes {
@@ -441,7 +453,14 @@ export class SecureKeyRelease {
             );
           }
           if (isRetryableStatus(error.status) && attempt < maxRetries && !signal.aborted) {
-            await sleep(backoffDelay(attempt, retry), signal);
+            const delayMs = backoffDelay(attempt, retry);
+            notify(this.#options.onRetry, {
+              step: 'attestation',
+              attempt: attempt + 1,
+              reason: error.status === undefined ? 'no answer' : `HTTP ${error.status}`,
+              delayMs,
+            });
+            await sleep(delayMs, signal);
             continue;
           }
         }
@@ -460,7 +479,10 @@ export class SecureKeyRelease {
         ...this.#options.vaultOptions,
         additionalPolicies: [
           ...(this.#options.vaultOptions?.additionalPolicies ?? []),
-          { policy: requestTimeoutPolicy(KEYVAULT_REQUEST_TIMEOUT_MS), position: 'perRetry' },
+          {
+            policy: attemptPolicy(KEYVAULT_REQUEST_TIMEOUT_MS, this.#options.onRetry),
+            position: 'perRetry',
+          },
         ],
         // The pipeline's own policies retry 408/429/5xx and network errors with jittered exponential backoff
         // and honour Retry-After; they do not retry 400/401/403.
@@ -639,13 +661,37 @@ export async function openDetectedPlatform(): Promise<AttestationPlatform> {
   );
 }
 
-/** Gives every Key Vault HTTP attempt a timeout unless the caller set one (core-rest-pipeline `request.timeout`). */
-function requestTimeoutPolicy(timeoutMs: number): PipelinePolicy {
+function notify(onRetry: SecureKeyReleaseOptions['onRetry'], event: RetryEvent): void {
+  try {
+    onRetry?.(event);
+  } catch {
+    // A progress callback must not change the outcome of a release.
+  }
+}
+
+/**
+ * Runs once per Key Vault HTTP attempt (core-rest-pipeline `perRetry` position, inside the SDK's retry
+ * policy, which resends the same request object): gives each attempt a timeout unless the caller set one
+ * (`request.timeout`), and reports the attempts that are retried.
+ */
+function attemptPolicy(timeoutMs: number, onRetry: SecureKeyReleaseOptions['onRetry']): PipelinePolicy {
+  const failures = new WeakMap<object, { attempt: number; reason: string }>();
   return {
-    name: 'cvmSkrRequestTimeout',
-    sendRequest(request, next) {
+    name: 'cvmSkrAttempt',
+    async sendRequest(request, next) {
       if (!request.timeout) request.timeout = timeoutMs;
-      return next(request);
+      const previous = failures.get(request);
+      if (previous) notify(onRetry, { step: 'key-vault', ...previous });
+      const attempt = (previous?.attempt ?? 0) + 1;
+      try {
+        const response = await next(request);
+        if (response.status === 408 || response.status === 429 || response.status >= 500)
+          failures.set(request, { attempt, reason: `HTTP ${response.status}` });
+        return response;
+      } catch (error) {
+        failures.set(request, { attempt, reason: (error as { code?: string }).code ?? 'no answer' });
+        throw error;
+      }
     },
   };
 }
