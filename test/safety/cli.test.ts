@@ -5,9 +5,10 @@
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 
 interface Run {
@@ -16,12 +17,15 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const TSX = import.meta.resolve('tsx');
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      { env: { ...process.env, ...env }, timeout: 100_000 },
+      ['--import', TSX, path.join(ROOT, 'src/cli/main.ts'), ...args],
+      { env: { ...process.env, ...env }, timeout: 100_000, cwd },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
         resolve({ code, stdout, stderr });
@@ -169,4 +173,25 @@ test('first run with an empty key cache says it is generating the emulated AMD r
   const result = await cli(['attest', '--emulator', '--platform', 'sev-guest'], { CVM_SKR_EMULATOR_CACHE: dir });
   t.is(result.code, 0, result.stderr);
   t.regex(result.stderr, /first run: generating emulated AMD root keys for Milan/);
+});
+
+test('the README command examples that need no network or vault run as written and exit 0', async (t) => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const commands = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
+    .flatMap((m) => m[1]!.replace(/\\\n\s*/g, ' ').split('\n'))
+    .map((line) => line.replace(/\s+#.*$/, '').trim())
+    .filter((line) => line.startsWith('npx cvm-skr '));
+  const offline = commands.filter((c) =>
+    /^npx cvm-skr (doctor|verify-report|rotation validate|rotation plan --policy)/.test(c),
+  );
+  t.true(offline.length >= 5, offline.join('\n'));
+  // Run where the README's policy.json exists and its fixture paths resolve.
+  const dir = await tempDir(t);
+  const policy = /as `policy.json`:\n\n```json\n([\s\S]*?)```/.exec(readme)![1]!;
+  await writeFile(path.join(dir, 'policy.json'), policy);
+  await symlink(path.join(ROOT, 'test'), path.join(dir, 'test'));
+  for (const command of offline) {
+    const result = await cli(command.split(/\s+/).slice(2), {}, dir);
+    t.is(result.code, 0, `${command}\n${result.stderr}`);
+  }
 });
