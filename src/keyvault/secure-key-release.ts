@@ -6,7 +6,6 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { TokenCredential } from '@azure/core-auth';
-import type { PipelinePolicy } from '@azure/core-rest-pipeline';
 import { DefaultAzureCredential } from '@azure/identity';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import {
@@ -25,6 +24,7 @@ import { detectPlatform } from '../hal/detect.js';
 import type { AttestationPlatform } from '../hal/types.js';
 import { AttestationClient, type AttestationResult } from '../maa/client.js';
 import { callerSignal, type CancelOptions, deadline, raceAbort, throwIfAborted } from '../util/abort.js';
+import { attemptPolicy } from './attempt-policy.js';
 import { checkKeyIdScheme, type KeyRef, parseKeyRef } from './key-id.js';
 import type { ReleaseEncryption } from './key-wrap.js';
 import { checkReleaseOptions } from './options.js';
@@ -667,31 +667,4 @@ function notify(onRetry: SecureKeyReleaseOptions['onRetry'], event: RetryEvent):
   } catch {
     // A progress callback must not change the outcome of a release.
   }
-}
-
-/**
- * Runs once per Key Vault HTTP attempt (core-rest-pipeline `perRetry` position, inside the SDK's retry
- * policy, which resends the same request object): gives each attempt a timeout unless the caller set one
- * (`request.timeout`), and reports the attempts that are retried.
- */
-function attemptPolicy(timeoutMs: number, onRetry: SecureKeyReleaseOptions['onRetry']): PipelinePolicy {
-  const failures = new WeakMap<object, { attempt: number; reason: string }>();
-  return {
-    name: 'cvmSkrAttempt',
-    async sendRequest(request, next) {
-      if (!request.timeout) request.timeout = timeoutMs;
-      const previous = failures.get(request);
-      if (previous) notify(onRetry, { step: 'key-vault', ...previous });
-      const attempt = (previous?.attempt ?? 0) + 1;
-      try {
-        const response = await next(request);
-        if (response.status === 408 || response.status === 429 || response.status >= 500)
-          failures.set(request, { attempt, reason: `HTTP ${response.status}` });
-        return response;
-      } catch (error) {
-        failures.set(request, { attempt, reason: (error as { code?: string }).code ?? 'no answer' });
-        throw error;
-      }
-    },
-  };
 }

@@ -6,10 +6,12 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
+import { EmulatorCa } from '../../src/emulator/ca.js';
 
 interface Run {
   code: number;
@@ -194,4 +196,29 @@ test('the README command examples that need no network or vault run as written a
     const result = await cli(command.split(/\s+/).slice(2), {}, dir);
     t.is(result.code, 0, `${command}\n${result.stderr}`);
   }
+});
+
+test('release --timeout ends a call to an attestation endpoint that accepts and never answers, exit 3', async (t) => {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  const dir = await tempDir(t);
+  const caFile = path.join(dir, 'ca.pem');
+  await writeFile(caFile, (await EmulatorCa.create()).certPem);
+  const port = (server.address() as { port: number }).port;
+  const result = await cli(['release', 'https://v.example/keys/k', '--emulator', '--timeout', '1'], {
+    CVM_SKR_ATTESTATION_URL: `https://127.0.0.1:${port}`,
+    CVM_SKR_CA_FILE: caFile,
+    IDENTITY_ENDPOINT: 'http://127.0.0.1:9/msi/token',
+    IDENTITY_HEADER: 'unused',
+  });
+  t.is(result.code, 3, result.stderr);
+  t.true(sockets.length >= 1, 'the attestation request reached the silent server');
+  t.regex(result.stderr, /^cvm-skr: releasing k from https:\/\/v\.example/m, 'progress before the long step');
+  t.regex(result.stderr, /^cvm-skr: no key within 1 s \(--timeout\).*\[ERR_TIMEOUT\]$/m);
+  t.notRegex(result.stderr, /timeoutMs/, 'the message names the CLI flag, not the API option');
 });
