@@ -46,7 +46,8 @@ const program = new Command('cvm-skr')
     },
     ...(json ? { writeErr: (text: string) => process.stdout.write(text) } : {}),
   })
-  .showHelpAfterError('(run with --help for usage)');
+  // With --json, stdout carries exactly one JSON document.
+  .showHelpAfterError(json ? false : '(run with --help for usage)');
 
 registerAttest(program);
 registerDoctor(program);

@@ -89,6 +89,14 @@ test('invalid JSON in --claims is one coded line, exit 2; --verbose adds the cau
   t.notRegex(verbose.stderr, /\n\s+at /);
 });
 
+test('with --json a usage error is one JSON document on stdout', async (t) => {
+  const result = await cli(['doctor', '--json', '--bogus']);
+  t.is(result.code, 2);
+  t.is(result.stderr, '');
+  const body = JSON.parse(result.stdout) as { error: { code: string; exitCode: number } };
+  t.deepEqual([body.error.code, body.error.exitCode], ['ERR_USAGE', 2]);
+});
+
 test('with --json an error is printed as JSON on stdout and nothing on stderr', async (t) => {
   const dir = await tempDir(t);
   const result = await cli(['policy', 'check', '--policy', path.join(dir, 'none'), '--claims', 'x', '--json']);

@@ -94,3 +94,14 @@ test('cvm-skr attest --tpm <regular file> fails with ERR_NOT_A_TPM and does not 
   t.notRegex(error.stderr, /\n\s+at /, 'no stack trace');
   await assertUntouched(t, file);
 });
+
+test('cvm-skr release --tpm <regular file> fails with ERR_NOT_A_TPM and does not write to it', async (t) => {
+  if (!addonLoads) return t.pass('the native addon is not loaded here');
+  const file = await victim(t);
+  const error = (await t.throwsAsync(
+    run(process.execPath, [...cli, 'release', 'https://v.example/keys/k', '--endpoint', 'https://127.0.0.1:9', '--tpm', file]),
+  )) as unknown as { stderr: string; code: number };
+  t.is(error.code, 2, 'a wrong path is a usage error');
+  t.regex(error.stderr, /ERR_NOT_A_TPM/);
+  await assertUntouched(t, file);
+});
