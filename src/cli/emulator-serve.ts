@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import { parseProduct } from './emulator.js';
+import { noteKeyGeneration, parseProduct } from './emulator.js';
 
 interface ServeOptions {
   port?: string;
@@ -49,6 +49,7 @@ export function registerEmulatorServe(emulator: Command): void {
       const product = parseProduct(options.product);
       const port = parsePort(options.port, '--port');
       const attestationPort = parsePort(options.attestationPort, '--attestation-port');
+      await noteKeyGeneration(product, options.cache !== false);
       const e = await startEmulator({
         ...(port !== undefined ? { port } : {}),
         ...(attestationPort !== undefined ? { attestationPort } : {}),
