@@ -342,6 +342,15 @@ class OpenWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     Napi::Env env = Env();
+    if (result_.not_tpm != nullptr) {
+      Napi::Error error =
+          MakeError(env, path_ + " is a " + result_.not_tpm + ", not a TPM character device or Unix socket",
+                    "not-tpm");
+      error.Set("path", Napi::String::New(env, path_));
+      error.Set("fileType", Napi::String::New(env, result_.not_tpm));
+      deferred_.Reject(error.Value());
+      return;
+    }
     if (result_.fd < 0) {
       deferred_.Reject(MakeSystemError(env, result_.err, result_.syscall, path_).Value());
       return;

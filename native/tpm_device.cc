@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +61,15 @@ OpenResult ConnectUnixSocket(const std::string& path) {
   return result;
 }
 
+const char* FileTypeName(mode_t mode) {
+  if (S_ISREG(mode)) return "regular file";
+  if (S_ISDIR(mode)) return "directory";
+  if (S_ISFIFO(mode)) return "FIFO";
+  if (S_ISBLK(mode)) return "block device";
+  if (S_ISLNK(mode)) return "symbolic link";
+  return "file of unknown type";
+}
+
 }  // namespace
 
 uint32_t FrameSize(const uint8_t* frame) {
@@ -69,11 +79,31 @@ uint32_t FrameSize(const uint8_t* frame) {
 
 OpenResult OpenTpmPath(const std::string& path) {
   OpenResult result;
+  // A first look before open(2): a directory or a read-only regular file would otherwise fail with EISDIR or
+  // EACCES, which reads like "wrong permissions" rather than "not a TPM".
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && !S_ISCHR(st.st_mode) && !S_ISSOCK(st.st_mode)) {
+    result.not_tpm = FileTypeName(st.st_mode);
+    return result;
+  }
   int fd;
   do {
     fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   } while (fd < 0 && errno == EINTR);
   if (fd >= 0) {
+    // The check that counts: the path may have been replaced between stat(2) and open(2), so the opened fd
+    // itself must be a character device before the first write.
+    if (fstat(fd, &st) != 0) {
+      result.err = errno;
+      result.syscall = "fstat";
+      close(fd);
+      return result;
+    }
+    if (!S_ISCHR(st.st_mode)) {
+      result.not_tpm = FileTypeName(st.st_mode);
+      close(fd);
+      return result;
+    }
     result.fd = fd;
     return result;
   }

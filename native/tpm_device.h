@@ -28,10 +28,14 @@ struct OpenResult {
   bool is_socket = false;
   int err = 0;
   const char* syscall = "";
+  // Set (with fd -1) when the path is neither a character device nor a Unix socket: "regular file", ...
+  const char* not_tpm = nullptr;
 };
 
 // Opens `path`: a character device with open(2), or, when open(2) says ENXIO (a socket file), a Unix stream
-// socket with connect(2). The fd is O_CLOEXEC and non-blocking; waits happen in poll(2).
+// socket with connect(2). The fd is O_CLOEXEC and non-blocking; waits happen in poll(2). Anything else (a
+// regular file, a directory, a FIFO, a block device) is refused with `not_tpm` set, checked with fstat(2) on
+// the opened fd before anything is written, so a mistyped path never receives a TPM command.
 OpenResult OpenTpmPath(const std::string& path);
 
 // Uint32 big-endian size from a TPM header.

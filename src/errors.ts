@@ -41,6 +41,22 @@ export class AbortError extends CvmSkrError {
   static override code = 'ERR_ABORTED';
 }
 
+/** A call ran out of its time (`timeoutMs`, the CLI's `--timeout`). `timeoutMs` says which limit. */
+export class TimeoutError extends AbortError {
+  static override code = 'ERR_TIMEOUT';
+  readonly timeoutMs: number;
+
+  constructor(message: string, details: { timeoutMs: number }, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.timeoutMs = details.timeoutMs;
+  }
+}
+
+/** A `SecureKeyRelease` (or another client) was used after its `close()`. */
+export class ClosedError extends CvmSkrError {
+  static override code = 'ERR_CLOSED';
+}
+
 /** A remote service answered with an error: its HTTP status and its own error code, when it gave one. */
 export class ServiceAnswerError extends CvmSkrError {
   static override code = 'ERR_SERVICE_ANSWER';
@@ -102,6 +118,22 @@ export class DeviceNotFoundError extends DeviceError {
 /** The process may not open the device (EACCES, EPERM). */
 export class DevicePermissionError extends DeviceError {
   static override code = 'ERR_DEVICE_PERMISSION';
+}
+
+/**
+ * A TPM path names something that is neither a character device nor a Unix socket (a regular file, a
+ * directory, a FIFO): refused before anything is written to it. `fileType` says what it is.
+ */
+export class NotATpmError extends InvalidArgumentError {
+  static override code = 'ERR_NOT_A_TPM';
+  readonly path: string;
+  readonly fileType: string;
+
+  constructor(message: string, details: { path: string; fileType: string }, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.path = details.path;
+    this.fileType = details.fileType;
+  }
 }
 
 /** A transport was used after `close()`, or closed while a command was queued or in flight. */

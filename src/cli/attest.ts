@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { JWTPayload } from 'jose';
 import { EmulatedAkCa } from '../emulator/ak-ca.js';
@@ -6,11 +5,13 @@ import { EmulatedAmd } from '../emulator/amd.js';
 import { EmulatedSevGuestPlatform } from '../emulator/emulated-sev-guest.js';
 import { EmulatedAzureVtpmPlatform } from '../emulator/emulated-vtpm.js';
 import { startAttestationEmulator } from '../emulator/maa/server.js';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, TimeoutError } from '../errors.js';
 import { AzureVtpmPlatform } from '../hal/platforms/azure-vtpm.js';
 import type { AttestationPlatform } from '../hal/types.js';
 import { attest } from '../maa/client.js';
-import { openTpmTarget, parseHexBytes, parseProduct } from './emulator.js';
+import { deadline } from '../util/abort.js';
+import { noteKeyGeneration, openTpmTarget, parseHexBytes, parseProduct } from './emulator.js';
+import { parseTimeout, progress, readInput } from './io.js';
 
 interface AttestCliOptions {
   emulator?: boolean;
@@ -23,6 +24,7 @@ interface AttestCliOptions {
   cache?: boolean;
   json?: boolean;
   token?: boolean;
+  timeout?: string;
 }
 
 export interface AttestCliResult {
@@ -57,6 +59,7 @@ export function registerAttest(program: Command): void {
     .option('--no-cache', 'emulator: fresh 2048-bit emulator roots in memory instead of the key cache')
     .option('--json', 'print JSON: endpoint, protocol, expiry and claims')
     .option('--token', 'also print the token itself (it is a bearer credential for key release)')
+    .option('--timeout <seconds>', 'give up on the attestation service after this long (default 60)')
     .action(async (options: AttestCliOptions) => {
       const result = await runAttest(options);
       if (options.json) {
@@ -76,15 +79,19 @@ export function registerAttest(program: Command): void {
 export async function runAttest(options: AttestCliOptions): Promise<AttestCliResult> {
   const nonce = options.nonce === undefined ? undefined : parseHexBytes(options.nonce, '--nonce', 64);
   const product = parseProduct(options.product);
+  const timeoutMs = parseTimeout(options.timeout) ?? 60_000;
+  if (options.platform !== undefined && !['azure-vtpm', 'sev-guest'].includes(options.platform))
+    throw new InvalidArgumentError(`--platform must be azure-vtpm or sev-guest, not ${options.platform}`);
   const cache = options.cache === false ? ({ cache: false, rootKeyBits: 2048 } as const) : {};
   const cleanup: (() => Promise<void>)[] = [];
   try {
     let endpoint = options.endpoint;
-    let ca = options.ca === undefined ? undefined : await readFile(options.ca, 'utf8');
+    let ca = options.ca === undefined ? undefined : await readInput(options.ca, '--ca', 'utf8');
     let platform: AttestationPlatform;
     if (options.emulator) {
       if (options.endpoint !== undefined)
         throw new InvalidArgumentError('--emulator runs its own service; drop --endpoint');
+      await noteKeyGeneration(product, options.cache !== false);
       const amd = await EmulatedAmd.load({ ...(product ? { product } : {}), ...cache });
       const akCa = await EmulatedAkCa.load(options.cache === false ? { cache: false } : {});
       const server = await startAttestationEmulator({ amd, akCa });
@@ -114,11 +121,22 @@ export async function runAttest(options: AttestCliOptions): Promise<AttestCliRes
         options.tpm === undefined ? await AzureVtpmPlatform.open() : await openVtpm(options.tpm, cleanup);
     }
     cleanup.unshift(() => platform.close());
-    const result = await attest(platform, {
-      endpoint,
-      ...(ca === undefined ? {} : { ca }),
-      ...(nonce === undefined ? {} : { nonce }),
-    });
+    progress(`attesting ${platform.kind} with ${endpoint}`);
+    const limit = deadline(timeoutMs, [], `no token within ${timeoutMs / 1000} s (--timeout)`);
+    let result: Awaited<ReturnType<typeof attest>>;
+    try {
+      result = await attest(platform, {
+        endpoint,
+        ...(ca === undefined ? {} : { ca }),
+        ...(nonce === undefined ? {} : { nonce }),
+        signal: limit.signal,
+      });
+    } catch (error) {
+      if (limit.timedOut) throw limit.signal.reason as TimeoutError;
+      throw error;
+    } finally {
+      limit.dispose();
+    }
     return {
       endpoint,
       protocol: result.protocol,

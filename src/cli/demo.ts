@@ -2,6 +2,7 @@ import { randomBytes, sign, verify, createPublicKey } from 'node:crypto';
 import type { Command } from 'commander';
 import { CvmSkrError, ReleaseDeniedError } from '../errors.js';
 import type { AttestationPlatform } from '../hal/types.js';
+import { noteKeyGeneration } from './emulator.js';
 
 export interface DemoStep {
   name: string;
@@ -203,6 +204,7 @@ export function registerDemo(program: Command): void {
     )
     .option('--no-swtpm', 'skip the step through a real TPM 2.0 (swtpm)')
     .action(async (options: DemoOptions) => {
+      await noteKeyGeneration(undefined, options.cache !== false);
       if (!options.json) {
         process.stdout.write(
           'cvm-skr demo: Secure Key Release on the embedded emulator (no hardware, no network)\n\n',

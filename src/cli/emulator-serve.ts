@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import { parseProduct } from './emulator.js';
+import { noteKeyGeneration, parseProduct } from './emulator.js';
 
 interface ServeOptions {
   port?: string;
@@ -67,6 +67,7 @@ export function registerEmulatorServe(emulator: Command): void {
       const attestationPort = parsePort(options.attestationPort, '--attestation-port');
       const flavour = parseServeFlavour(options.flavour);
       const imdsPort = parsePort(options.imdsPort, '--imds-port');
+      await noteKeyGeneration(product, options.cache !== false);
       const e = await startEmulator({
         ...(port !== undefined ? { port } : {}),
         ...(attestationPort !== undefined ? { attestationPort } : {}),

@@ -1,3 +1,5 @@
+import { access } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { emulatorCacheDir } from '../emulator/cache.js';
 import { provisionSwtpmAsAzureVtpm } from '../emulator/provision-swtpm.js';
@@ -5,12 +7,33 @@ import { InvalidArgumentError } from '../errors.js';
 import { openTpm } from '../hal/open-tpm.js';
 import type { TpmTransport } from '../hal/types.js';
 import type { SnpProduct } from '../snp/tcb.js';
+import { progress } from './io.js';
 
 const PRODUCTS: readonly SnpProduct[] = ['Milan', 'Genoa', 'Turin'];
 
 /** `host:port` goes to the TCP transport, anything else (Unix socket, device) to the native one. */
 export function openTpmTarget(target: string): Promise<TpmTransport> {
   return /^[^/]+:\d+$/.test(target) ? openTpm({ tcp: target }) : openTpm({ path: target });
+}
+
+/**
+ * Says on stderr when the emulated AMD root keys are about to be generated (RSA-4096: seconds), so a first
+ * run does not look hung. The file name is the one src/emulator/amd.ts caches them under.
+ */
+export async function noteKeyGeneration(product: SnpProduct | undefined, cached: boolean): Promise<void> {
+  const name = (product ?? 'Milan').toLowerCase();
+  if (!cached) {
+    progress('generating in-memory emulator root keys (--no-cache)');
+    return;
+  }
+  const dir = emulatorCacheDir();
+  const present = await access(path.join(dir, `emulated-amd-${name}-rsa4096.json`)).then(
+    () => true,
+    () => false,
+  );
+  if (!present) {
+    progress(`first run: generating emulated AMD root keys for ${product ?? 'Milan'} (takes seconds; cached in ${dir})`);
+  }
 }
 
 export function parseProduct(value: string | undefined): SnpProduct | undefined {
@@ -60,6 +83,7 @@ export function registerEmulator(program: Command): Command {
         userData.set(parseHexBytes(options.userData, '--user-data', 64));
       }
       const noCache = options.cache === false;
+      await noteKeyGeneration(product, !noCache);
       const transport = await openTpmTarget(options.tpm);
       try {
         const result = await provisionSwtpmAsAzureVtpm(transport, {

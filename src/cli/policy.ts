@@ -1,12 +1,13 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { decodeJwt } from 'jose';
-import { InvalidArgumentError, MalformedDataError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import {
   evaluateReleasePolicy,
   parseReleasePolicy,
   type ReleasePolicyEvaluation,
 } from '../keyvault/release-policy.js';
+import { EXIT } from './exit.js';
+import { readInput, readJsonInput } from './io.js';
 
 interface PolicyCheckOptions {
   policy: string;
@@ -17,7 +18,7 @@ interface PolicyCheckOptions {
 
 /** Reads a release policy file: the policy JSON itself, or its base64url form as stored on a key. */
 async function readPolicy(file: string) {
-  const text = (await readFile(file, 'utf8')).trim();
+  const text = (await readInput(file, '--policy', 'utf8')).trim();
   return parseReleasePolicy(text.startsWith('{') ? text : Buffer.from(text, 'base64url'));
 }
 
@@ -26,19 +27,19 @@ async function readClaims(options: PolicyCheckOptions): Promise<Record<string, u
     throw new InvalidArgumentError('give exactly one of --token <jwt|file> or --claims <file>');
   }
   if (options.claims !== undefined) {
-    const parsed: unknown = JSON.parse(await readFile(options.claims, 'utf8'));
+    const parsed = await readJsonInput(options.claims, '--claims');
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new MalformedDataError('--claims must hold a JSON object of token claims');
+      throw new InvalidArgumentError('--claims must hold a JSON object of token claims');
     }
     return parsed as Record<string, unknown>;
   }
   const token = options.token!.includes('.')
     ? options.token!
-    : (await readFile(options.token!, 'utf8')).trim();
+    : (await readInput(options.token!, '--token', 'utf8')).trim();
   try {
     return decodeJwt(token);
   } catch (error) {
-    throw new MalformedDataError('--token is not a JWT', { cause: error });
+    throw new InvalidArgumentError('--token is not a JWT (three base64url parts)', { cause: error });
   }
 }
 
@@ -72,6 +73,6 @@ export function registerPolicy(program: Command): void {
       process.stdout.write(
         options.json ? `${JSON.stringify(evaluation, null, 2)}\n` : formatEvaluation(evaluation),
       );
-      if (!evaluation.allowed) process.exitCode = 1;
+      if (!evaluation.allowed) process.exitCode = EXIT.negative;
     });
 }

@@ -1,11 +1,13 @@
 import { createHash, createPublicKey } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, TimeoutError } from '../errors.js';
 import type { AttestationPlatform } from '../hal/types.js';
+import { parseKeyRef } from '../keyvault/key-id.js';
 import { isReleaseEncryption } from '../keyvault/key-wrap.js';
 import type { ReleasedKey } from '../keyvault/secure-key-release.js';
-import { openTpmTarget } from './emulator.js';
+import { noteKeyGeneration, openTpmTarget } from './emulator.js';
+import { checkOutPath, parseTimeout, progress, readInput } from './io.js';
 
 interface ReleaseCliOptions {
   emulator?: boolean;
@@ -16,6 +18,7 @@ interface ReleaseCliOptions {
   enc?: string;
   out?: string;
   json?: boolean;
+  timeout?: string;
 }
 
 /** What may be shown about a released key: identity and public facts, never the key. */
@@ -55,7 +58,7 @@ async function emulatorSettings(options: ReleaseCliOptions) {
       '--emulator talks to a running "cvm-skr emulator": export the variables it prints (CVM_SKR_ATTESTATION_URL, CVM_SKR_CA_FILE, IDENTITY_ENDPOINT, IDENTITY_HEADER)',
     );
   }
-  return { endpoint, ca: await readFile(caFile, 'utf8') };
+  return { endpoint, ca: await readInput(caFile, options.ca ? '--ca' : '$CVM_SKR_CA_FILE', 'utf8') };
 }
 
 export function registerRelease(program: Command): void {
@@ -75,10 +78,21 @@ export function registerRelease(program: Command): void {
     .option('--enc <alg>', 'RSA_AES_KEY_WRAP_256 (default), RSA_AES_KEY_WRAP_384 or CKM_RSA_AES_KEY_WRAP')
     .option('--out <file>', 'write the released key there (PKCS#8 PEM, or raw bytes for oct), mode 0600')
     .option('--json', 'print JSON')
+    .option('--timeout <seconds>', 'give up after this long, attestation and release included (default 60)')
     .action(async (keyId: string, options: ReleaseCliOptions) => {
+      // Everything the user typed is checked before any device, network or key release is touched.
+      const ref = parseKeyRef(keyId);
+      if (!ref.vaultUrl.startsWith('https:'))
+        throw new InvalidArgumentError(`${keyId}: Key Vault is reached over https only`);
       if (options.enc !== undefined && !isReleaseEncryption(options.enc)) {
-        throw new InvalidArgumentError(`--enc ${options.enc} is not a release algorithm`);
+        throw new InvalidArgumentError(
+          `--enc ${options.enc} is not one of RSA_AES_KEY_WRAP_256, RSA_AES_KEY_WRAP_384, CKM_RSA_AES_KEY_WRAP`,
+        );
       }
+      if (options.platform !== undefined && !['azure-vtpm', 'sev-guest'].includes(options.platform))
+        throw new InvalidArgumentError(`--platform must be azure-vtpm or sev-guest, not ${options.platform}`);
+      const timeoutMs = parseTimeout(options.timeout);
+      if (options.out !== undefined) await checkOutPath(options.out);
       const { SecureKeyRelease } = await import('../keyvault/secure-key-release.js');
       const cleanup: (() => Promise<void>)[] = [];
       try {
@@ -92,13 +106,14 @@ export function registerRelease(program: Command): void {
           platform = vtpm;
         }
         let endpoint = options.endpoint ?? process.env.CVM_SKR_ATTESTATION_URL;
-        let ca = options.ca ? await readFile(options.ca, 'utf8') : undefined;
+        let ca = options.ca ? await readInput(options.ca, '--ca', 'utf8') : undefined;
         let credential;
         if (options.emulator) {
           ({ endpoint, ca } = await emulatorSettings(options));
           const { ManagedIdentityCredential } = await import('@azure/identity');
           credential = new ManagedIdentityCredential();
           if (platform === 'auto') {
+            await noteKeyGeneration(undefined, true);
             if (options.platform === 'sev-guest') {
               const { EmulatedSevGuestPlatform } = await import('../emulator/emulated-sev-guest.js');
               platform = await EmulatedSevGuestPlatform.create();
@@ -120,6 +135,11 @@ export function registerRelease(program: Command): void {
           ...(credential ? { credential } : {}),
           platform,
           ...(options.enc ? { enc: options.enc as 'RSA_AES_KEY_WRAP_256' } : {}),
+          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+          onRetry: (r) =>
+            progress(
+              `${r.step === 'attestation' ? 'attestation' : 'Key Vault'} attempt ${r.attempt} failed (${r.reason}); retrying${r.delayMs !== undefined ? ` in ${r.delayMs} ms` : ''}`,
+            ),
           ...(options.emulator
             ? {
                 vaultOptions: {
@@ -130,12 +150,30 @@ export function registerRelease(program: Command): void {
             : {}),
         });
         cleanup.unshift(() => skr.close());
-        const released = await skr.releaseKey(keyId);
+        progress(`releasing ${ref.name} from ${ref.vaultUrl} (attestation with ${endpoint} first)`);
+        let released: ReleasedKey;
+        try {
+          released = await skr.releaseKey(keyId);
+        } catch (error) {
+          if (error instanceof TimeoutError) {
+            throw new TimeoutError(
+              `no key within ${error.timeoutMs / 1000} s (--timeout): ${error.message.replace(/ \(timeoutMs\)/, '')}`,
+              { timeoutMs: error.timeoutMs },
+              { cause: error },
+            );
+          }
+          throw error;
+        }
         if (options.out) {
           const bytes = exportForFile(released);
           try {
             // wx: never overwrite an existing file with key material; 0600 from the first byte.
             await writeFile(options.out, bytes, { mode: 0o600, flag: 'wx' });
+          } catch (error) {
+            throw new InvalidArgumentError(
+              `--out ${options.out}: the key was released but could not be written (${(error as NodeJS.ErrnoException).code ?? 'error'}); it is not kept anywhere else`,
+              { cause: error },
+            );
           } finally {
             bytes.fill(0);
           }

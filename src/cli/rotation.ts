@@ -4,6 +4,7 @@
  * `cvm-skr emulator`), mirroring
  * `az keyvault key rotation-policy show|update --value policy.json` and `az keyvault key rotate`.
  */
+import { parseTimeout } from './io.js';
 import { open, readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
@@ -124,6 +125,8 @@ export interface VaultConnectionOptions {
   ca?: string;
   /** Accept a challenge whose resource does not match the vault host (private endpoints, proxies). */
   disableChallengeResourceVerification?: boolean;
+  /** `--timeout <seconds>`: bound of each HTTP request to the vault (and its token), retries apart. */
+  timeout?: string;
 }
 
 /**
@@ -201,6 +204,7 @@ async function readCa(path: string, option: string): Promise<string> {
 
 export async function keyClientFor(vault: string, options: VaultConnectionOptions = {}) {
   const url = vaultUrl(vault, options);
+  const timeoutMs = parseTimeout(options.timeout) ?? 30_000;
   const [{ KeyClient }, identity, { rootCertificates }] = await Promise.all([
     import('@azure/keyvault-keys'),
     import('@azure/identity'),
@@ -223,6 +227,19 @@ export async function keyClientFor(vault: string, options: VaultConnectionOption
     ? new identity.ManagedIdentityCredential()
     : new identity.DefaultAzureCredential();
   return new KeyClient(url, credential, {
+    // The SDK sets no request timeout: a vault that accepts and never answers would hang the command.
+    additionalPolicies: [
+      {
+        position: 'perRetry',
+        policy: {
+          name: 'cvmSkrCliTimeout',
+          sendRequest: (request, next) => {
+            request.timeout ||= timeoutMs;
+            return next(request);
+          },
+        },
+      },
+    ],
     ...(ca ? { tlsOptions: { ca: [...rootCertificates, ca] } } : {}),
     ...(options.emulator && url.startsWith('http:') ? { allowInsecureConnection: true } : {}),
     ...(options.emulator || options.disableChallengeResourceVerification
@@ -245,7 +262,8 @@ function withVaultOptions(command: Command): Command {
     .option(
       '--disable-challenge-resource-verification',
       'accept an auth challenge for another resource than the vault host (private endpoints, proxies)',
-    );
+    )
+    .option('--timeout <seconds>', 'give up on each request to the vault after this long (default 30)');
 }
 
 function print(value: unknown): void {

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CvmSkrError, type EvidenceCheck, InvalidArgumentError } from '../errors.js';
 import { checkHclBinding } from '../hcl/binding.js';
@@ -8,6 +7,8 @@ import type { SnpCertificateSource } from '../snp/certificates.js';
 import { parseSnpReport, SNP_REPORT_SIZE, type SnpReport } from '../snp/report.js';
 import { productFromName, type SnpProduct, type TcbVersion } from '../snp/tcb.js';
 import { runCheck, verifySnpReportInto } from '../snp/verify.js';
+import { EXIT } from './exit.js';
+import { parseTimeout, progress, readInput } from './io.js';
 
 interface VerifyReportOptions {
   certs?: string;
@@ -18,6 +19,7 @@ interface VerifyReportOptions {
   now?: string;
   allowDebug?: boolean;
   json?: boolean;
+  timeout?: string;
 }
 
 /** The machine-readable result of `verify-report --json`. */
@@ -141,17 +143,25 @@ export function registerVerifyReport(program: Command): void {
     .option('--now <time>', 'ISO time at which certificates must be valid (default: now)')
     .option('--allow-debug', 'accept a guest policy that allows debugging')
     .option('--json', 'print a machine-readable result')
+    .option('--timeout <seconds>', 'with --fetch: give up on each certificate request after this long (default 10)')
     .action(async (file: string, options: VerifyReportOptions) => {
+      // Flags first: a wrong value is refused before any file is read or any request goes out.
+      if (options.product !== undefined && productFromName(options.product) === undefined)
+        throw new InvalidArgumentError(`--product must be Milan, Genoa or Turin, not ${options.product}`);
+      const timeoutMs = parseTimeout(options.timeout);
       let now: Date | undefined;
       if (options.now !== undefined) {
         now = new Date(options.now);
         if (Number.isNaN(now.getTime()))
           throw new InvalidArgumentError(`--now ${options.now} is not an ISO time`);
       }
-      const bytes = await readFile(file);
+      const bytes = await readInput(file, 'report file');
       let certificates: SnpCertificateSource | undefined =
-        options.certs === undefined ? undefined : await readFile(options.certs);
-      if (certificates === undefined && options.fetch) certificates = await fetchCertificates(bytes, options);
+        options.certs === undefined ? undefined : await readInput(options.certs, '--certs');
+      if (certificates === undefined && options.fetch) {
+        progress('fetching the VCEK and its chain (--fetch)');
+        certificates = await fetchCertificates(bytes, options, timeoutMs);
+      }
       const result = verifyReportBytes(bytes, {
         ...(certificates === undefined ? {} : { certificates }),
         ...(now === undefined ? {} : { now }),
@@ -168,7 +178,7 @@ export function registerVerifyReport(program: Command): void {
           `${result.ok ? 'OK' : 'REJECTED'}: ${result.kind.toUpperCase()} report${what ? ` (${what})` : ''}\n`,
         );
       }
-      if (!result.ok) process.exitCode = 1;
+      if (!result.ok) process.exitCode = EXIT.negative;
     });
 }
 
@@ -176,6 +186,7 @@ export function registerVerifyReport(program: Command): void {
 async function fetchCertificates(
   bytes: Uint8Array,
   options: VerifyReportOptions,
+  timeoutMs: number | undefined,
 ): Promise<SnpCertificateSource | undefined> {
   let report: SnpReport | undefined;
   try {
@@ -195,6 +206,7 @@ async function fetchCertificates(
   const fetcher = new VcekFetcher({
     ...(options.thimUrl === undefined ? {} : { thimUrl: options.thimUrl }),
     ...(options.kdsUrl === undefined ? {} : { kdsBaseUrl: options.kdsUrl }),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
   });
   const fetched = await fetcher.certificatesFor(report, product === undefined ? {} : { product });
   return fetched.certificates;

@@ -33,13 +33,15 @@ export interface NativeAddon {
 
 /** Error shape of addon rejections: `kind` classifies; system errors add errno/syscall/path. */
 export interface NativeError extends Error {
-  kind?: 'system' | 'timeout' | 'closed' | 'eof' | 'protocol' | 'invalid' | 'unsupported';
+  kind?: 'system' | 'timeout' | 'closed' | 'eof' | 'protocol' | 'invalid' | 'unsupported' | 'not-tpm';
   errno?: number;
   syscall?: string;
   path?: string;
   firmwareError?: number;
   vmmError?: number;
   detail?: string;
+  /** For `not-tpm`: what the path is instead ("regular file", "directory", ...). */
+  fileType?: string;
 }
 
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));

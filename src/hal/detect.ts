@@ -149,7 +149,11 @@ export async function detectPlatform(options: DetectOptions = {}): Promise<Platf
   let hclReportIndex: 'defined' | 'undefined' | 'unknown' | undefined;
   let vtpmReason: string;
   let vtpmAvailable = false;
-  if (!tpm.exists) {
+  const tpmKind = tpm.mode?.[0];
+  if (tpm.exists && tpmKind !== 'c' && tpmKind !== 's') {
+    // Never probed: a TPM command written into a regular file would overwrite its first bytes.
+    vtpmReason = `${tpmPath} is not a TPM (${tpm.mode}): give a TPM character device or a swtpm Unix socket`;
+  } else if (!tpm.exists) {
     vtpmReason = `${tpmPath} not found: no vTPM (not an Azure confidential VM, or the TPM driver is not loaded)`;
   } else if (!tpm.readable || !tpm.writable) {
     vtpmReason = `${tpmPath} exists but this process may not open it (${tpm.mode}); run as root or join the device's group (usually "tss")`;

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import net from 'node:net';
 import {
   DeviceError,
@@ -8,6 +9,7 @@ import {
   TransportError,
   TransportTimeoutError,
 } from '../errors.js';
+import { notATpm } from './system-error.js';
 import { checkCommandFrame, MAX_TPM_RESPONSE_SIZE, readFrameSize, TPM_HEADER_SIZE } from './tpm-frame.js';
 import type { TpmTransport } from './types.js';
 
@@ -68,6 +70,9 @@ export class SocketTpmTransport implements TpmTransport {
       connectOptions = { host: match[1]!, port: Number(match[2]) };
       where = options.tcp;
     } else if (options.socketPath !== undefined) {
+      // connect(2) cannot write into a regular file, but say plainly what the path is instead of ECONNREFUSED.
+      const type = await fileTypeOf(options.socketPath);
+      if (type !== undefined && type !== 'socket') throw notATpm(options.socketPath, type);
       connectOptions = { path: options.socketPath };
       where = options.socketPath;
     } else {
@@ -167,6 +172,19 @@ export class SocketTpmTransport implements TpmTransport {
     this.#queue.length = 0;
     for (const p of pending) p.reject(error);
   }
+}
+
+/** What a path is (`socket`, `regular file`, ...), or undefined when stat fails (connect reports why). */
+async function fileTypeOf(path: string): Promise<string | undefined> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) return undefined;
+  if (st.isSocket()) return 'socket';
+  if (st.isFile()) return 'regular file';
+  if (st.isDirectory()) return 'directory';
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  return 'file of unknown type';
 }
 
 function connectError(error: NodeJS.ErrnoException, where: string): Error {

@@ -3,6 +3,7 @@ import {
   DeviceError,
   DeviceNotFoundError,
   DevicePermissionError,
+  NotATpmError,
   type SystemErrorDetails,
   TpmCommandRejectedError,
   TransportClosedError,
@@ -101,6 +102,8 @@ export function tpmTransportError(error: unknown, path: string): Error {
       return new TransportError(`TPM exchange with ${path} failed: ${native.message}`, { cause: error });
     case 'invalid':
       return new TpmCommandRejectedError(native.message, { cause: error });
+    case 'not-tpm':
+      return notATpm(path, native.fileType ?? 'file of unknown type', error);
     case 'unsupported':
       return new UnsupportedPlatformError(
         `${native.message}; use the emulator or a TCP TPM (openTpm({ tcp })) on this platform`,
@@ -109,4 +112,13 @@ export function tpmTransportError(error: unknown, path: string): Error {
     default:
       return error instanceof Error ? error : new TransportError(String(error));
   }
+}
+
+/** The error for a TPM path that is a regular file, directory, FIFO...: nothing was written to it. */
+export function notATpm(path: string, fileType: string, cause?: unknown): NotATpmError {
+  return new NotATpmError(
+    `${path} is a ${fileType}, not a TPM: give a TPM character device (/dev/tpmrm0) or a swtpm Unix socket; nothing was written to it`,
+    { path, fileType },
+    cause === undefined ? undefined : { cause },
+  );
 }

@@ -7,23 +7,27 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { TokenCredential } from '@azure/core-auth';
 import { DefaultAzureCredential } from '@azure/identity';
-import { KeyClient, type KeyClientOptions, parseKeyVaultKeyIdentifier } from '@azure/keyvault-keys';
+import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import {
   AbortError,
   AttestationRejectedError,
   AttestationRequestError,
-  CvmSkrError,
-  InvalidArgumentError,
+  ClosedError,
   KeyVaultRequestError,
   KeyVersionUnavailableError,
   NotConfidentialError,
   ReleaseDeniedError,
   ReleaseResponseInvalidError,
+  TimeoutError,
 } from '../errors.js';
 import { detectPlatform } from '../hal/detect.js';
 import type { AttestationPlatform } from '../hal/types.js';
 import { AttestationClient, type AttestationResult } from '../maa/client.js';
+import { callerSignal, type CancelOptions, deadline, raceAbort, throwIfAborted } from '../util/abort.js';
+import { attemptPolicy } from './attempt-policy.js';
+import { checkKeyIdScheme, type KeyRef, parseKeyRef } from './key-id.js';
 import type { ReleaseEncryption } from './key-wrap.js';
+import { checkReleaseOptions } from './options.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 import { type ReleasePayload, type ReleaseSignerPin, verifyReleaseResponse } from './release-response.js';
 import { backoffDelay, sleep } from './retry.js';
@@ -75,6 +79,18 @@ export interface SecureKeyReleaseOptions {
   tokenRefreshMarginMs?: number;
   /** How long a versionless key id keeps resolving to the version last released. Default 60 000 ms. */
   currentVersionTtlMs?: number;
+  /** Told before each retry (attestation, or a Key Vault request), e.g. to show progress. Must not throw. */
+  onRetry?: (event: RetryEvent) => void;
+}
+
+export interface RetryEvent {
+  step: 'attestation' | 'key-vault';
+  /** The attempt that failed, from 1. */
+  attempt: number;
+  /** Why it failed: HTTP status or error code. */
+  reason: string;
+  /** Wait before the next attempt, when this library chooses it (the Azure SDK chooses its own). */
+  delayMs?: number;
 }
 
 export interface ReleasedKeyAttributes {
@@ -100,39 +116,11 @@ export interface ReleasedKey {
   releasedAt: Date;
 }
 
-export interface ReleaseKeyCallOptions {
-  signal?: AbortSignal;
-}
+/** `signal` or `abortSignal` (the Azure SDK's name) cancels this call; other callers sharing the work go on. */
+export type ReleaseKeyCallOptions = CancelOptions;
 
-interface KeyRef {
-  vaultUrl: string;
-  name: string;
-  version?: string;
-  /** Lower-cased `vault/name[/version]`, the cache and coalescing key. */
-  cacheKey: string;
-}
-
-function parseKeyRef(keyId: string): KeyRef {
-  let parsed: ReturnType<typeof parseKeyVaultKeyIdentifier>;
-  let url: URL;
-  try {
-    url = new URL(keyId);
-    parsed = parseKeyVaultKeyIdentifier(keyId);
-  } catch (error) {
-    throw new InvalidArgumentError(
-      `${JSON.stringify(keyId)} is not a key id like https://<vault>/keys/<name>[/<version>]`,
-      { cause: error },
-    );
-  }
-  const vaultUrl = url.origin;
-  const version = parsed.version || undefined;
-  return {
-    vaultUrl,
-    name: parsed.name,
-    ...(version ? { version } : {}),
-    cacheKey: `${vaultUrl.toLowerCase()}/${parsed.name.toLowerCase()}${version ? `/${version.toLowerCase()}` : ''}`,
-  };
-}
+/** Per-request bound of each Key Vault HTTP attempt (the SDK sets none), so one stalled answer is retried. */
+const KEYVAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 const toDate = (value: unknown) => (typeof value === 'number' ? new Date(value * 1000) : undefined);
 
@@ -175,27 +163,6 @@ function isRetryableStatus(status: number | undefined): boolean {
   return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
-/** Settles with `promise`, or rejects as soon as the caller's own signal aborts (the shared work goes on). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted)
-    return Promise.reject(new AbortError('releaseKey was aborted', { cause: signal.reason }));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new AbortError('releaseKey was aborted', { cause: signal.reason }));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
 export class SecureKeyRelease {
   readonly #options: SecureKeyReleaseOptions;
   readonly #enc: ReleaseEncryption;
@@ -219,8 +186,7 @@ export class SecureKeyRelease {
   #closed = false;
 
   constructor(options: SecureKeyReleaseOptions) {
-    if (!options?.attestationEndpoint)
-      throw new InvalidArgumentError('SecureKeyRelease needs attestationEndpoint');
+    checkReleaseOptions(options);
     this.#options = options;
     this.#enc = options.enc ?? DEFAULT_RELEASE_ENCRYPTION;
     this.#attestation = new AttestationClient({
@@ -234,8 +200,13 @@ export class SecureKeyRelease {
    * resolves to the current version. Released keys are cached per versioned id until `close()`.
    */
   async releaseKey(keyId: string, options: ReleaseKeyCallOptions = {}): Promise<ReleasedKey> {
-    if (this.#closed) throw new CvmSkrError('this SecureKeyRelease is closed');
+    if (this.#closed)
+      throw new ClosedError('this SecureKeyRelease is closed; make a new one to release more keys');
+    // Everything about the call is checked before any work starts: signal, key id, scheme.
+    const signal = callerSignal(options);
+    throwIfAborted(signal, 'releaseKey');
     const ref = parseKeyRef(keyId);
+    checkKeyIdScheme(ref, this.#options.vaultOptions?.allowInsecureConnection);
     const cached = this.#cached(ref);
     if (cached) return cached;
     let shared = this.#inFlight.get(ref.cacheKey);
@@ -246,7 +217,18 @@ export class SecureKeyRelease {
       shared = mine;
       this.#inFlight.set(ref.cacheKey, mine);
     }
-    return untilAborted(shared, options.signal);
+    // The call's own deadline: bounds this caller's wait even if a step ignored its signal.
+    const timeoutMs = this.#timeoutMs();
+    const call = deadline(
+      timeoutMs,
+      [signal, this.#lifetime.signal],
+      `releasing ${ref.name} took longer than ${timeoutMs} ms (timeoutMs); is the attestation endpoint or the vault reachable?`,
+    );
+    try {
+      return await raceAbort(shared, call.signal, 'releaseKey');
+    } finally {
+      call.dispose();
+    }
   }
 
   /** Forgets cached keys (all, or those of one key name in one vault) so the next call releases again. */
@@ -312,13 +294,38 @@ export class SecureKeyRelease {
     return this.#keys.get(current.cacheKey);
   }
 
-  #signal(): AbortSignal {
-    return AbortSignal.any([this.#lifetime.signal, AbortSignal.timeout(this.#options.timeoutMs ?? 60_000)]);
+  #timeoutMs(): number {
+    return this.#options.timeoutMs ?? 60_000;
   }
 
+  /** The shared work's deadline (util/abort.ts: not AbortSignal.timeout, which garbage collection can drop). */
   async #release(ref: KeyRef): Promise<ReleasedKey> {
+    const limit = deadline(
+      this.#timeoutMs(),
+      [this.#lifetime.signal],
+      `releasing ${ref.name} took longer than ${this.#timeoutMs()} ms (timeoutMs)`,
+    );
+    try {
+      return await this.#releaseWithin(ref, limit.signal);
+    } catch (error) {
+      // A step that noticed the deadline says which step it was; the code says it was the time limit.
+      if (limit.timedOut && !(error instanceof TimeoutError)) {
+        throw new TimeoutError(
+          error instanceof AbortError
+            ? error.message
+            : `releasing ${ref.name} took longer than ${this.#timeoutMs()} ms (timeoutMs)`,
+          { timeoutMs: this.#timeoutMs() },
+          { cause: error },
+        );
+      }
+      throw error;
+    } finally {
+      limit.dispose();
+    }
+  }
+
+  async #releaseWithin(ref: KeyRef, signal: AbortSignal): Promise<ReleasedKey> {
     const generation = ref.version ? undefined : this.#generationOf(ref.cacheKey);
-    const signal = this.#signal();
     let attestation: AttestationResult;
     try {
       attestation = await this.#attest(signal);
@@ -484,7 +491,14 @@ export class SecureKeyRelease {
             );
           }
           if (isRetryableStatus(error.status) && attempt < maxRetries && !signal.aborted) {
-            await sleep(backoffDelay(attempt, retry), signal);
+            const delayMs = backoffDelay(attempt, retry);
+            notify(this.#options.onRetry, {
+              step: 'attestation',
+              attempt: attempt + 1,
+              reason: error.status === undefined ? 'no answer' : `HTTP ${error.status}`,
+              delayMs,
+            });
+            await sleep(delayMs, signal);
             continue;
           }
         }
@@ -501,6 +515,13 @@ export class SecureKeyRelease {
         this.#options.credential ?? (this.#defaultCredential ??= new DefaultAzureCredential());
       client = new KeyClient(vaultUrl, credential, {
         ...this.#options.vaultOptions,
+        additionalPolicies: [
+          ...(this.#options.vaultOptions?.additionalPolicies ?? []),
+          {
+            policy: attemptPolicy(KEYVAULT_REQUEST_TIMEOUT_MS, this.#options.onRetry),
+            position: 'perRetry',
+          },
+        ],
         // The pipeline's own policies retry 408/429/5xx and network errors with jittered exponential backoff
         // and honour Retry-After; they do not retry 400/401/403.
         retryOptions: {
@@ -677,4 +698,12 @@ export async function openDetectedPlatform(): Promise<AttestationPlatform> {
       .map((b) => `${b.kind}: ${b.reason}`)
       .join('; ')}. Run "cvm-skr doctor" for details, or pass an emulated platform for local testing`,
   );
+}
+
+function notify(onRetry: SecureKeyReleaseOptions['onRetry'], event: RetryEvent): void {
+  try {
+    onRetry?.(event);
+  } catch {
+    // A progress callback must not change the outcome of a release.
+  }
 }

@@ -4,6 +4,7 @@
  * platform's transfer key, and verifies the token (see `token.ts`). The token must name the platform's transfer
  * key in `x-ms-runtime.keys`, since that is the key Key Vault will wrap to.
  */
+import { callerSignal } from '../util/abort.js';
 import type { JWTPayload } from 'jose';
 import { AbortError, AttestationResponseError } from '../errors.js';
 import type { AttestationPlatform, TransferKey } from '../hal/types.js';
@@ -35,6 +36,8 @@ export interface AttestCallOptions {
   /** Bound into the quote and ClientPayload (vTPM) or the runtime data (SNP guest). At most 64 bytes on the vTPM. */
   nonce?: Uint8Array;
   signal?: AbortSignal;
+  /** Same as `signal` (the Azure SDK's name). */
+  abortSignal?: AbortSignal;
 }
 
 export interface AttestationResult {
@@ -73,7 +76,7 @@ export class AttestationClient {
   }
 
   async attest(platform: AttestationPlatform, call: AttestCallOptions = {}): Promise<AttestationResult> {
-    const { signal } = call;
+    const signal = callerSignal(call);
     const check = () => {
       if (signal?.aborted) throw new AbortError('attestation was aborted', { cause: signal.reason });
     };

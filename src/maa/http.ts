@@ -76,6 +76,13 @@ export function httpsRequest(
     req.on('timeout', () =>
       req.destroy(new AttestationRequestError(`no answer from ${url.host} within ${timeoutMs} ms`)),
     );
+    // `timeout` above is an idle timeout: a server that trickles bytes would reset it forever. This one
+    // bounds the whole exchange; the promise settles once, so the destroy's own errors are ignored.
+    const whole = setTimeout(() => {
+      reject(new AttestationRequestError(`no complete answer from ${url.host} within ${timeoutMs} ms`));
+      req.destroy();
+    }, timeoutMs);
+    req.on('close', () => clearTimeout(whole));
     req.on('error', (error) => {
       if (error instanceof AttestationRequestError) reject(error);
       else if (options.signal?.aborted) {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AbortError, InvalidArgumentError, VcekFetchError } from '../errors.js';
+import { deadline, raceAbort } from '../util/abort.js';
 import { toHex } from './bytes.js';
 import { loadSnpCertificates, type SnpCertificates, type ThimCertificates } from './certificates.js';
 import type { SnpReport } from './report.js';
@@ -39,14 +40,16 @@ async function httpGet(
   what: string,
   options: HttpOptions,
 ): Promise<Response> {
-  const timeout = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
+  // Not AbortSignal.any + AbortSignal.timeout: garbage collection can drop that timeout (see util/abort.ts).
+  // The deadline stays armed after the headers, so it also bounds reading the body; it detaches itself.
+  const limit = deadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, [options.signal], `${what} timed out`);
   let response: Response;
   try {
-    response = await fetch(url, { headers, signal, redirect: 'error' });
+    response = await fetch(url, { headers, signal: limit.signal, redirect: 'error' });
   } catch (error) {
+    limit.dispose();
     if (options.signal?.aborted) throw new AbortError(`${what} request was aborted`, { cause: error });
-    if (timeout.aborted)
+    if (limit.timedOut)
       throw new VcekFetchError(`${what} did not answer within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
     throw new VcekFetchError(`${what} at ${new URL(url).origin} is unreachable`, undefined, { cause: error });
   }
@@ -238,25 +241,12 @@ export class VcekFetcher {
     const key = `${toHex(report.chipId)}:${report.reportedTcb.raw.toString(16)}`;
     // The shared fetch is not tied to any one caller's signal (only to the timeout), so one caller giving up
     // does not fail the others waiting on it; each caller's own signal ends only its own wait.
+    const signal = options.signal;
+    // An aborted caller starts nothing.
+    if (signal?.aborted) throw new AbortError('VCEK lookup aborted', { cause: signal.reason });
     const product = options.product;
     const shared = this.#cache.get(key, () => this.#load(report, product === undefined ? {} : { product }));
-    const signal = options.signal;
-    if (signal === undefined) return shared;
-    if (signal.aborted) throw new AbortError('VCEK lookup aborted');
-    return new Promise<FetchedCertificates>((resolve, reject) => {
-      const onAbort = (): void => reject(new AbortError('VCEK lookup aborted'));
-      signal.addEventListener('abort', onAbort, { once: true });
-      shared.then(
-        (value) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(value);
-        },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      );
-    });
+    return raceAbort(shared, signal, 'VCEK lookup');
   }
 
   async #load(

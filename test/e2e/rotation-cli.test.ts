@@ -152,7 +152,7 @@ test('rotation set: our validation first (nothing sent), then the service refusa
   const badFile = join(s.dir, 'bad.json');
   await writeFile(badFile, JSON.stringify({ ...documented, attributes: { expiryTime: 'P20D' } }));
   const refused = await cli(s, ['rotation', 'set', 'emulator', 'noexpiry', '--policy', badFile, '--emulator']);
-  t.is(refused.code, 1);
+  t.is(refused.code, 2, 'an invalid policy is a usage error');
   t.regex(refused.stderr, /rotation policy is invalid: .*expir.*\[ERR_ROTATION_POLICY_INVALID\]/);
   const unchanged = await client.getKeyRotationPolicy('noexpiry');
   t.is(unchanged.updatedOn, undefined);
@@ -167,13 +167,13 @@ test('rotation set: our validation first (nothing sent), then the service refusa
     policyFile,
     '--emulator',
   ]);
-  t.is(missing.code, 1);
+  t.is(missing.code, 3, 'a service error is a runtime error');
   t.regex(
     missing.stderr,
     /setting the rotation policy of nokey failed \(404 KeyNotFound\): .*nokey.*not found/,
   );
   const rotateMissing = await cli(s, ['rotation', 'rotate', 'emulator', 'nokey', '--emulator']);
-  t.is(rotateMissing.code, 1);
+  t.is(rotateMissing.code, 3);
   t.regex(rotateMissing.stderr, /rotating nokey failed \(404 KeyNotFound\)/);
 });
 
@@ -206,9 +206,9 @@ test('--emulator without the emulator environment says what to export', async (t
   const s = await setup(t);
   s.env = { PATH: process.env.PATH, HOME: process.env.HOME };
   const out = await cli(s, ['rotation', 'get', 'emulator', 'app', '--emulator']);
-  t.is(out.code, 1);
+  t.is(out.code, 2);
   t.regex(out.stderr, /CVM_SKR_VAULT_URL, which is not set/);
   const byUrl = await cli(s, ['rotation', 'get', s.e.vaultUrl, 'app', '--emulator']);
-  t.is(byUrl.code, 1);
+  t.is(byUrl.code, 2);
   t.regex(byUrl.stderr, /missing IDENTITY_ENDPOINT, IDENTITY_HEADER, CVM_SKR_CA_FILE/);
 });

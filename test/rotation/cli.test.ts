@@ -153,7 +153,7 @@ test('cvm-skr rotation validate exits 1 and lists every violation', async (t) =>
     ['EXPIRY_TOO_SHORT', 'ROTATION_TOO_EARLY'],
   );
   const bad = await cli(['rotation', 'plan', '--policy', file, '--created', 'now']);
-  t.is(bad.code, 1);
+  t.is(bad.code, 2, 'a bad flag value is a usage error');
   t.regex(bad.stderr, /--created must be an ISO-8601 date .*\[ERR_INVALID_ARGUMENT\]/);
 });
 

@@ -105,7 +105,7 @@ test('a tampered or truncated report, or missing certificates, exit 1', async (t
   t.is(noCerts.code, 1);
   t.regex(noCerts.stdout, /FAIL {2}certificate-chain: no certificates/);
   const badTime = await cli([fx('snp/aci-milan/report.bin'), '--now', 'yesterday']);
-  t.is(badTime.code, 1);
+  t.is(badTime.code, 2, 'a bad flag value is a usage error, not a verdict');
   t.regex(badTime.stderr, /not an ISO time \[ERR_INVALID_ARGUMENT\]/);
 });
 

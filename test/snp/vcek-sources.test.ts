@@ -266,3 +266,13 @@ test('one caller aborting does not fail the others sharing the fetch', async (t)
   t.is((await alsoPatient).source, 'thim');
   t.is(hits.length, 1);
 });
+
+test('an already-aborted signal rejects before any request is made', async (t) => {
+  const { base, hits } = await startServer(t, thimHandler(aciThim()));
+  const fetcher = new VcekFetcher({ sources: ['thim'], thimUrl: base });
+  await t.throwsAsync(fetcher.certificatesFor(parseSnpReport(aciReport()), { signal: AbortSignal.abort() }), {
+    instanceOf: AbortError,
+  });
+  await delay(50);
+  t.is(hits.length, 0, 'no THIM request went out');
+});

@@ -1,0 +1,48 @@
+/** Checks `SecureKeyRelease` options when the object is made, so a typo fails at once, not at the first release. */
+import { InvalidArgumentError } from '../errors.js';
+import { checkMs } from '../util/abort.js';
+import { RELEASE_ENCRYPTIONS } from './key-wrap.js';
+
+interface CheckedOptions {
+  attestationEndpoint?: unknown;
+  enc?: unknown;
+  timeoutMs?: unknown;
+  tokenRefreshMarginMs?: unknown;
+  currentVersionTtlMs?: unknown;
+  retry?: { maxRetries?: unknown; baseDelayMs?: unknown; maxDelayMs?: unknown };
+  onRetry?: unknown;
+}
+
+export function checkReleaseOptions(options: CheckedOptions | undefined): void {
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError('SecureKeyRelease needs an options object');
+  if (typeof options.attestationEndpoint !== 'string' || options.attestationEndpoint === '')
+    throw new InvalidArgumentError('SecureKeyRelease needs attestationEndpoint (a https URL)');
+  if (options.enc !== undefined && !(RELEASE_ENCRYPTIONS as readonly unknown[]).includes(options.enc)) {
+    throw new InvalidArgumentError(
+      `enc must be one of ${RELEASE_ENCRYPTIONS.join(', ')}, not ${JSON.stringify(options.enc)}`,
+    );
+  }
+  checkMs(options.timeoutMs, 'timeoutMs');
+  checkMs(options.tokenRefreshMarginMs, 'tokenRefreshMarginMs', { allowZero: true });
+  checkMs(options.currentVersionTtlMs, 'currentVersionTtlMs', { allowZero: true });
+  if (options.onRetry !== undefined && typeof options.onRetry !== 'function')
+    throw new InvalidArgumentError('onRetry must be a function');
+  const retry = options.retry;
+  if (retry === undefined) return;
+  if (typeof retry !== 'object' || retry === null)
+    throw new InvalidArgumentError('retry must be an object');
+  const max = retry.maxRetries;
+  if (max !== undefined && (typeof max !== 'number' || !Number.isInteger(max) || max < 0 || max > 100)) {
+    throw new InvalidArgumentError(`retry.maxRetries must be an integer from 0 to 100, not ${String(max)}`);
+  }
+  checkMs(retry.baseDelayMs, 'retry.baseDelayMs', { allowZero: true });
+  checkMs(retry.maxDelayMs, 'retry.maxDelayMs', { allowZero: true });
+  if (
+    typeof retry.baseDelayMs === 'number' &&
+    typeof retry.maxDelayMs === 'number' &&
+    retry.baseDelayMs > retry.maxDelayMs
+  ) {
+    throw new InvalidArgumentError('retry.baseDelayMs must not exceed retry.maxDelayMs');
+  }
+}
