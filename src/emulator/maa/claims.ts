@@ -37,15 +37,23 @@ export function snpClaims(snp: VerifiedSnp): Record<string, unknown> {
 export const EMULATED_POLICY_TEXT =
   'version=1.0;authorizationrules{=>permit();};issuancerules{c:[type=="x-ms-sevsnpvm-is-debuggable"]=>issue(claim=c);};';
 
+/**
+ * `x-ms-policy-hash`: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy text))))), as MicrosoftDocs/azure-security-docs
+ * articles/attestation/claim-sets.md (commit 0e19f847341f) defines it.
+ */
 export function policyHash(text = EMULATED_POLICY_TEXT): string {
-  return createHash('sha256').update(text).digest('base64url');
+  const encoded = Buffer.from(text, 'utf8').toString('base64url');
+  return createHash('sha256').update(encoded, 'utf8').digest('base64url');
 }
 
 export function sevSnpVmClaims(v: VerifiedSevSnpVm, nonce: string | undefined): Record<string, unknown> {
   return {
     ...(nonce === undefined ? {} : { nonce }),
     'x-ms-attestation-type': 'sevsnpvm',
-    ...(v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-uvm' } : {}),
+    // The SevSnpVm sample token says azure-compliant-cvm (MicrosoftDocs/azure-security-docs
+    // articles/attestation/attestation-token-examples.md, commit e5e04f4e090a); azure-compliant-uvm needs UVM
+    // endorsements in the request, which the emulator does not evaluate.
+    ...(v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-cvm' } : {}),
     'x-ms-policy-hash': policyHash(),
     'x-ms-runtime': v.runtimeJson,
     ...snpClaims(v.snp),

@@ -70,8 +70,8 @@ export interface EvidenceContext {
  * x-ms-compliance-status, an explicit rule set. A verified report is compliant when: debugging is disabled;
  * it was made at VMPL 0; it is signed by a VCEK; its reported TCB is at least the policy minimum for its
  * product (when one is set); and, for AzureGuest, the HCL VM configuration says secure boot and TPM are on.
- * Compliant AzureGuest evidence is `azure-compliant-cvm`, compliant SevSnpVm evidence `azure-compliant-uvm`;
- * otherwise the claim is absent.
+ * Compliant evidence of either protocol is `azure-compliant-cvm` (as in Microsoft's sample tokens); otherwise
+ * the claim is absent.
  */
 export const COMPLIANCE_RULES = [
   'debug disabled (policy bit 19 clear)',
