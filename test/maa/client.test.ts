@@ -13,13 +13,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import { SignJWT } from 'jose';
+import { decodeJwt, SignJWT } from 'jose';
 import { EmulatorCa } from '../../src/emulator/ca.js';
 import { EmulatedSevGuestPlatform } from '../../src/emulator/emulated-sev-guest.js';
 import { EmulatedAzureVtpmPlatform } from '../../src/emulator/emulated-vtpm.js';
 import { AttestationResponseError } from '../../src/errors.js';
 import type { AttestationPlatform } from '../../src/hal/types.js';
 import { AttestationClient } from '../../src/maa/client.js';
+import { httpsRequest } from '../../src/maa/http.js';
+import { buildSevSnpVmRequest } from '../../src/maa/requests.js';
 import { hardware, maa } from '../emulator/_hardware.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { memoryTransferKey } from '../helpers/transfer-key.js';
@@ -193,4 +195,23 @@ test('a token that carries no nonce although one was sent is refused; without a 
   });
   t.regex(error!.message, /carries no nonce although one was sent/);
   t.is((await client.attest(fakeSevGuest(mine))).protocol, 'SevSnpVm');
+});
+
+test('the emulated SevSnpVm endpoint copies the request nonce untransformed, a number as confidential-sidecar-containers sends it', async (t) => {
+  // microsoft/confidential-sidecar-containers pkg/attest/maa.go (commit 322bc6b24837): `Nonce uint64 json:"nonce"`.
+  const server = await maa(t, { amd, akCa });
+  const platform = await EmulatedSevGuestPlatform.create({ amd });
+  t.teardown(() => platform.close());
+  const evidence = await platform.collectEvidence();
+  if (evidence.kind !== 'sev-guest') throw new Error('expected SNP guest evidence');
+  for (const nonce of [123456789, 'AQID']) {
+    const body = { ...buildSevSnpVmRequest(evidence), nonce };
+    const res = await httpsRequest(new URL(`${server.url}/attest/SevSnpVm?api-version=2022-08-01`), {
+      method: 'POST',
+      body: JSON.stringify(body),
+      ca: server.caPem,
+    });
+    const { token } = JSON.parse(res.body.toString()) as { token: string };
+    t.is(decodeJwt(token).nonce, nonce);
+  }
 });

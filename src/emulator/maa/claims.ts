@@ -46,7 +46,10 @@ export function policyHash(text = EMULATED_POLICY_TEXT): string {
   return createHash('sha256').update(encoded, 'utf8').digest('base64url');
 }
 
-export function sevSnpVmClaims(v: VerifiedSevSnpVm, nonce: string | undefined): Record<string, unknown> {
+export function sevSnpVmClaims(
+  v: VerifiedSevSnpVm,
+  nonce: string | number | undefined,
+): Record<string, unknown> {
   return {
     ...(nonce === undefined ? {} : { nonce }),
     'x-ms-attestation-type': 'sevsnpvm',
