@@ -51,6 +51,7 @@ export function sevSnpVmClaims(
   nonce: string | number | undefined,
 ): Record<string, unknown> {
   return {
+    // The request's nonce, untransformed (MicrosoftDocs/azure-security-docs articles/attestation/claim-sets.md).
     ...(nonce === undefined ? {} : { nonce }),
     'x-ms-attestation-type': 'sevsnpvm',
     // The SevSnpVm sample token says azure-compliant-cvm (MicrosoftDocs/azure-security-docs
@@ -96,6 +97,8 @@ export function azureGuestClaims(v: VerifiedAzureGuest, os: AzureGuestOsInfo): R
     'x-ms-isolation-tee': tee,
     'x-ms-policy-hash': policyHash(),
     'x-ms-runtime': {
+      // The ClientPayload as sent, e.g. {"nonce": "MTIzNA=="} (Azure/confidential-computing-cvm-guest-attestation
+      // aks-linux-sample/README.md); no top-level nonce claim on this protocol.
       ...(os.clientPayload === undefined ? {} : { 'client-payload': os.clientPayload }),
       keys: [
         {
