@@ -80,8 +80,10 @@ export { type HclReport, isHclReport, parseHclReport } from './hcl/report.js';
 export {
   type AzureVtpmVerificationResult,
   type PcrInput,
+  type TransferKeyEvidence,
   type VerifyAzureVtpmEvidenceOptions,
   verifyAzureVtpmEvidence,
+  verifyTransferKeyCertification,
 } from './hcl/verify.js';
 export { loadSnpCertificates, type SnpCertificateSource, type SnpCertificates } from './snp/certificates.js';
 export { parseSnpReport, SNP_REPORT_SIZE, type SnpReport, type SnpSigner } from './snp/report.js';

@@ -4,7 +4,7 @@
  * from the emulated vTPM CA), the quote over fixed PCR values, the ephemeral transfer key and its
  * certification are real TPM structures (src/tpm marshalling) signed with keys held in node:crypto.
  */
-import { generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
 import { AbortError, InvalidArgumentError, PlatformClosedError } from '../errors.js';
 import type {
   AttestationPlatform,
@@ -82,7 +82,11 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     this.#akCert = akCert;
     this.#pcrs = emulatedPcrs(options.pcrs ?? [0, 1, 2, 3, 4, 5, 6, 7]);
     this.#transferKey = InMemoryTransferKey.generate('TpmEphemeralEncryptionKey');
-    this.#transferPublic = transferKeyPublic(this.#transferKey.publicKey, this.#pcrs);
+    this.#transferPublic = transferKeyPublic(
+      this.#transferKey.publicKey,
+      this.#pcrs,
+      this.knobs.transferKeyPolicy ?? 'quoted-pcrs',
+    );
     this.#includeChain = options.includeVcekChain ?? true;
     this.#reportedAk = this.knobs.akMismatch ? rsaKey().publicKey : ak.publicKey;
     this.#hclReport = this.#makeHclReport(undefined);
@@ -154,7 +158,12 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     if (options.signal?.aborted)
       throw new AbortError('the operation was aborted', { cause: options.signal.reason });
     const hclReport = await this.#hclReport;
-    const quote = softQuote(this.#ak, this.#pcrs, options.nonce ?? new Uint8Array(0));
+    // The weakQuote knob's SHA-1 bank quotes SHA-1 values of the same PCRs.
+    const pcrs =
+      this.knobs.weakQuote === 'sha1-bank'
+        ? this.#pcrs.map((p) => ({ index: p.index, digest: new Uint8Array(createHash('sha1').update(p.digest).digest()) }))
+        : this.#pcrs;
+    const quote = softQuote(this.#ak, pcrs, options.nonce ?? new Uint8Array(0), this.knobs.weakQuote);
     const certified = softCertify(this.#ak, this.#transferPublic);
     const evidence: AzureVtpmEvidence = {
       kind: 'azure-vtpm',
@@ -163,7 +172,7 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
       akPub: this.#ak.public.public2b,
       quote: quote.attestBytes,
       quoteSignature: quote.signature,
-      pcrs: this.#pcrs.map((p) => ({ index: p.index, digest: new Uint8Array(p.digest) })),
+      pcrs: pcrs.map((p) => ({ index: p.index, digest: new Uint8Array(p.digest) })),
       encKeyPub: this.#transferPublic.public2b,
       encKeyCertifyInfo: certified.attestBytes,
       encKeyCertifyInfoSignature: certified.signature,

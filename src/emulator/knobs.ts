@@ -23,6 +23,16 @@ export interface EvidenceKnobs {
   staleUserData?: boolean;
   /** vTPM only: the HCL report names another AK than the one signing quotes: check `ak-match`. */
   akMismatch?: boolean;
+  /**
+   * vTPM only: a SHA-1 quote, signed with SHA-1 (sent as a TPMT_SIGNATURE, check `quote-signature`) or over
+   * the SHA-1 PCR bank (check `quote-pcr-digest`).
+   */
+  weakQuote?: 'sha1-signature' | 'sha1-bank';
+  /**
+   * vTPM only: the transfer key's authPolicy is empty, or PolicyPCR over other PCRs than the quote covers:
+   * check `transfer-key-certify`.
+   */
+  transferKeyPolicy?: 'empty' | 'other-pcrs';
 }
 
 const DEBUG_BIT = 1n << 19n;

@@ -55,14 +55,25 @@ export function softPublic(template: RsaPublic, key: KeyObject, hierarchy: numbe
   return { public: pub, public2b: marshal(writeTpm2bPublic, pub), name, qualifiedName };
 }
 
-/** The transfer key's public area: the DESIGN template with PolicyPCR over `pcrs` as its authPolicy. */
-export function transferKeyPublic(key: KeyObject, pcrs: readonly PcrValue[]): SoftPublic {
-  const selection: PcrSelection[] = [{ hashAlg: TPM_ALG.SHA256, pcrs: pcrs.map((p) => p.index) }];
-  const authPolicy = policyPcrDigest(
-    TPM_ALG.SHA256,
-    selection,
-    pcrs.map((p) => p.digest),
-  );
+/**
+ * The transfer key's public area: the DESIGN template with PolicyPCR over `pcrs` as its authPolicy (or, for
+ * negative tests, an empty policy or one over only the first PCR).
+ */
+export function transferKeyPublic(
+  key: KeyObject,
+  pcrs: readonly PcrValue[],
+  policy: 'quoted-pcrs' | 'empty' | 'other-pcrs' = 'quoted-pcrs',
+): SoftPublic {
+  const bound = policy === 'other-pcrs' ? pcrs.slice(0, 1) : pcrs;
+  const selection: PcrSelection[] = [{ hashAlg: TPM_ALG.SHA256, pcrs: bound.map((p) => p.index) }];
+  const authPolicy =
+    policy === 'empty'
+      ? new Uint8Array(0)
+      : policyPcrDigest(
+          TPM_ALG.SHA256,
+          selection,
+          bound.map((p) => p.digest),
+        );
   return softPublic(rsaTemplate({ objectAttributes: TRANSFER_KEY_ATTRIBUTES, authPolicy }), key, TPM_RH.NULL);
 }
 
@@ -89,10 +100,21 @@ function signAttest(signer: SoftSigner, attestBytes: Uint8Array): SoftAttest {
   return { attestBytes, signature: new Uint8Array(sign('sha256', attestBytes, signer.key)) };
 }
 
-/** TPM2_Quote over SHA-256 PCRs with `nonce` as qualifying data. */
-export function softQuote(signer: SoftSigner, pcrs: readonly PcrValue[], nonce: Uint8Array): SoftAttest {
+/**
+ * TPM2_Quote over SHA-256 PCRs with `nonce` as qualifying data. `weak` makes the SHA-1 quotes a verifier must
+ * refuse: signed with SHA-1 (the signature then is a marshalled TPMT_SIGNATURE, since the raw form implies
+ * SHA-256), or selecting the SHA-1 bank (`pcrs` then hold SHA-1 values).
+ */
+export function softQuote(
+  signer: SoftSigner,
+  pcrs: readonly PcrValue[],
+  nonce: Uint8Array,
+  weak?: 'sha1-signature' | 'sha1-bank',
+): SoftAttest {
   if (nonce.length > 64) throw new InvalidArgumentError('quote nonce is at most 64 bytes');
-  const digest = createHash('sha256');
+  // The TPM digests the selected PCRs with the signing scheme's hash.
+  const signHash = weak === 'sha1-signature' ? 'sha1' : 'sha256';
+  const digest = createHash(signHash);
   for (const p of pcrs) digest.update(p.digest);
   const w = new TpmWriter(256);
   writeAttest(w, {
@@ -102,11 +124,17 @@ export function softQuote(signer: SoftSigner, pcrs: readonly PcrValue[], nonce: 
     clockInfo: clockInfo(),
     firmwareVersion: FIRMWARE_VERSION,
     quote: {
-      pcrSelect: [{ hashAlg: TPM_ALG.SHA256, pcrs: pcrs.map((p) => p.index) }],
+      pcrSelect: [
+        { hashAlg: weak === 'sha1-bank' ? TPM_ALG.SHA1 : TPM_ALG.SHA256, pcrs: pcrs.map((p) => p.index) },
+      ],
       pcrDigest: new Uint8Array(digest.digest()),
     },
   });
-  return signAttest(signer, w.finish());
+  const attestBytes = w.finish();
+  if (weak !== 'sha1-signature') return signAttest(signer, attestBytes);
+  const raw = sign('sha1', attestBytes, signer.key);
+  const tpmt = new TpmWriter(raw.length + 6).u16(TPM_ALG.RSASSA).u16(TPM_ALG.SHA1).tpm2b(raw).finish();
+  return { attestBytes, signature: tpmt };
 }
 
 /** TPM2_Certify of `object` by the signer, empty qualifying data. */

@@ -282,9 +282,15 @@ function asComparable(v: unknown): string | undefined {
 
 const NUMERIC = /^-?\d+(\.\d+)?$/;
 
-/** Orders two values: numerically when both read as decimal numbers, else by ordinal string order. */
-function compare(a: string, b: string): number {
-  if (NUMERIC.test(a) && NUMERIC.test(b)) return Number(a) - Number(b);
+/** What an ordering operator sees a value as: a number (JSON number or decimal string), other text, or neither. */
+function orderType(v: unknown): 'number' | 'string' | 'boolean' {
+  if (typeof v === 'number' || (typeof v === 'string' && NUMERIC.test(v))) return 'number';
+  return typeof v === 'string' ? 'string' : 'boolean';
+}
+
+/** Orders two values of one order type: numerically for numbers, else by ordinal string order. */
+function compare(a: string, b: string, type: 'number' | 'string'): number {
+  if (type === 'number') return Number(a) - Number(b);
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
@@ -320,27 +326,31 @@ function evalClaim(
     return false;
   }
   const expected = asComparable(c.value)!;
-  const order = compare(actual, expected);
   let passed: boolean;
-  switch (c.operator) {
-    case 'equals':
-      passed = actual === expected;
-      break;
-    case 'notEquals':
-      passed = actual !== expected;
-      break;
-    case 'less':
-      passed = order < 0;
-      break;
-    case 'lessOrEquals':
-      passed = order <= 0;
-      break;
-    case 'greater':
-      passed = order > 0;
-      break;
-    case 'greaterOrEquals':
-      passed = order >= 0;
-      break;
+  if (c.operator === 'equals' || c.operator === 'notEquals') {
+    passed = (actual === expected) === (c.operator === 'equals');
+  } else {
+    // Ordering needs two numbers or two texts; anything else (text against a number, a boolean) is denied
+    // rather than ordered as strings, where "zzz" would be greater than 5.
+    const left = orderType(found.value);
+    const right = orderType(c.value);
+    if (left !== right || left === 'boolean') {
+      const reason =
+        left === right
+          ? `booleans have no order; ${c.operator} cannot hold`
+          : `types differ: the claim is a ${left} and the policy value a ${right}; ${c.operator} needs two numbers or two texts`;
+      out.push({ ...base, passed: false, actual: truncate(actual), reason });
+      return false;
+    }
+    const order = compare(actual, expected, left);
+    passed =
+      c.operator === 'less'
+        ? order < 0
+        : c.operator === 'lessOrEquals'
+          ? order <= 0
+          : c.operator === 'greater'
+            ? order > 0
+            : order >= 0;
   }
   out.push({
     ...base,
@@ -375,8 +385,10 @@ function evalCondition(
 /**
  * Evaluates a parsed policy against the claims of a verified attestation token. An authority applies when
  * it equals the token's `iss` (ignoring a trailing slash); its conditions are evaluated either way, so the
- * result shows everything that would fail. Claims compare as strings (a boolean `true` claim equals
- * `"true"`), equality is case-sensitive, and ordering is numeric when both sides are decimal numbers.
+ * result shows everything that would fail. `equals`/`notEquals` compare as strings (a boolean `true` claim
+ * equals `"true"`), case-sensitively. Ordering operators compare two numbers (JSON numbers or decimal strings)
+ * numerically and two texts in ordinal order; a number against text, or a boolean, fails with a reason
+ * saying the types differ.
  */
 export function evaluateReleasePolicy(
   policy: ReleasePolicy,

@@ -477,7 +477,9 @@ export class SecureKeyRelease {
     const maxRetries = retry.maxRetries ?? 3;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#attestation.attest(platform, { signal });
+        // A fresh nonce per attempt: the client checks the token echoes it, so an older token replayed for
+        // this platform is refused.
+        return await this.#attestation.attest(platform, { nonce: randomBytes(32), signal });
       } catch (error) {
         if (error instanceof AttestationRequestError) {
           if (error.status === 400) {

@@ -1,8 +1,9 @@
 /**
  * The attestation client: collects evidence from a platform, sends it to MAA with the protocol of its kind
  * (AzureGuest for the vTPM, SevSnpVm for the SNP guest device), opens the AzureGuest answer through the
- * platform's transfer key, and verifies the token (see `token.ts`). The token must name the platform's transfer
- * key in `x-ms-runtime.keys`, since that is the key Key Vault will wrap to.
+ * platform's transfer key, and verifies the token (see `token.ts`). The token must carry the nonce this request
+ * sent (so an older token for the same platform is not accepted) and its first encryption key in top-level
+ * `x-ms-runtime.keys` must be the platform's transfer key, since that is the key Key Vault will wrap to.
  */
 import { callerSignal } from '../util/abort.js';
 import type { JWTPayload } from 'jose';
@@ -33,7 +34,10 @@ export interface AttestationClientOptions extends MaaHttpOptions {
 }
 
 export interface AttestCallOptions {
-  /** Bound into the quote and ClientPayload (vTPM) or the runtime data (SNP guest). At most 64 bytes on the vTPM. */
+  /**
+   * Bound into the quote and ClientPayload (vTPM) or the runtime data and request (SNP guest); the token must
+   * echo it, which proves it was issued for this request. At most 64 bytes on the vTPM.
+   */
   nonce?: Uint8Array;
   signal?: AbortSignal;
   /** Same as `signal` (the Azure SDK's name). */
@@ -52,11 +56,49 @@ export interface AttestationResult {
   diagnostics: string[];
 }
 
-function runtimeKeysOf(claims: JWTPayload): unknown[] {
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A base64url JWK integer as a bigint, so `AQAB` and `AAEAAQ` (leading zero bytes) compare equal. */
+function jwkInteger(value: unknown): bigint | undefined {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]+$/.test(value)) return undefined;
+  const hex = Buffer.from(value, 'base64url').toString('hex');
+  return hex.length === 0 ? undefined : BigInt(`0x${hex}`);
+}
+
+/**
+ * The key Key Vault wraps to: the first RSA key in top-level `x-ms-runtime.keys` whose `key_ops` contain
+ * `encrypt` (or whose `key_use` is `enc`). The keys under `x-ms-isolation-tee.x-ms-runtime` (HCLAkPub) are
+ * not candidates. Layout: the AzureGuest sample token in Azure/confidential-computing-cvm-guest-attestation
+ * aks-linux-sample/README.md (top-level keys = [TpmEphemeralEncryptionKey], key_ops ["encrypt"]).
+ */
+export function releaseTransferKey(claims: JWTPayload): Record<string, unknown> | undefined {
   const runtime = claims['x-ms-runtime'];
-  if (typeof runtime !== 'object' || runtime === null) return [];
-  const keys = (runtime as { keys?: unknown }).keys;
-  return Array.isArray(keys) ? keys : [];
+  const keys = isRecord(runtime) && Array.isArray(runtime.keys) ? (runtime.keys as unknown[]) : [];
+  return keys.find(
+    (k): k is Record<string, unknown> =>
+      isRecord(k) &&
+      k.kty === 'RSA' &&
+      typeof k.n === 'string' &&
+      typeof k.e === 'string' &&
+      ((Array.isArray(k.key_ops) && k.key_ops.includes('encrypt')) || k.key_use === 'enc'),
+  );
+}
+
+/**
+ * Where each protocol's token carries the nonce the request sent, or undefined when it carries none.
+ * AzureGuest: `x-ms-runtime.client-payload.nonce`, the ClientPayload value echoed as sent (standard base64;
+ * the sample token in Azure/confidential-computing-cvm-guest-attestation aks-linux-sample/README.md has
+ * `"client-payload": {"nonce": "MTIzNA=="}`). SevSnpVm: the top-level `nonce` claim, "an untransformed direct
+ * copy of an optional nonce value provided by a client" (MicrosoftDocs/azure-security-docs
+ * articles/attestation/claim-sets.md, "Outgoing claims, common for all attestation types").
+ */
+export function tokenNonce(claims: JWTPayload, protocol: AttestationResult['protocol']): unknown {
+  if (protocol === 'SevSnpVm') return claims.nonce;
+  const runtime = claims['x-ms-runtime'];
+  const payload = isRecord(runtime) ? runtime['client-payload'] : undefined;
+  return isRecord(payload) ? payload.nonce : undefined;
 }
 
 export class AttestationClient {
@@ -116,12 +158,28 @@ export class AttestationClient {
     }
     check();
     const claims = await this.#verifier.verify(token);
-    const named = runtimeKeysOf(claims).some(
-      (k) => typeof k === 'object' && k !== null && (k as { n?: unknown }).n === transferKey.jwk.n,
-    );
-    if (!named) {
+    if (call.nonce && call.nonce.length > 0) {
+      // The request sent the nonce standard base64 (AzureGuest ClientPayload) or base64url (SevSnpVm).
+      const sent = Buffer.from(call.nonce).toString(protocol === 'AzureGuest' ? 'base64' : 'base64url');
+      const echoed = tokenNonce(claims, protocol);
+      if (echoed !== sent) {
+        throw new AttestationResponseError(
+          echoed === undefined
+            ? `the ${protocol} token carries no nonce although one was sent; it was not issued for this request (a replayed token?)`
+            : `the ${protocol} token's nonce is not the one this request sent; it was issued for another request (a replayed token?)`,
+        );
+      }
+    }
+    const wrapTo = releaseTransferKey(claims);
+    if (
+      wrapTo === undefined ||
+      jwkInteger(wrapTo.n) !== jwkInteger(transferKey.jwk.n) ||
+      jwkInteger(wrapTo.e) !== jwkInteger(transferKey.jwk.e)
+    ) {
       throw new AttestationResponseError(
-        "the token's x-ms-runtime.keys does not name this platform's transfer key; Key Vault would wrap to another key",
+        wrapTo === undefined
+          ? 'the token has no RSA encryption key in top-level x-ms-runtime.keys; Key Vault would have nothing to wrap to'
+          : "the first encryption key in the token's top-level x-ms-runtime.keys is not this platform's transfer key; Key Vault would wrap to another key",
       );
     }
     const diagnostics = evidence.kind === 'azure-vtpm' ? [...(evidence.diagnostics ?? [])] : [];

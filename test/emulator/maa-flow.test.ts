@@ -61,7 +61,7 @@ test('emulated sev-guest -> emulated MAA SevSnpVm -> verified token with top-lev
   const c = result.claims as Record<string, unknown>;
   t.is(result.protocol, 'SevSnpVm');
   t.is(c['x-ms-attestation-type'], 'sevsnpvm');
-  t.is(c['x-ms-compliance-status'], 'azure-compliant-uvm');
+  t.is(c['x-ms-compliance-status'], 'azure-compliant-cvm');
   t.is(c['x-ms-sevsnpvm-vmpl'], 0);
   t.is(c['x-ms-sevsnpvm-microcode-svn'], amd.tcb.microcode);
   t.is(c.nonce, Buffer.from(nonce).toString('base64url'));

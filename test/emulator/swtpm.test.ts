@@ -73,7 +73,7 @@ test('the real SevGuestPlatform runs unchanged on the emulated report provider',
   t.teardown(() => platform.close());
   const result = await attest(platform, { endpoint: server.url, ca: server.caPem, nonce: Uint8Array.of(1) });
   t.is(result.protocol, 'SevSnpVm');
-  t.is(result.claims['x-ms-compliance-status'], 'azure-compliant-uvm');
+  t.is(result.claims['x-ms-compliance-status'], 'azure-compliant-cvm');
   t.is(provider.served, 1);
 });
 

@@ -49,6 +49,29 @@ test('each operator, compared as strings, ordered numerically when both sides ar
   t.true(allowed(c('missing', 'exists', false)));
 });
 
+test('ordering operators deny on a type mismatch instead of comparing as strings ("zzz" greater 5)', (t) => {
+  const claims = { ...CLAIMS, text: 'zzz', flag: true };
+  for (const op of ['less', 'lessOrEquals', 'greater', 'greaterOrEquals']) {
+    for (const [claim, value] of [
+      ['text', 5],
+      ['x-ms-sevsnpvm-guestsvn', 'abc'],
+      ['flag', 0],
+      ['flag', false],
+      ['text', true],
+    ] as const) {
+      const r = evaluateReleasePolicy(policy([{ claim, [op]: value }]), claims);
+      t.false(r.allowed, `${claim} ${op} ${JSON.stringify(value)}`);
+      t.regex(r.clauses[1]!.reason, /types differ|booleans have no order/);
+    }
+  }
+  const r = evaluateReleasePolicy(policy([{ claim: 'text', greater: 5 }]), claims);
+  t.is(r.clauses[1]!.reason, 'types differ: the claim is a string and the policy value a number; greater needs two numbers or two texts');
+  // equals keeps the observed string semantics across types; ordering still works within a type
+  t.true(allowed([{ claim: 'flag', equals: 'true' }], claims));
+  t.true(allowed([{ claim: 'text', greater: 'aaa' }], claims));
+  t.true(allowed([{ claim: 'x-ms-sevsnpvm-guestsvn', greater: '6' }], claims), 'a decimal string is a number');
+});
+
 test('missing claims, objects and arrays make a comparison false', (t) => {
   for (const op of ['equals', 'notEquals', 'less', 'lessOrEquals', 'greater', 'greaterOrEquals']) {
     t.false(allowed([{ claim: 'missing', [op]: 'x' }]), op);

@@ -37,15 +37,27 @@ export function snpClaims(snp: VerifiedSnp): Record<string, unknown> {
 export const EMULATED_POLICY_TEXT =
   'version=1.0;authorizationrules{=>permit();};issuancerules{c:[type=="x-ms-sevsnpvm-is-debuggable"]=>issue(claim=c);};';
 
+/**
+ * `x-ms-policy-hash`: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy text))))), as MicrosoftDocs/azure-security-docs
+ * articles/attestation/claim-sets.md (commit 0e19f847341f) defines it.
+ */
 export function policyHash(text = EMULATED_POLICY_TEXT): string {
-  return createHash('sha256').update(text).digest('base64url');
+  const encoded = Buffer.from(text, 'utf8').toString('base64url');
+  return createHash('sha256').update(encoded, 'utf8').digest('base64url');
 }
 
-export function sevSnpVmClaims(v: VerifiedSevSnpVm, nonce: string | undefined): Record<string, unknown> {
+export function sevSnpVmClaims(
+  v: VerifiedSevSnpVm,
+  nonce: string | number | undefined,
+): Record<string, unknown> {
   return {
+    // The request's nonce, untransformed (MicrosoftDocs/azure-security-docs articles/attestation/claim-sets.md).
     ...(nonce === undefined ? {} : { nonce }),
     'x-ms-attestation-type': 'sevsnpvm',
-    ...(v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-uvm' } : {}),
+    // The SevSnpVm sample token says azure-compliant-cvm (MicrosoftDocs/azure-security-docs
+    // articles/attestation/attestation-token-examples.md, commit e5e04f4e090a); azure-compliant-uvm needs UVM
+    // endorsements in the request, which the emulator does not evaluate.
+    ...(v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-cvm' } : {}),
     'x-ms-policy-hash': policyHash(),
     'x-ms-runtime': v.runtimeJson,
     ...snpClaims(v.snp),
@@ -85,6 +97,8 @@ export function azureGuestClaims(v: VerifiedAzureGuest, os: AzureGuestOsInfo): R
     'x-ms-isolation-tee': tee,
     'x-ms-policy-hash': policyHash(),
     'x-ms-runtime': {
+      // The ClientPayload as sent, e.g. {"nonce": "MTIzNA=="} (Azure/confidential-computing-cvm-guest-attestation
+      // aks-linux-sample/README.md); no top-level nonce claim on this protocol.
       ...(os.clientPayload === undefined ? {} : { 'client-payload': os.clientPayload }),
       keys: [
         {

@@ -6,13 +6,13 @@
  * AzureGuest: SNP report (chain to a trusted root, VCEK extensions, validity, signature, debug, minimum TCB),
  * HCL binding of the runtime data, `ak-match` (the TPM AK is HCLAkPub), quote signature / nonce / PCR digest,
  * `ak-certificate` (certifies that AK, issued by a trusted vTPM CA), `transfer-key-certify` (the AK certified
- * the transfer key, which is a TPM-bound, policy-only decryption key), then the service policy.
+ * the transfer key, which is a TPM-bound decryption key usable only under PolicyPCR over the quoted PCRs), then
+ * the service policy. SHA-1 quote and certify signatures and SHA-1 PCR banks are refused.
  * SevSnpVm: SNP report checks, `runtime-data-binding` (report_data = sha256(runtime data) || zeros), policy.
  */
 import {
   createHash,
   createPublicKey,
-  verify as cryptoVerify,
   type JsonWebKey,
   type KeyObject,
   X509Certificate,
@@ -28,25 +28,21 @@ import {
   QuoteSignatureError,
   RuntimeDataBindingError,
   SnpTcbTooLowError,
-  TransferKeyCertifyError,
   VcekChainMissingError,
 } from '../../errors.js';
-import { type AzureVtpmVerificationResult, verifyAzureVtpmEvidence } from '../../hcl/verify.js';
+import {
+  type AzureVtpmVerificationResult,
+  verifyAzureVtpmEvidence,
+  verifyTransferKeyCertification,
+} from '../../hcl/verify.js';
 import { bytesEqual, isAllZero, toHex } from '../../snp/bytes.js';
 import { parseSnpReport, type SnpReport } from '../../snp/report.js';
 import type { TrustedRootInput } from '../../snp/roots.js';
 import { decodeTcb, type SnpProduct, type TcbVersion, tcbComponents } from '../../snp/tcb.js';
 import { runCheck, type SnpVerificationResult, type TcbMinimum, verifySnpReport } from '../../snp/verify.js';
-import { TPM_ALG, TPM_ST, TPMA_OBJECT } from '../../tpm/constants.js';
 import { publicToKeyObject } from '../../tpm/keys.js';
-import { marshal, TpmReader } from '../../tpm/marshal.js';
-import {
-  computeName,
-  parseAttest,
-  readTpm2bPublic,
-  type TpmtPublic,
-  writeTpmtPublic,
-} from '../../tpm/structures.js';
+import { TpmReader } from '../../tpm/marshal.js';
+import { parseAttest, readTpm2bPublic, type TpmtPublic } from '../../tpm/structures.js';
 import { encodeHclReport, type HclHash } from '../hcl-report.js';
 
 export interface AttestationPolicy {
@@ -74,8 +70,8 @@ export interface EvidenceContext {
  * x-ms-compliance-status, an explicit rule set. A verified report is compliant when: debugging is disabled;
  * it was made at VMPL 0; it is signed by a VCEK; its reported TCB is at least the policy minimum for its
  * product (when one is set); and, for AzureGuest, the HCL VM configuration says secure boot and TPM are on.
- * Compliant AzureGuest evidence is `azure-compliant-cvm`, compliant SevSnpVm evidence `azure-compliant-uvm`;
- * otherwise the claim is absent.
+ * Compliant evidence of either protocol is `azure-compliant-cvm` (as in Microsoft's sample tokens); otherwise
+ * the claim is absent.
  */
 export const COMPLIANCE_RULES = [
   'debug disabled (policy bit 19 clear)',
@@ -487,57 +483,17 @@ export async function verifyAzureGuestRequest(
     return { detail: `AK certificate issued by ${issuer.subject.replace(/\n/g, ', ')}`, value: undefined };
   });
 
-  const transfer = runCheck(checks, 'transfer-key-certify', () => {
-    const pub = tpmPublic(encKeyPub, 'TpmInfo.EncKeyPub', 'transfer-key-certify');
-    const keyBytes = (akKey.asymmetricKeyDetails?.modulusLength ?? 2048) / 8;
-    if (
-      certifySignature.length !== keyBytes ||
-      !cryptoVerify('sha256', certifyInfo, akKey, certifySignature)
-    ) {
-      throw new TransferKeyCertifyError(
-        'EncKeyCertifyInfoSignature does not verify under the AK',
-        'transfer-key-certify',
-      );
-    }
-    let attest: ReturnType<typeof parseAttest>;
-    try {
-      attest = parseAttest(certifyInfo);
-    } catch (error) {
-      throw new TransferKeyCertifyError('EncKeyCertifyInfo is not a TPMS_ATTEST', 'transfer-key-certify', {
-        cause: error,
-      });
-    }
-    if (attest.type !== TPM_ST.ATTEST_CERTIFY || !('certify' in attest)) {
-      throw new TransferKeyCertifyError(
-        'EncKeyCertifyInfo is not a certify attestation',
-        'transfer-key-certify',
-      );
-    }
-    const name = computeName(pub.nameAlg, marshal(writeTpmtPublic, pub));
-    if (!bytesEqual(name, attest.certify.name)) {
-      throw new TransferKeyCertifyError(
-        'the certified name is not the name of EncKeyPub',
-        'transfer-key-certify',
-      );
-    }
-    const a = pub.objectAttributes;
-    const required =
-      TPMA_OBJECT.decrypt | TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin;
-    const forbidden = TPMA_OBJECT.sign | TPMA_OBJECT.restricted | TPMA_OBJECT.userWithAuth;
-    if (
-      pub.type !== TPM_ALG.RSA ||
-      (a & required) !== required ||
-      (a & forbidden) !== 0 ||
-      pub.authPolicy.length === 0
-    ) {
-      throw new TransferKeyCertifyError(
-        `EncKeyPub (attributes 0x${a.toString(16)}) is not an RSA decrypt-only key bound to the TPM and usable only under its policy`,
-        'transfer-key-certify',
-      );
-    }
-    const key = publicToKeyObject(pub);
-    return { detail: 'AK certified an RSA decryption key (fixedTPM, fixedParent, policy only)', value: key };
-  });
+  // The library's certify check: AK signature (SHA-256 or stronger), name, attributes, and an authPolicy that is
+  // PolicyPCR over the quoted PCRs (src/hcl/verify.ts verifyTransferKeyCertification).
+  const transfer = runCheck(checks, 'transfer-key-certify', () => ({
+    detail: 'the AK certified an RSA decryption key bound to PolicyPCR over the quoted PCRs',
+    value: verifyTransferKeyCertification(
+      akKey,
+      { public: encKeyPub, certifyInfo, signature: certifySignature },
+      verified.quote,
+      pcrs,
+    ),
+  }));
 
   checkMeasurement(checks, ctx, snp.report);
   const config = verified.hcl.runtimeData.vmConfiguration;

@@ -255,7 +255,13 @@ export async function startAttestationEmulator(
     const body = jsonBody(await readBody(req));
     if (kind === 'SevSnpVm') {
       const verified = await verifySevSnpVmRequest(body, context());
-      const nonce = typeof body.nonce === 'string' ? body.nonce : undefined;
+      // Copied untransformed into the `nonce` claim (MicrosoftDocs/azure-security-docs
+      // articles/attestation/claim-sets.md). The REST API documents a string; microsoft/confidential-sidecar-containers
+      // pkg/attest/maa.go sends a JSON number (uint64), which is copied as the number.
+      const nonce =
+        typeof body.nonce === 'string' || (typeof body.nonce === 'number' && Number.isFinite(body.nonce))
+          ? body.nonce
+          : undefined;
       const token = await issue(sevSnpVmClaims(verified, nonce));
       counters.sevSnpVm++;
       return { token };
