@@ -35,10 +35,17 @@ export interface AttestationClientOptions extends MaaHttpOptions {
 
 export interface AttestCallOptions {
   /**
-   * Bound into the quote and ClientPayload (vTPM) or the runtime data and request (SNP guest); the token must
-   * echo it, which proves it was issued for this request. At most 64 bytes on the vTPM.
+   * Sent in ClientPayload (vTPM) or bound into the runtime data and sent in the request (SNP guest); the token
+   * must echo it, which proves it was issued for this request. At most 64 bytes on the vTPM.
    */
   nonce?: Uint8Array;
+  /**
+   * vTPM only: also put the nonce into the quote's qualifying data. Off by default: Microsoft's C++ client
+   * quotes with empty qualifying data (Azure/confidential-computing-cvm-guest-attestation @990f662,
+   * client-library/src/Attestation/LinuxTpm/lib/Tss2Wrapper.cpp `GetPCRQuote`: `TPM2B_DATA inData = {0}`), and
+   * no artifact shows the real service accepting a quote that carries one.
+   */
+  nonceInQuote?: boolean;
   signal?: AbortSignal;
   /** Same as `signal` (the Azure SDK's name). */
   abortSignal?: AbortSignal;
@@ -123,8 +130,10 @@ export class AttestationClient {
       if (signal?.aborted) throw new AbortError('attestation was aborted', { cause: signal.reason });
     };
     check();
+    const vtpm = platform.kind === 'azure-vtpm' || platform.kind === 'emulated-azure-vtpm';
+    const evidenceNonce = call.nonce && (!vtpm || call.nonceInQuote === true) ? call.nonce : undefined;
     const evidence = await platform.collectEvidence({
-      ...(call.nonce ? { nonce: call.nonce } : {}),
+      ...(evidenceNonce ? { nonce: evidenceNonce } : {}),
       ...(signal ? { signal } : {}),
     });
     const transferKey = await platform.transferKey();

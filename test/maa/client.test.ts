@@ -215,3 +215,31 @@ test('the emulated SevSnpVm endpoint copies the request nonce untransformed, a n
     t.is(decodeJwt(token).nonce, nonce);
   }
 });
+
+test("AzureGuest: the nonce goes in ClientPayload and the quote has empty qualifying data, as Microsoft's client sends it", async (t) => {
+  // Azure/confidential-computing-cvm-guest-attestation @990f662,
+  // client-library/src/Attestation/LinuxTpm/lib/Tss2Wrapper.cpp GetPCRQuote: `TPM2B_DATA inData = {0}`.
+  const ca = await EmulatorCa.create();
+  const server = await maa(t, { amd, akCa, ca });
+  const inner = await EmulatedAzureVtpmPlatform.create({ amd, akCa });
+  const quoteNonces: (Uint8Array | undefined)[] = [];
+  const platform: AttestationPlatform = {
+    kind: inner.kind,
+    collectEvidence: (options) => {
+      quoteNonces.push(options?.nonce);
+      return inner.collectEvidence(options);
+    },
+    transferKey: () => inner.transferKey(),
+    close: () => inner.close(),
+  };
+  const client = new AttestationClient({ endpoint: server.url, ca: ca.certPem });
+  const nonce = randomBytes(32);
+  const plain = await client.attest(platform, { nonce });
+  t.is(quoteNonces[0], undefined, 'no nonce reaches the quote');
+  t.is(
+    (plain.claims['x-ms-runtime'] as { 'client-payload'?: { nonce?: string } })['client-payload']?.nonce,
+    nonce.toString('base64'),
+  );
+  await client.attest(platform, { nonce, nonceInQuote: true });
+  t.deepEqual(quoteNonces[1], nonce, 'nonceInQuote puts it in the quote too');
+});
