@@ -6,8 +6,8 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { compactVerify, decodeProtectedHeader } from 'jose';
 import { ReleaseResponseInvalidError } from '../errors.js';
+import { loadJose } from '../load-jose.js';
 import { x509 } from '../snp/x509.js';
 import { isReleaseEncryption, type ReleaseEncryption } from './key-wrap.js';
 
@@ -283,6 +283,7 @@ export async function verifyReleaseResponse(
   }
   if (jws.length > MAX_RELEASE_RESPONSE_BYTES)
     throw invalid(`the answer is larger than ${MAX_RELEASE_RESPONSE_BYTES} bytes`);
+  const { compactVerify, decodeProtectedHeader } = await loadJose();
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
     header = decodeProtectedHeader(jws);

@@ -6,7 +6,6 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { TokenCredential } from '@azure/core-auth';
-import { DefaultAzureCredential } from '@azure/identity';
 import { KeyClient, type KeyClientOptions, parseKeyVaultKeyIdentifier } from '@azure/keyvault-keys';
 import {
   AbortError,
@@ -23,6 +22,7 @@ import {
 import { detectPlatform } from '../hal/detect.js';
 import type { AttestationPlatform } from '../hal/types.js';
 import { AttestationClient, type AttestationResult } from '../maa/client.js';
+import { LazyDefaultAzureCredential } from './default-credential.js';
 import type { ReleaseEncryption } from './key-wrap.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 import { type ReleasePayload, verifyReleaseResponse } from './release-response.js';
@@ -460,7 +460,7 @@ export class SecureKeyRelease {
     if (!client) {
       const retry = this.#options.retry ?? {};
       const credential =
-        this.#options.credential ?? (this.#defaultCredential ??= new DefaultAzureCredential());
+        this.#options.credential ?? (this.#defaultCredential ??= new LazyDefaultAzureCredential());
       client = new KeyClient(vaultUrl, credential, {
         ...this.#options.vaultOptions,
         // The pipeline's own policies retry 408/429/5xx and network errors with jittered exponential backoff
