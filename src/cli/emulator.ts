@@ -1,15 +1,13 @@
 import type { Command } from 'commander';
-import { emulatorCacheDir } from '../emulator/cache.js';
-import { provisionSwtpmAsAzureVtpm } from '../emulator/provision-swtpm.js';
 import { InvalidArgumentError } from '../errors.js';
-import { openTpm } from '../hal/open-tpm.js';
 import type { TpmTransport } from '../hal/types.js';
 import type { SnpProduct } from '../snp/tcb.js';
 
 const PRODUCTS: readonly SnpProduct[] = ['Milan', 'Genoa', 'Turin'];
 
 /** `host:port` goes to the TCP transport, anything else (Unix socket, device) to the native one. */
-export function openTpmTarget(target: string): Promise<TpmTransport> {
+export async function openTpmTarget(target: string): Promise<TpmTransport> {
+  const { openTpm } = await import('../hal/open-tpm.js');
   return /^[^/]+:\d+$/.test(target) ? openTpm({ tcp: target }) : openTpm({ path: target });
 }
 
@@ -60,6 +58,10 @@ export function registerEmulator(program: Command): Command {
         userData.set(parseHexBytes(options.userData, '--user-data', 64));
       }
       const noCache = options.cache === false;
+      const [{ emulatorCacheDir }, { provisionSwtpmAsAzureVtpm }] = await Promise.all([
+        import('../emulator/cache.js'),
+        import('../emulator/provision-swtpm.js'),
+      ]);
       const transport = await openTpmTarget(options.tpm);
       try {
         const result = await provisionSwtpmAsAzureVtpm(transport, {

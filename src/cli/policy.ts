@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { decodeJwt } from 'jose';
 import { InvalidArgumentError, MalformedDataError } from '../errors.js';
+import { loadJose } from '../load-jose.js';
 import {
   evaluateReleasePolicy,
   parseReleasePolicy,
@@ -36,6 +36,7 @@ async function readClaims(options: PolicyCheckOptions): Promise<Record<string, u
     ? options.token!
     : (await readFile(options.token!, 'utf8')).trim();
   try {
+    const { decodeJwt } = await loadJose();
     return decodeJwt(token);
   } catch (error) {
     throw new MalformedDataError('--token is not a JWT', { cause: error });
