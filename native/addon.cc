@@ -356,7 +356,9 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
   void Complete(Napi::Env env) {
     uv_timer_stop(&watch_->timer);
     busy_ = false;
-    auto response = Napi::Buffer<uint8_t>::Copy(env, device_->response(), device_->response_size());
+    // Responses can carry secrets (RSA_Decrypt output): the Buffer's bytes are wiped when it is collected.
+    auto response = TakeBuffer(env, std::vector<uint8_t>(device_->response(),
+                                                         device_->response() + device_->response_size()));
     device_->Wipe();
     Napi::Promise::Deferred deferred = std::move(*current_);
     current_.reset();
