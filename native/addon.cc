@@ -122,6 +122,9 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
     auto watch = std::make_unique<LoopWatch>();
+    // epoll refuses (EPERM) an fd without a poll operation: a regular file, or a TPM device of a kernel before
+    // the non-blocking interface (tpm_common_poll in tpm_fops / tpmrm_fops, Linux 4.20). Refused here, before
+    // any command is written.
     int rc = uv_poll_init(loop, &watch->poll, device_->fd());
     if (rc != 0) throw MakeSystemError(env, -rc, "epoll_ctl", device_->path());
     uv_timer_init(loop, &watch->timer);

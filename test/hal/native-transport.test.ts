@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -264,6 +264,18 @@ test('native transport: an idle open transport does not keep the process alive',
     });`;
   const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { timeout: 30_000 });
   t.is(stdout, '20');
+});
+
+test('native transport: a regular file is refused at open and nothing is written to it', async (t) => {
+  if (!requireAddon(t)) return;
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-file-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'not-a-tpm');
+  await writeFile(file, 'keep');
+  // epoll cannot watch a regular file, so the handle is never made (native/addon.cc, TpmHandle).
+  const error = await t.throwsAsync(openTpm({ path: file }));
+  t.true(error instanceof CvmSkrError, `typed error, got ${error?.name}`);
+  t.is(await readFile(file, 'utf8'), 'keep');
 });
 
 test('native transport: missing path is an ENOENT-coded DeviceNotFoundError', async (t) => {
