@@ -103,7 +103,7 @@ if (!transport || failed(transport)) {
 }
 
 const opNames = {
-  hcl: 'HCL report read (NV_ReadPublic + NV_Read chunks)',
+  hcl: 'HCL report read (NV_Read chunks; size and NV_BUFFER_MAX read once per platform)',
   certify: 'Ephemeral key create + certify (PCR_Read, CreatePrimary, Certify, Flush)',
   decrypt: 'RSA decrypt (policy session, PolicyPCR, RSA_Decrypt)',
 } as const;
