@@ -1,16 +1,18 @@
-// N-API glue of the cvm-skr addon. Device I/O runs in AsyncWorker::Execute on libuv worker threads and never
-// touches JavaScript; everything that touches JavaScript runs on the owning thread. No static state: per-env
-// data lives in the Napi::Addon instance, so the addon loads in worker_threads.
+// N-API glue of the cvm-skr addon. TPM commands are written and read on the JavaScript thread with
+// non-blocking I/O, waiting in the event loop's poller (see "Why the TPM I/O waits in uv_poll" below); opening
+// a path and the SEV-SNP ioctl run in AsyncWorker::Execute on libuv worker threads and never touch JavaScript.
+// No static state: per-env data lives in the Napi::Addon instance, so the addon loads in worker_threads.
 #include <napi.h>
+#include <unistd.h>
+#include <uv.h>
 
-#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <mutex>
+#include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <utility>
-#include <memory>
-#include <string>
 #include <vector>
 
 #include "sev_guest.h"
@@ -66,89 +68,33 @@ Napi::Buffer<uint8_t> TakeBuffer(Napi::Env env, std::vector<uint8_t>&& bytes) {
 
 }  // namespace
 
-// One command travelling to the I/O thread and its result travelling back.
-struct IoJob {
-  uint64_t id;
-  std::vector<uint8_t> command;
-};
-
-struct IoCompletion {
-  uint64_t id;
-  IoResult result;
-};
+// Why the TPM I/O waits in uv_poll rather than on a thread of its own
+// ---------------------------------------------------------------------
+// Earlier versions ran every command on a dedicated I/O thread per handle (poll(2) there, a thread-safe
+// function back): two thread wake-ups per command, which on a loaded 2-core machine cost as much as the TPM
+// round trip itself (bench/transport.bench.ts). Both the kernel's TPM character device and a Unix socket take a
+// non-blocking write and report the answer through poll (drivers/char/tpm/tpm-dev-common.c: tpm_common_write
+// queues the command when O_NONBLOCK is set, tpm_common_poll says EPOLLIN once the response is in), so the
+// command is now written from the JavaScript thread and the fd is watched by the event loop's own poller
+// (uv_poll_start, the pattern of serialport/bindings-cpp src/poller.cpp). The guarantees stay:
+// - the event loop never blocks on the device: every read/write is non-blocking (TpmDevice never waits);
+//   closing a device fd whose command is still in the kernel waits for it (tpm_common_release flushes the
+//   work item), so that close runs on a short-lived thread of its own;
+// - close() rejects the command in flight and everything queued, at once;
+// - terminating a Worker is immediate: an async cleanup hook stops the watch and closes the fd, and nothing
+//   of ours sits in libuv's thread pool (which Node waits for before cleanup);
+// - a per-command timeout is a uv_timer; it fails the command and marks the stream out of step.
 
 class TpmHandle;
-void DeliverCompletion(Napi::Env env, Napi::Function, TpmHandle* handle, IoCompletion* completion);
-using CompletionTsfn = Napi::TypedThreadSafeFunction<TpmHandle, IoCompletion, DeliverCompletion>;
 
-// A dedicated thread per handle rather than libuv's pool: Node waits for pool work to finish before it runs
-// environment cleanup hooks, so a command stuck in poll(2) would block Worker termination until its timeout.
-// This thread is ours to cancel and join from the cleanup hook.
-class IoThread {
- public:
-  IoThread(std::shared_ptr<TpmDevice> device, int timeout_ms, CompletionTsfn tsfn)
-      : device_(std::move(device)), timeout_ms_(timeout_ms), tsfn_(tsfn), thread_([this] { Run(); }) {}
-
-  ~IoThread() { Stop(); }
-
-  void Submit(IoJob&& job) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(job));
-    }
-    cv_.notify_one();
-  }
-
-  // Jobs not yet started, so their promises can be rejected on the JavaScript thread.
-  std::deque<IoJob> TakeQueued() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::deque<IoJob> taken;
-    taken.swap(queue_);
-    return taken;
-  }
-
-  // Cancels the job in progress (if any) and joins the thread. Returns quickly: the device wakes on cancel.
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    device_->Cancel();
-    cv_.notify_one();
-    if (thread_.joinable()) thread_.join();
-    for (auto& job : queue_) std::memset(job.command.data(), 0, job.command.size());
-    queue_.clear();
-  }
-
- private:
-  void Run() {
-    for (;;) {
-      IoJob job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
-        job = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      auto* completion = new IoCompletion{job.id, device_->Transmit(job.command, timeout_ms_)};
-      std::memset(job.command.data(), 0, job.command.size());
-      if (tsfn_.NonBlockingCall(completion) != napi_ok) {
-        std::memset(completion->result.response.data(), 0, completion->result.response.size());
-        delete completion;
-      }
-    }
-  }
-
-  std::shared_ptr<TpmDevice> device_;
-  int timeout_ms_;
-  CompletionTsfn tsfn_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<IoJob> queue_;
-  bool stopping_ = false;
-  std::thread thread_;  // last: starts after the members it uses exist
+// The libuv handles of one TpmHandle. libuv finishes closing a handle on a later loop turn, so this block can
+// outlive its TpmHandle; it frees itself when both close callbacks have run.
+struct LoopWatch {
+  uv_poll_t poll;
+  uv_timer_t timer;
+  TpmHandle* owner = nullptr;  // null once the owner has let go
+  int open_handles = 0;
+  napi_async_cleanup_hook_handle cleanup_hook = nullptr;
 };
 
 class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
@@ -168,55 +114,99 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
     if (info.Length() < 2 || !info[0].IsExternal() || !info[1].IsNumber()) {
       throw Napi::TypeError::New(env, "TpmHandle instances are created by openTpm()");
     }
-    device_ = *info[0].As<Napi::External<std::shared_ptr<TpmDevice>>>().Data();
-    int timeout_ms = info[1].As<Napi::Number>().Int32Value();
-    if (timeout_ms <= 0) timeout_ms = 30000;
-    tsfn_ = CompletionTsfn::New(env, "cvm-skr:tpm-io", 0, 1, this);
-    tsfn_.Unref(env);  // an idle transport does not keep the process alive
-    io_ = std::make_unique<IoThread>(device_, timeout_ms, tsfn_);
-    napi_add_env_cleanup_hook(env_, &TpmHandle::OnEnvCleanup, this);
-    hook_registered_ = true;
+    device_ = std::move(*info[0].As<Napi::External<std::unique_ptr<TpmDevice>>>().Data());
+    if (!device_) throw Napi::TypeError::New(env, "TpmHandle instances are created by openTpm()");
+    timeout_ms_ = info[1].As<Napi::Number>().Int32Value();
+    if (timeout_ms_ <= 0) timeout_ms_ = 30000;
+
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
+    auto watch = std::make_unique<LoopWatch>();
+    // epoll refuses (EPERM) an fd without a poll operation: a regular file, or a TPM device of a kernel before
+    // the non-blocking interface (tpm_common_poll in tpm_fops / tpmrm_fops, Linux 4.20). Refused here, before
+    // any command is written.
+    int rc = uv_poll_init(loop, &watch->poll, device_->fd());
+    if (rc != 0) throw MakeSystemError(env, -rc, "epoll_ctl", device_->path());
+    uv_timer_init(loop, &watch->timer);
+    watch->open_handles = 2;
+    watch->owner = this;
+    watch->poll.data = watch.get();
+    watch->timer.data = watch.get();
+    // The watch for readable stays on for the life of the handle: restarting it per command would cost two
+    // epoll_ctl calls each time. An idle handle does not keep the process alive.
+    uv_poll_start(&watch->poll, UV_READABLE, &TpmHandle::OnPollCallback);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&watch->poll));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&watch->timer));
+    watch_ = watch.release();
+    watched_ = UV_READABLE;
+    resource_ = Napi::Persistent(Napi::Object::New(env));
+    napi_async_init(env, resource_.Value(), Napi::String::New(env, "cvm-skr:tpm-io"), &async_context_);
+    napi_add_async_cleanup_hook(env, &TpmHandle::OnEnvCleanup, watch_, &watch_->cleanup_hook);
   }
 
-  // The hook holds a raw pointer to this object: it must be removed whenever the object goes first, whether or
-  // not close() already tore the device down.
-  ~TpmHandle() override {
-    if (hook_registered_) napi_remove_env_cleanup_hook(env_, &TpmHandle::OnEnvCleanup, this);
-    TearDown();
-  }
-
-  void OnCompletion(Napi::Env env, IoCompletion* completion) {
-    std::unique_ptr<IoCompletion> owned(completion);
-    if (waiting_.empty() || waiting_.front().first != completion->id) {
-      std::memset(completion->result.response.data(), 0, completion->result.response.size());
-      return;  // its promise was already rejected by close()
-    }
-    Napi::Promise::Deferred deferred = std::move(waiting_.front().second);
-    waiting_.pop_front();
-    if (completion->result.status == IoStatus::kOk) {
-      deferred.Resolve(TakeBuffer(env, std::move(completion->result.response)));
-    } else {
-      deferred.Reject(IoResultError(env, completion->result, device_->path()));
-    }
-    Settle(env);
-  }
+  ~TpmHandle() override { TearDown(); }
 
  private:
-  static void OnEnvCleanup(void* arg) {
-    auto* self = static_cast<TpmHandle*>(arg);
-    self->hook_registered_ = false;
-    self->closed_ = true;
-    self->TearDown();
+  static TpmHandle* OwnerOf(uv_handle_t* handle) { return static_cast<LoopWatch*>(handle->data)->owner; }
+
+  static void OnPollCallback(uv_poll_t* poll, int status, int events) {
+    if (TpmHandle* self = OwnerOf(reinterpret_cast<uv_handle_t*>(poll))) self->OnPoll(status, events);
   }
 
-  // Stops the I/O thread and closes the fd. The thread-safe function is released last, so no completion can
-  // arrive for a handle that is gone.
+  static void OnTimerCallback(uv_timer_t* timer) {
+    if (TpmHandle* self = OwnerOf(reinterpret_cast<uv_handle_t*>(timer))) self->OnTimeout();
+  }
+
+  static void OnHandleClosed(uv_handle_t* handle) {
+    auto* watch = static_cast<LoopWatch*>(handle->data);
+    if (--watch->open_handles > 0) return;
+    // Also tells Node that an environment teardown waiting on this hook may go on.
+    if (watch->cleanup_hook) napi_remove_async_cleanup_hook(watch->cleanup_hook);
+    delete watch;
+  }
+
+  // Environment teardown (a Worker terminated, the process exiting): no JavaScript runs any more, so pending
+  // promises are dropped; the fd is closed now and teardown waits only for the two handles to close.
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+    auto* watch = static_cast<LoopWatch*>(arg);
+    if (watch->owner) {
+      watch->owner->closed_ = true;
+      watch->owner->TearDown();
+    }
+  }
+
+  // Stops the watch and timer, closes the fd, releases everything that keeps the loop or this object alive.
   void TearDown() {
     if (torn_down_) return;
     torn_down_ = true;
-    io_->Stop();
-    device_->Shutdown();
-    tsfn_.Release();
+    closed_ = true;
+    busy_ = false;
+    writing_ = false;
+    const bool kernel_busy = device_->awaiting_response();
+    // uv_close stops the watch first: the fd leaves epoll before it is closed.
+    watch_->owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch_->poll), &TpmHandle::OnHandleClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch_->timer), &TpmHandle::OnHandleClosed);
+    watch_ = nullptr;
+    int fd = device_->TakeFd();
+    if (fd >= 0) {
+      if (!device_->is_socket() && kernel_busy) {
+        // tpm_common_release() flushes the command's work item: the close would wait for the TPM to finish.
+        std::thread([fd] { close(fd); }).detach();
+      } else {
+        close(fd);
+      }
+    }
+    device_->Wipe();
+    for (auto& job : queue_) std::memset(job.command.data(), 0, job.command.size());
+    if (async_context_) {
+      napi_async_destroy(env_, async_context_);
+      async_context_ = nullptr;
+    }
+    if (keep_alive_) {
+      keep_alive_ = false;
+      Unref();
+    }
   }
 
   Napi::Value Transmit(const Napi::CallbackInfo& info) {
@@ -245,56 +235,171 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
       deferred.Reject(MakeError(env, "the transport is closed", "closed").Value());
       return promise;
     }
-    uint64_t id = next_id_++;
-    if (!keep_alive_) {
-      // While commands are in flight the handle must not be collected and the loop must not exit.
-      keep_alive_ = true;
-      tsfn_.Ref(env);
-      Ref();
+    if (busy_ || !queue_.empty()) {
+      queue_.push_back(Job{std::move(deferred), std::vector<uint8_t>(bytes.Data(), bytes.Data() + length)});
+    } else {
+      // Written now, from this thread: the write never blocks, and the answer arrives through the poll watch.
+      Start(env, std::move(deferred), bytes.Data(), length);
     }
-    waiting_.emplace_back(id, std::move(deferred));
-    io_->Submit(IoJob{id, std::vector<uint8_t>(bytes.Data(), bytes.Data() + length)});
+    UpdateKeepAlive();
     return promise;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto deferred = Napi::Promise::Deferred::New(env);
-    Napi::Promise promise = deferred.Promise();
-    if (torn_down_) {
-      deferred.Resolve(env.Undefined());
-      return promise;
+    if (!torn_down_) {
+      closed_ = true;
+      if (current_) {
+        current_->Reject(MakeError(env, "the transport was closed", "closed").Value());
+        current_.reset();
+      }
+      for (auto& job : queue_) {
+        std::memset(job.command.data(), 0, job.command.size());
+        job.deferred.Reject(MakeError(env, "the transport was closed", "closed").Value());
+      }
+      queue_.clear();
+      TearDown();
     }
-    closed_ = true;
-    // Queued commands never started: reject them now. The one in flight is cancelled and settles through
-    // OnCompletion, which then finishes the close.
-    std::deque<IoJob> queued = io_->TakeQueued();
-    while (!queued.empty() && !waiting_.empty() && waiting_.back().first == queued.back().id) {
-      std::memset(queued.back().command.data(), 0, queued.back().command.size());
-      waiting_.back().second.Reject(MakeError(env, "the transport was closed", "closed").Value());
-      waiting_.pop_back();
-      queued.pop_back();
-    }
-    close_waiters_.push_back(std::move(deferred));
-    if (waiting_.empty()) {
-      Settle(env);
-    } else {
-      device_->Cancel();
-    }
-    return promise;
+    deferred.Resolve(env.Undefined());
+    return deferred.Promise();
   }
 
-  // Called whenever a command settles: drop the keep-alive references when idle, finish a pending close.
-  void Settle(Napi::Env env) {
-    if (!waiting_.empty()) return;
-    if (closed_ && !torn_down_) TearDown();
-    if (!close_waiters_.empty()) {
-      for (auto& waiter : close_waiters_) waiter.Resolve(env.Undefined());
-      close_waiters_.clear();
+  // Starts queued commands until one is in flight or the queue is empty.
+  void StartNext(Napi::Env env) {
+    while (!busy_ && !queue_.empty() && !torn_down_) {
+      Job job = std::move(queue_.front());
+      queue_.pop_front();
+      Start(env, std::move(job.deferred), job.command.data(), job.command.size());
+      std::memset(job.command.data(), 0, job.command.size());
     }
-    if (keep_alive_) {
-      keep_alive_ = false;
-      if (!torn_down_) tsfn_.Unref(env);
+    UpdateKeepAlive();
+  }
+
+  // Begins one command: written at once as far as the fd takes it. A command the stream refuses (closed, out
+  // of step) or whose write fails is rejected here.
+  void Start(Napi::Env env, Napi::Promise::Deferred deferred, const uint8_t* command, size_t length) {
+    IoResult failure;
+    if (!device_->Begin(command, length, &failure)) {
+      deferred.Reject(IoResultError(env, failure, device_->path()));
+      return;
+    }
+    current_.emplace(std::move(deferred));
+    busy_ = true;
+    uv_timer_start(&watch_->timer, &TpmHandle::OnTimerCallback, static_cast<uint64_t>(timeout_ms_), 0);
+    Step step = device_->Write(&failure);
+    if (step == Step::kAgain) {
+      writing_ = true;
+      Watch(UV_READABLE | UV_WRITABLE);
+    } else if (step == Step::kFailed) {
+      Fail(env, failure);
+    }
+  }
+
+  void OnPoll(int status, int events) {
+    IoResult failure;
+    Step step = Step::kAgain;
+    if (status < 0) {
+      failure.status = IoStatus::kSystem;
+      failure.err = -status;
+      failure.syscall = "poll";
+      device_->Break("poll");
+      step = Step::kFailed;
+    } else {
+      if (writing_ && (events & UV_WRITABLE)) {
+        step = device_->Write(&failure);
+        if (step == Step::kDone) {
+          writing_ = false;
+          Watch(UV_READABLE);
+          step = Step::kAgain;
+        }
+      }
+      if (step == Step::kAgain && (events & UV_READABLE)) {
+        // Bytes or end-of-stream before the command is out, or with none in flight, break the stream.
+        step = busy_ && !writing_ ? device_->Read(&failure) : device_->ReadUnsolicited(&failure);
+      }
+    }
+    if (step == Step::kAgain) return;
+    if (!busy_) {  // the stream broke while idle: nothing to settle; the next command is refused
+      Watch(0);
+      return;
+    }
+    Napi::Env env(env_);
+    Napi::HandleScope handle_scope(env);
+    // Settling inside a callback scope runs the promise reactions right after, as for any Node I/O callback.
+    Napi::CallbackScope callback_scope(env, OpenCallbackScope(env));
+    if (step == Step::kDone) {
+      Complete(env);
+    } else {
+      Fail(env, failure);
+    }
+    StartNext(env);
+  }
+
+  void OnTimeout() {
+    if (!busy_) return;
+    device_->Break("timeout");
+    IoResult failure;
+    failure.status = IoStatus::kTimeout;
+    Napi::Env env(env_);
+    Napi::HandleScope handle_scope(env);
+    Napi::CallbackScope callback_scope(env, OpenCallbackScope(env));
+    Fail(env, failure);
+    StartNext(env);
+  }
+
+  napi_callback_scope OpenCallbackScope(Napi::Env env) {
+    napi_callback_scope scope = nullptr;
+    if (napi_open_callback_scope(env, resource_.Value(), async_context_, &scope) != napi_ok) {
+      Napi::Error::Fatal("cvm-skr:tpm-io", "napi_open_callback_scope failed");
+    }
+    return scope;
+  }
+
+  void Complete(Napi::Env env) {
+    uv_timer_stop(&watch_->timer);
+    busy_ = false;
+    // Responses can carry secrets (RSA_Decrypt output): the Buffer's bytes are wiped when it is collected.
+    auto response = TakeBuffer(env, std::vector<uint8_t>(device_->response(),
+                                                         device_->response() + device_->response_size()));
+    device_->Wipe();
+    Napi::Promise::Deferred deferred = std::move(*current_);
+    current_.reset();
+    deferred.Resolve(response);
+  }
+
+  // The command in flight failed; the stream is out of step (TpmDevice::Break), so the watch is no longer needed.
+  void Fail(Napi::Env env, const IoResult& failure) {
+    uv_timer_stop(&watch_->timer);
+    busy_ = false;
+    writing_ = false;
+    device_->Wipe();
+    Watch(0);
+    Napi::Promise::Deferred deferred = std::move(*current_);
+    current_.reset();
+    deferred.Reject(IoResultError(env, failure, device_->path()));
+  }
+
+  void Watch(int events) {
+    if (events == watched_ || torn_down_) return;
+    watched_ = events;
+    if (events == 0) {
+      uv_poll_stop(&watch_->poll);
+    } else {
+      uv_poll_start(&watch_->poll, events, &TpmHandle::OnPollCallback);
+    }
+  }
+
+  // While commands are queued or in flight the loop stays alive and this object is not collected.
+  void UpdateKeepAlive() {
+    bool want = busy_ || !queue_.empty();
+    if (want == keep_alive_ || torn_down_) return;
+    keep_alive_ = want;
+    if (want) {
+      uv_ref(reinterpret_cast<uv_handle_t*>(&watch_->poll));
+      Ref();
+    } else {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&watch_->poll));
       Unref();
     }
   }
@@ -302,30 +407,29 @@ class TpmHandle : public Napi::ObjectWrap<TpmHandle> {
   Napi::Value IsSocket(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), device_->is_socket()); }
 
   Napi::Value Pending(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(waiting_.size()));
+    return Napi::Number::New(info.Env(), static_cast<double>(queue_.size() + (busy_ ? 1 : 0)));
   }
+
+  struct Job {
+    Napi::Promise::Deferred deferred;
+    std::vector<uint8_t> command;
+  };
 
   napi_env env_;
-  std::shared_ptr<TpmDevice> device_;
-  CompletionTsfn tsfn_;
-  std::unique_ptr<IoThread> io_;
-  std::deque<std::pair<uint64_t, Napi::Promise::Deferred>> waiting_;
-  std::vector<Napi::Promise::Deferred> close_waiters_;
-  uint64_t next_id_ = 1;
+  std::unique_ptr<TpmDevice> device_;
+  LoopWatch* watch_ = nullptr;
+  napi_async_context async_context_ = nullptr;
+  Napi::ObjectReference resource_;  // the async resource of the callback scopes, made once
+  int timeout_ms_ = 30000;
+  int watched_ = 0;
+  std::deque<Job> queue_;
+  std::optional<Napi::Promise::Deferred> current_;
+  bool busy_ = false;
+  bool writing_ = false;
   bool closed_ = false;
   bool torn_down_ = false;
-  bool hook_registered_ = false;
   bool keep_alive_ = false;
 };
-
-void DeliverCompletion(Napi::Env env, Napi::Function, TpmHandle* handle, IoCompletion* completion) {
-  if (env == nullptr || handle == nullptr) {  // the environment is going away: drop the result, wiped
-    std::memset(completion->result.response.data(), 0, completion->result.response.size());
-    delete completion;
-    return;
-  }
-  handle->OnCompletion(env, completion);
-}
 
 class OpenWorker : public Napi::AsyncWorker {
  public:
@@ -355,10 +459,10 @@ class OpenWorker : public Napi::AsyncWorker {
       deferred_.Reject(MakeSystemError(env, result_.err, result_.syscall, path_).Value());
       return;
     }
-    auto device = std::make_shared<TpmDevice>(result_.fd, result_.is_socket, path_);
+    auto device = std::make_unique<TpmDevice>(result_.fd, result_.is_socket, path_);
     result_.fd = -1;
     try {
-      Napi::Object handle = constructor_->New({Napi::External<std::shared_ptr<TpmDevice>>::New(env, &device),
+      Napi::Object handle = constructor_->New({Napi::External<std::unique_ptr<TpmDevice>>::New(env, &device),
                                                Napi::Number::New(env, timeout_ms_)});
       deferred_.Resolve(handle);
     } catch (const Napi::Error& error) {

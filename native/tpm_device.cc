@@ -2,24 +2,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#include <cstring>
 
 namespace cvmskr {
 
 namespace {
-
-int64_t NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 OpenResult ConnectUnixSocket(const std::string& path) {
   OpenResult result;
@@ -113,147 +106,146 @@ OpenResult OpenTpmPath(const std::string& path) {
   return result;
 }
 
+// The exchange below follows the kernel's TPM character device (drivers/char/tpm/tpm-dev-common.c, torvalds/linux
+// at 0010b838db9f93c74e735ee659131318e21edcfc) as much as a Unix socket (swtpm):
+// - tpm_common_write() takes the whole command or fails (-EBUSY while a response is still unread, -E2BIG above
+//   TPM_BUFSIZE = 4096); with O_NONBLOCK it queues the command to a kernel work item and returns at once.
+// - tpm_common_poll() reports EPOLLIN once the response (or the error of the work item, as a negative length)
+//   is there, EPOLLOUT otherwise; the work item wakes the poll waiters when it is done.
+// - tpm_common_read() hands out the response (partial reads continue at the offset) and returns 0, not EAGAIN,
+//   while none is pending; a failed command comes back as that read's error.
+// A socket may take or give fewer bytes and says EAGAIN instead; the loops below cover both.
+
 TpmDevice::TpmDevice(int fd, bool is_socket, std::string path)
-    : fd_(fd), cancel_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), is_socket_(is_socket), path_(std::move(path)) {}
+    : fd_(fd), is_socket_(is_socket), path_(std::move(path)) {}
 
 TpmDevice::~TpmDevice() {
-  Shutdown();
-  if (cancel_fd_ >= 0) close(cancel_fd_);
+  Wipe();
+  if (fd_ >= 0) close(fd_);
 }
 
-void TpmDevice::Cancel() {
-  if (cancel_fd_ >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(cancel_fd_, &one, sizeof(one));
-    (void)ignored;
-  }
+int TpmDevice::TakeFd() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
 }
 
-void TpmDevice::Shutdown() {
-  Cancel();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (fd_ >= 0) {
-    close(fd_);
-    fd_ = -1;
-  }
+void TpmDevice::Wipe() {
+  if (!tx_.empty()) std::memset(tx_.data(), 0, tx_.size());
+  tx_.clear();
+  if (got_ > 0) std::memset(rx_.data(), 0, got_);
+  got_ = 0;
+  expected_ = 0;
+  written_ = 0;
 }
 
-TpmDevice::Wait TpmDevice::WaitFor(short events, int64_t deadline_ms, int* err) {
-  for (;;) {
-    int64_t remaining = deadline_ms - NowMs();
-    if (remaining <= 0) return Wait::kTimeout;
-    struct pollfd fds[2];
-    fds[0].fd = fd_;
-    fds[0].events = events;
-    fds[0].revents = 0;
-    fds[1].fd = cancel_fd_;
-    fds[1].events = POLLIN;
-    fds[1].revents = 0;
-    int rc = poll(fds, cancel_fd_ >= 0 ? 2 : 1, static_cast<int>(remaining > 60000 ? 60000 : remaining));
-    if (rc < 0) {
-      if (errno == EINTR) continue;
-      *err = errno;
-      return Wait::kError;
-    }
-    if (rc == 0) continue;
-    if (fds[1].revents & POLLIN) return Wait::kCancelled;
-    // POLLHUP/POLLERR: let the following read/write report the precise error or EOF.
-    if (fds[0].revents) return Wait::kReady;
-  }
+void TpmDevice::Break(const std::string& reason) {
+  broken_ = true;
+  broken_reason_ = reason;
+  in_exchange_ = false;
 }
 
-IoResult TpmDevice::Transmit(const std::vector<uint8_t>& command, int timeout_ms) {
-  IoResult result;
-  std::lock_guard<std::mutex> lock(mu_);
+Step TpmDevice::Fail(IoStatus status, int err, const char* syscall, std::string detail, IoResult* failure) {
+  Break(detail.empty() ? syscall : detail);
+  awaiting_response_ = false;  // the device took no command, or handed out its answer or error
+  Wipe();
+  failure->status = status;
+  failure->err = err;
+  failure->syscall = syscall;
+  failure->detail = std::move(detail);
+  return Step::kFailed;
+}
+
+bool TpmDevice::Begin(const uint8_t* command, size_t length, IoResult* failure) {
   if (fd_ < 0) {
-    result.status = IoStatus::kClosed;
-    return result;
+    failure->status = IoStatus::kClosed;
+    return false;
   }
   if (broken_) {
-    result.status = IoStatus::kProtocol;
-    result.detail = "an earlier command failed mid-exchange (" + broken_reason_ +
-                    "); the TPM stream is out of step, reopen the transport";
-    return result;
+    failure->status = IoStatus::kProtocol;
+    failure->detail = "an earlier command failed mid-exchange (" + broken_reason_ +
+                      "); the TPM stream is out of step, reopen the transport";
+    return false;
   }
-  const int64_t deadline = NowMs() + timeout_ms;
-  auto fail = [&](IoStatus status, int err, const char* syscall, std::string detail) {
-    broken_ = true;
-    broken_reason_ = detail.empty() ? syscall : detail;
-    result.status = status;
-    result.err = err;
-    result.syscall = syscall;
-    result.detail = std::move(detail);
-    return result;
-  };
-  auto wait_failure = [&](Wait w, int err, const char* syscall) {
-    if (w == Wait::kTimeout) return fail(IoStatus::kTimeout, 0, syscall, "timeout");
-    if (w == Wait::kCancelled) return fail(IoStatus::kCancelled, 0, syscall, "closed");
-    return fail(IoStatus::kSystem, err, "poll", "");
-  };
+  if (rx_.size() != kMaxResponseSize) rx_.assign(kMaxResponseSize, 0);
+  Wipe();
+  tx_.assign(command, command + length);
+  in_exchange_ = true;
+  return true;
+}
 
-  size_t written = 0;
-  while (written < command.size()) {
+Step TpmDevice::Write(IoResult* failure) {
+  while (written_ < tx_.size()) {
     // MSG_NOSIGNAL: a peer that died must surface as EPIPE, not as SIGPIPE in a host that does not ignore it.
-    ssize_t n = is_socket_ ? send(fd_, command.data() + written, command.size() - written, MSG_NOSIGNAL)
-                           : write(fd_, command.data() + written, command.size() - written);
+    ssize_t n = is_socket_ ? send(fd_, tx_.data() + written_, tx_.size() - written_, MSG_NOSIGNAL)
+                           : write(fd_, tx_.data() + written_, tx_.size() - written_);
     if (n > 0) {
-      written += static_cast<size_t>(n);
+      written_ += static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int err = 0;
-      Wait w = WaitFor(POLLOUT, deadline, &err);
-      if (w != Wait::kReady) return wait_failure(w, err, "write");
-      continue;
-    }
-    return fail(IoStatus::kSystem, n < 0 ? errno : EIO, "write", "");
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Step::kAgain;
+    return Fail(IoStatus::kSystem, n < 0 ? errno : EIO, "write", "", failure);
   }
+  // The command is with the TPM; its bytes (they can hold a session's HMAC) are not kept.
+  std::memset(tx_.data(), 0, tx_.size());
+  tx_.clear();
+  awaiting_response_ = true;
+  return Step::kDone;
+}
 
-  if (rx_.size() != kMaxResponseSize) rx_.assign(kMaxResponseSize, 0);
-  std::vector<uint8_t>& buffer = rx_;
-  size_t got = 0;
-  size_t expected = 0;
-  while (expected == 0 || got < expected) {
-    ssize_t n = read(fd_, buffer.data() + got, buffer.size() - got);
+Step TpmDevice::Read(IoResult* failure) {
+  for (;;) {
+    ssize_t n = read(fd_, rx_.data() + got_, rx_.size() - got_);
     if (n > 0) {
-      got += static_cast<size_t>(n);
-      if (expected == 0 && got >= kTpmHeaderSize) {
-        expected = FrameSize(buffer.data());
-        if (expected < kTpmHeaderSize || expected > kMaxResponseSize) {
-          memset(buffer.data(), 0, got);
-          return fail(IoStatus::kProtocol, 0, "read",
-                      "the TPM answered with a frame of invalid size " + std::to_string(expected));
+      got_ += static_cast<size_t>(n);
+      if (expected_ == 0 && got_ >= kTpmHeaderSize) {
+        expected_ = FrameSize(rx_.data());
+        if (expected_ < kTpmHeaderSize || expected_ > kMaxResponseSize) {
+          return Fail(IoStatus::kProtocol, 0, "read",
+                      "the TPM answered with a frame of invalid size " + std::to_string(expected_), failure);
         }
       }
-      if (expected != 0 && got > expected) {
-        memset(buffer.data(), 0, got);
-        return fail(IoStatus::kProtocol, 0, "read", "the TPM sent more bytes than its response header declares");
+      if (expected_ != 0 && got_ > expected_) {
+        return Fail(IoStatus::kProtocol, 0, "read", "the TPM sent more bytes than its response header declares",
+                    failure);
+      }
+      if (expected_ != 0 && got_ == expected_) {
+        in_exchange_ = false;
+        awaiting_response_ = false;
+        return Step::kDone;
       }
       continue;
     }
     if (n == 0) {
-      memset(buffer.data(), 0, got);
-      return fail(IoStatus::kEof, 0, "read", "the TPM closed the connection");
+      // A device with no response pending reads 0 (tpm_common_read); the poller calls Read() only on POLLIN, so
+      // this is a spurious wake-up: wait again. Once part of a response is in, the device has handed out all
+      // it had: the response is shorter than its header says.
+      if (!is_socket_ && got_ == 0) return Step::kAgain;
+      if (!is_socket_) {
+        return Fail(IoStatus::kProtocol, 0, "read", "the TPM response is shorter than its header declares",
+                    failure);
+      }
+      return Fail(IoStatus::kEof, 0, "read", "the TPM closed the connection", failure);
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int err = 0;
-      Wait w = WaitFor(POLLIN, deadline, &err);
-      if (w != Wait::kReady) {
-        memset(buffer.data(), 0, got);
-        return wait_failure(w, err, "read");
-      }
-      continue;
-    }
-    int err = errno;
-    memset(buffer.data(), 0, got);
-    return fail(IoStatus::kSystem, err, "read", "");
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Step::kAgain;
+    return Fail(IoStatus::kSystem, errno, "read", "", failure);
   }
-  result.response.assign(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(expected));
-  // Responses can carry secrets (RSA_Decrypt output): leave no copy behind.
-  memset(buffer.data(), 0, got);
-  return result;
+}
+
+Step TpmDevice::ReadUnsolicited(IoResult* failure) {
+  uint8_t byte;
+  ssize_t n;
+  do {
+    n = read(fd_, &byte, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Step::kAgain;
+  if (n == 0 && !is_socket_) return Step::kAgain;  // a device with nothing pending (see Read)
+  byte = 0;
+  if (n == 0) return Fail(IoStatus::kEof, 0, "read", "the TPM closed the connection", failure);
+  if (n < 0) return Fail(IoStatus::kSystem, errno, "read", "", failure);
+  return Fail(IoStatus::kProtocol, 0, "read", "the TPM sent bytes with no command in flight", failure);
 }
 
 }  // namespace cvmskr

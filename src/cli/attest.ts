@@ -1,14 +1,8 @@
 import type { Command } from 'commander';
 import type { JWTPayload } from 'jose';
-import { EmulatedAkCa } from '../emulator/ak-ca.js';
-import { EmulatedAmd } from '../emulator/amd.js';
-import { EmulatedSevGuestPlatform } from '../emulator/emulated-sev-guest.js';
-import { EmulatedAzureVtpmPlatform } from '../emulator/emulated-vtpm.js';
-import { startAttestationEmulator } from '../emulator/maa/server.js';
 import { InvalidArgumentError, TimeoutError } from '../errors.js';
-import { AzureVtpmPlatform } from '../hal/platforms/azure-vtpm.js';
+import type { AzureVtpmPlatform } from '../hal/platforms/azure-vtpm.js';
 import type { AttestationPlatform } from '../hal/types.js';
-import { attest } from '../maa/client.js';
 import { deadline } from '../util/abort.js';
 import { noteKeyGeneration, openTpmTarget, parseHexBytes, parseProduct } from './emulator.js';
 import { parseTimeout, progress, readInput } from './io.js';
@@ -84,6 +78,11 @@ export async function runAttest(options: AttestCliOptions): Promise<AttestCliRes
     throw new InvalidArgumentError(`--platform must be azure-vtpm or sev-guest, not ${options.platform}`);
   const cache = options.cache === false ? ({ cache: false, rootKeyBits: 2048 } as const) : {};
   const cleanup: (() => Promise<void>)[] = [];
+  // Loaded here, not at start-up: `cvm-skr --help` and the other commands do not pay for them.
+  const [{ AzureVtpmPlatform }, { attest }] = await Promise.all([
+    import('../hal/platforms/azure-vtpm.js'),
+    import('../maa/client.js'),
+  ]);
   try {
     let endpoint = options.endpoint;
     let ca = options.ca === undefined ? undefined : await readInput(options.ca, '--ca', 'utf8');
@@ -92,6 +91,19 @@ export async function runAttest(options: AttestCliOptions): Promise<AttestCliRes
       if (options.endpoint !== undefined)
         throw new InvalidArgumentError('--emulator runs its own service; drop --endpoint');
       await noteKeyGeneration(product, options.cache !== false);
+      const [
+        { EmulatedAkCa },
+        { EmulatedAmd },
+        { EmulatedSevGuestPlatform },
+        { EmulatedAzureVtpmPlatform },
+        { startAttestationEmulator },
+      ] = await Promise.all([
+        import('../emulator/ak-ca.js'),
+        import('../emulator/amd.js'),
+        import('../emulator/emulated-sev-guest.js'),
+        import('../emulator/emulated-vtpm.js'),
+        import('../emulator/maa/server.js'),
+      ]);
       const amd = await EmulatedAmd.load({ ...(product ? { product } : {}), ...cache });
       const akCa = await EmulatedAkCa.load(options.cache === false ? { cache: false } : {});
       const server = await startAttestationEmulator({ amd, akCa });
@@ -157,5 +169,6 @@ async function openVtpm(
 ): Promise<AzureVtpmPlatform> {
   const transport = await openTpmTarget(target);
   cleanup.push(() => transport.close());
+  const { AzureVtpmPlatform } = await import('../hal/platforms/azure-vtpm.js');
   return AzureVtpmPlatform.open(imdsUrl === undefined ? { transport } : { transport, imdsUrl });
 }

@@ -1,10 +1,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { emulatorCacheDir } from '../emulator/cache.js';
-import { provisionSwtpmAsAzureVtpm } from '../emulator/provision-swtpm.js';
 import { InvalidArgumentError } from '../errors.js';
-import { openTpm } from '../hal/open-tpm.js';
 import type { TpmTransport } from '../hal/types.js';
 import type { SnpProduct } from '../snp/tcb.js';
 import { progress } from './io.js';
@@ -12,7 +9,8 @@ import { progress } from './io.js';
 const PRODUCTS: readonly SnpProduct[] = ['Milan', 'Genoa', 'Turin'];
 
 /** `host:port` goes to the TCP transport, anything else (Unix socket, device) to the native one. */
-export function openTpmTarget(target: string): Promise<TpmTransport> {
+export async function openTpmTarget(target: string): Promise<TpmTransport> {
+  const { openTpm } = await import('../hal/open-tpm.js');
   return /^[^/]+:\d+$/.test(target) ? openTpm({ tcp: target }) : openTpm({ path: target });
 }
 
@@ -26,6 +24,7 @@ export async function noteKeyGeneration(product: SnpProduct | undefined, cached:
     progress('generating in-memory emulator root keys (--no-cache)');
     return;
   }
+  const { emulatorCacheDir } = await import('../emulator/cache.js');
   const dir = emulatorCacheDir();
   const present = await access(path.join(dir, `emulated-amd-${name}-rsa4096.json`)).then(
     () => true,
@@ -84,6 +83,10 @@ export function registerEmulator(program: Command): Command {
       }
       const noCache = options.cache === false;
       await noteKeyGeneration(product, !noCache);
+      const [{ emulatorCacheDir }, { provisionSwtpmAsAzureVtpm }] = await Promise.all([
+        import('../emulator/cache.js'),
+        import('../emulator/provision-swtpm.js'),
+      ]);
       const transport = await openTpmTarget(options.tpm);
       try {
         const result = await provisionSwtpmAsAzureVtpm(transport, {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { decodeJwt } from 'jose';
 import { InvalidArgumentError } from '../errors.js';
+import { loadJose } from '../load-jose.js';
 import {
   evaluateReleasePolicy,
   parseReleasePolicy,
@@ -37,6 +37,7 @@ async function readClaims(options: PolicyCheckOptions): Promise<Record<string, u
     ? options.token!
     : (await readInput(options.token!, '--token', 'utf8')).trim();
   try {
+    const { decodeJwt } = await loadJose();
     return decodeJwt(token);
   } catch (error) {
     throw new InvalidArgumentError('--token is not a JWT (three base64url parts)', { cause: error });

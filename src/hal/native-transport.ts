@@ -6,7 +6,8 @@ import type { TpmTransport } from './types.js';
 
 /**
  * TPM transport through the native addon: a TPM character device (`/dev/tpmrm0`) or a Unix socket (swtpm).
- * I/O runs on libuv worker threads; commands on one transport are answered strictly one after another.
+ * Commands are written with non-blocking I/O and the answer is awaited in the event loop's own poller (no thread
+ * hop per command; see native/addon.cc); commands on one transport are answered strictly one after another.
  */
 export class NativeTpmTransport implements TpmTransport {
   readonly path: string;

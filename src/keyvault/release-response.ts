@@ -28,8 +28,8 @@ import {
   KeyUsage,
   KeyUsageFlags,
 } from '@peculiar/asn1-x509';
-import { compactVerify, decodeProtectedHeader } from 'jose';
 import { ReleaseResponseInvalidError, type ReleaseResponseCheck } from '../errors.js';
+import { loadJose } from '../load-jose.js';
 import { isReleaseEncryption, type ReleaseEncryption } from './key-wrap.js';
 
 /** Largest release answer accepted (an RSA-4096 key wrapped, its chain and its policy fit well inside). */
@@ -484,6 +484,7 @@ export async function verifyReleaseResponse(
   }
   if (jws.length > MAX_RELEASE_RESPONSE_BYTES)
     throw invalid(`the answer is larger than ${MAX_RELEASE_RESPONSE_BYTES} bytes`, 'content');
+  const { compactVerify, decodeProtectedHeader } = await loadJose();
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
     header = decodeProtectedHeader(jws);

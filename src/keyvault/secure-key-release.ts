@@ -6,7 +6,6 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { TokenCredential } from '@azure/core-auth';
-import { DefaultAzureCredential } from '@azure/identity';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import {
   AbortError,
@@ -26,6 +25,7 @@ import { AttestationClient, type AttestationResult } from '../maa/client.js';
 import { callerSignal, type CancelOptions, deadline, raceAbort, throwIfAborted } from '../util/abort.js';
 import { attemptPolicy } from './attempt-policy.js';
 import { checkKeyIdScheme, type KeyRef, parseKeyRef } from './key-id.js';
+import { LazyDefaultAzureCredential } from './default-credential.js';
 import type { ReleaseEncryption } from './key-wrap.js';
 import { checkReleaseOptions } from './options.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
@@ -514,7 +514,7 @@ export class SecureKeyRelease {
     if (!client) {
       const retry = this.#options.retry ?? {};
       const credential =
-        this.#options.credential ?? (this.#defaultCredential ??= new DefaultAzureCredential());
+        this.#options.credential ?? (this.#defaultCredential ??= new LazyDefaultAzureCredential());
       client = new KeyClient(vaultUrl, credential, {
         ...this.#options.vaultOptions,
         additionalPolicies: [

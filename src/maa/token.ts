@@ -5,7 +5,7 @@
  * small skew; an unknown `kid` refetches the keys once.
  */
 import type { KeyObject } from 'node:crypto';
-import { decodeProtectedHeader, errors, importJWK, importX509, type JWTPayload, jwtVerify } from 'jose';
+import type { errors as JoseErrors, importJWK, JWTPayload } from 'jose';
 import {
   AttestationRequestError,
   AttestationTokenAlgorithmError,
@@ -17,6 +17,7 @@ import {
   AttestationTokenSignatureError,
   InvalidArgumentError,
 } from '../errors.js';
+import { loadJose } from '../load-jose.js';
 import { httpsRequest, jsonAnswer, type MaaHttpOptions } from './http.js';
 
 /** Allowed clock skew for `exp` and `nbf`. */
@@ -110,6 +111,7 @@ export class AttestationTokenVerifier {
           : `the service at ${this.endpoint.host} has no key with the token's kid`,
       );
     }
+    const { importJWK, importX509 } = await loadJose();
     try {
       if (typeof jwk.n === 'string' && typeof jwk.e === 'string') {
         return await importJWK({ kty: 'RSA', n: jwk.n, e: jwk.e }, 'RS256');
@@ -132,6 +134,7 @@ export class AttestationTokenVerifier {
     if (typeof token !== 'string' || token.length > 512 * 1024 || token.split('.').length !== 3) {
       throw new AttestationTokenMalformedError('the attestation token is not a compact JWS');
     }
+    const { decodeProtectedHeader, errors, jwtVerify } = await loadJose();
     let header: ReturnType<typeof decodeProtectedHeader>;
     try {
       header = decodeProtectedHeader(token);
@@ -166,12 +169,12 @@ export class AttestationTokenVerifier {
       });
       return payload;
     } catch (error) {
-      throw mapJoseError(error, this.endpoint.host);
+      throw mapJoseError(error, this.endpoint.host, errors);
     }
   }
 }
 
-function mapJoseError(error: unknown, host: string): AttestationTokenError {
+function mapJoseError(error: unknown, host: string, errors: typeof JoseErrors): AttestationTokenError {
   const options = { cause: error };
   if (error instanceof errors.JWTExpired)
     return new AttestationTokenExpiredError('the attestation token has expired', options);

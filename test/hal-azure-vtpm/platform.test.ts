@@ -70,6 +70,47 @@ test('HCL report (2048-byte index, read in 1024-byte chunks), AK certificate and
   );
 });
 
+test('a second HCL report read sends only the NV_Read chunks: size and NV_BUFFER_MAX are read once per platform', async (t) => {
+  if (!requireSwtpm(t)) return;
+  const codes: number[] = [];
+  const { platform, tpm } = await provisioned(t, {
+    wrap: (inner) => ({
+      transmit: (cmd) => {
+        codes.push(commandCode(cmd));
+        return inner.transmit(cmd);
+      },
+      close: () => inner.close(),
+    }),
+  });
+  const first = await platform.readHclReport();
+  t.deepEqual(
+    [...codes].sort(),
+    [TPM_CC.NV_Read, TPM_CC.NV_Read, TPM_CC.NV_ReadPublic, TPM_CC.GetCapability].sort(),
+    'first read: NV_ReadPublic, GetCapability(TPM_PT_NV_BUFFER_MAX) and two chunks',
+  );
+  codes.length = 0;
+  // The paravisor rewrites the contents in place (same size): the next read sees the new bytes.
+  const rewritten = swtpmSizedHclReport({ userDataHex: 'ab'.repeat(64) });
+  await storeNvBlob(tpm, AZURE_VTPM.HCL_REPORT_INDEX, rewritten);
+  const second = await platform.readHclReport();
+  t.deepEqual(codes, [TPM_CC.NV_Read, TPM_CC.NV_Read], 'second read: the two chunks only');
+  t.notDeepEqual(Buffer.from(second), Buffer.from(first));
+  t.deepEqual(Buffer.from(second), rewritten);
+});
+
+test('a failed HCL report read caches nothing: once the index exists, the next read finds it', async (t) => {
+  if (!requireSwtpm(t)) return;
+  const swtpm = await startSwtpm();
+  t.teardown(swtpm.stop);
+  const transport = await connectSwtpm(swtpm);
+  t.teardown(() => transport.close());
+  const platform = await AzureVtpmPlatform.open({ transport });
+  t.teardown(() => platform.close());
+  await t.throwsAsync(platform.readHclReport(), { instanceOf: NvIndexNotDefinedError });
+  await storeNvBlob(new Tpm(transport), AZURE_VTPM.HCL_REPORT_INDEX, swtpmSizedHclReport());
+  t.deepEqual(Buffer.from(await platform.readHclReport()), swtpmSizedHclReport());
+});
+
 test('PCRs 0-7 and a quote with a nonce: extraData, pcrDigest and signature under the AK', async (t) => {
   if (!requireSwtpm(t)) return;
   const { platform, layout } = await provisioned(t);

@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import test from 'ava';
 import {
@@ -54,6 +56,48 @@ async function startSilentServer(t: import('ava').ExecutionContext) {
     await rm(dir, { recursive: true, force: true });
   });
   return { socketPath, clients, server };
+}
+
+/** A Unix socket server that answers each command through `answer(socket, command)`. */
+async function startScriptedServer(
+  t: import('ava').ExecutionContext,
+  answer: (socket: net.Socket, command: Buffer) => void,
+) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-scripted-'));
+  const socketPath = path.join(dir, 'tpm.sock');
+  const clients = new Set<net.Socket>();
+  const server = net.createServer((c) => {
+    clients.add(c);
+    c.on('close', () => clients.delete(c));
+    c.on('error', () => {});
+    let buffered = Buffer.alloc(0);
+    c.on('data', (d) => {
+      buffered = Buffer.concat([buffered, d]);
+      while (buffered.length >= 10 && buffered.length >= buffered.readUInt32BE(2)) {
+        const size = buffered.readUInt32BE(2);
+        answer(c, buffered.subarray(0, size));
+        buffered = buffered.subarray(size);
+      }
+    });
+  });
+  server.listen(socketPath);
+  await once(server, 'listening');
+  t.teardown(async () => {
+    for (const c of clients) c.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { socketPath, clients };
+}
+
+/** A TPM_RC_SUCCESS response to GetRandom(n): header, TPM2B of n bytes `fill`. */
+function getRandomResponse(n: number, fill = 0xab): Buffer {
+  const out = Buffer.alloc(12 + n, fill);
+  out.writeUInt16BE(0x8001, 0);
+  out.writeUInt32BE(12 + n, 2);
+  out.writeUInt32BE(0, 6);
+  out.writeUInt16BE(n, 10);
+  return out;
 }
 
 test('native transport: GetRandom round trip over swtpm Unix socket', async (t) => {
@@ -137,6 +181,101 @@ test('native transport: close() rejects the command in flight and everything que
   // The server sees the connection go away: the fd was closed.
   while (silent.clients.size > 0) await new Promise((r) => setTimeout(r, 10));
   t.is(silent.clients.size, 0);
+});
+
+test('native transport: a response that arrives in pieces is put together (partial reads)', async (t) => {
+  if (!requireAddon(t)) return;
+  const server = await startScriptedServer(t, (socket, command) => {
+    const response = getRandomResponse(command.readUInt16BE(10));
+    // Header split across writes, then the rest: each piece reaches the client as its own read.
+    socket.write(response.subarray(0, 3));
+    setTimeout(() => socket.write(response.subarray(3, 11)), 15);
+    setTimeout(() => socket.write(response.subarray(11)), 30);
+  });
+  const transport = await openTpm({ path: server.socketPath, timeoutMs: 5000 });
+  t.teardown(() => transport.close());
+  for (const n of [1, 40, 300]) {
+    const response = await transport.transmit(getRandomCommand(n));
+    t.deepEqual(Buffer.from(response), getRandomResponse(n));
+  }
+});
+
+test('native transport: the event loop keeps running while a command waits for the TPM', async (t) => {
+  if (!requireAddon(t)) return;
+  const silent = await startSilentServer(t);
+  const transport = await openTpm({ path: silent.socketPath, timeoutMs: 300 });
+  t.teardown(() => transport.close());
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  const settled = transport.transmit(getRandomCommand()).catch((error: unknown) => error);
+  // Timers fire while the command is outstanding: nothing waits on the fd on this thread.
+  while (ticks < 3) await new Promise((r) => setTimeout(r, 5));
+  t.is(transport instanceof NativeTpmTransport ? transport.pending : -1, 1, 'the command is still in flight');
+  t.true((await settled) instanceof TransportTimeoutError);
+  clearInterval(timer);
+});
+
+test('native transport: a peer that hangs up while idle fails the next command at once, typed', async (t) => {
+  if (!requireAddon(t)) return;
+  const server = await startScriptedServer(t, (socket, command) => {
+    socket.write(getRandomResponse(command.readUInt16BE(10)));
+  });
+  const transport = await openTpm({ path: server.socketPath, timeoutMs: 60_000 });
+  t.teardown(() => transport.close());
+  t.is(responseCode(await transport.transmit(getRandomCommand(4))), 0);
+  for (const c of server.clients) c.destroy();
+  while (server.clients.size > 0) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 20));
+  const error = await t.throwsAsync(transport.transmit(getRandomCommand(4)), { instanceOf: TransportError });
+  t.false(error instanceof TransportTimeoutError, 'noticed, not waited out');
+});
+
+test('native transport: bytes from the TPM with no command in flight put the stream out of step', async (t) => {
+  if (!requireAddon(t)) return;
+  let sockets: net.Socket[] = [];
+  const server = await startScriptedServer(t, (socket, command) => {
+    sockets = [socket];
+    socket.write(getRandomResponse(command.readUInt16BE(10)));
+  });
+  const transport = await openTpm({ path: server.socketPath, timeoutMs: 60_000 });
+  t.teardown(() => transport.close());
+  t.is(responseCode(await transport.transmit(getRandomCommand(4))), 0);
+  sockets[0]!.write(getRandomResponse(4)); // a stray answer nobody asked for
+  await new Promise((r) => setTimeout(r, 50));
+  await t.throwsAsync(transport.transmit(getRandomCommand(4)), {
+    instanceOf: TransportError,
+    message: /out of step/,
+  });
+});
+
+test('native transport: an idle open transport does not keep the process alive', async (t) => {
+  if (!requireAddon(t)) return;
+  const server = await startScriptedServer(t, (socket, command) => {
+    socket.write(getRandomResponse(command.readUInt16BE(10)));
+  });
+  const loaded = tryLoadAddon();
+  if (loaded instanceof Error) return t.fail();
+  // The child opens, answers one command and never closes: it must still exit on its own.
+  const script = `
+    const addon = require(${JSON.stringify(loaded.path)});
+    addon.openTpm(${JSON.stringify(server.socketPath)}, 60000).then(async (h) => {
+      const r = await h.transmit(Uint8Array.from([0x80, 1, 0, 0, 0, 12, 0, 0, 1, 0x7b, 0, 8]));
+      process.stdout.write(String(r.length));
+    });`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { timeout: 30_000 });
+  t.is(stdout, '20');
+});
+
+test('native transport: a regular file is refused at open and nothing is written to it', async (t) => {
+  if (!requireAddon(t)) return;
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-file-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'not-a-tpm');
+  await writeFile(file, 'keep');
+  // epoll cannot watch a regular file, so the handle is never made (native/addon.cc, TpmHandle).
+  const error = await t.throwsAsync(openTpm({ path: file }));
+  t.true(error instanceof CvmSkrError, `typed error, got ${error?.name}`);
+  t.is(await readFile(file, 'utf8'), 'keep');
 });
 
 test('native transport: missing path is an ENOENT-coded DeviceNotFoundError', async (t) => {

@@ -39,7 +39,13 @@ import { rsaDecrypt } from '../../tpm/commands/rsa.js';
 import { TPM_ALG, TPM_PT, TPM_RH, TPM_SE, TPMA_NV, TPMA_OBJECT } from '../../tpm/constants.js';
 import { publicToJwk } from '../../tpm/keys.js';
 import { policyAuth, policyPcrDigest } from '../../tpm/sessions.js';
-import { hash, type PcrSelection, rsaTemplate, type TpmtScheme } from '../../tpm/structures.js';
+import {
+  hash,
+  type PcrSelection,
+  rsaTemplate,
+  type TpmsNvPublic,
+  type TpmtScheme,
+} from '../../tpm/structures.js';
 import { type RetryOptions, Tpm } from '../../tpm/tpm.js';
 import { DEFAULT_TPM_PATH, openTpm } from '../open-tpm.js';
 import type {
@@ -200,6 +206,7 @@ export class AzureVtpmPlatform implements AttestationPlatform {
   readonly #vcek: VcekFetcher | undefined;
   readonly #renewAk: boolean;
   #nvBufferMax: Promise<number> | undefined;
+  readonly #nvPublic = new Map<number, Promise<TpmsNvPublic>>();
   #key: Promise<EphemeralKey> | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -274,9 +281,33 @@ export class AzureVtpmPlatform implements AttestationPlatform {
     return this.#nvBufferMax;
   }
 
+  /**
+   * The public area of a read-only platform index, read once per platform: the paravisor defines the HCL report
+   * and AK certificate indices at boot and rewrites their contents in place (the size and attributes a read
+   * needs do not change), so later reads are NV_Read commands only, as few as TPM_PT_NV_BUFFER_MAX allows.
+   * A failed read forgets it, so the next call asks the TPM again.
+   */
+  #nvPublicOf(nvIndex: number, hint: string): Promise<TpmsNvPublic> {
+    let known = this.#nvPublic.get(nvIndex);
+    if (!known) {
+      const reading = nvReadPublic(this.tpm, nvIndex, hint).then((info) => info.public);
+      known = reading;
+      this.#nvPublic.set(nvIndex, reading);
+      reading.catch(() => {
+        if (this.#nvPublic.get(nvIndex) === reading) this.#nvPublic.delete(nvIndex);
+      });
+    }
+    return known;
+  }
+
   async #readNv(nvIndex: number, hint: string): Promise<Uint8Array> {
-    const [info, chunkSize] = await Promise.all([nvReadPublic(this.tpm, nvIndex, hint), this.#chunkSize()]);
-    return nvReadAll(this.tpm, { nvIndex, chunkSize, public: info.public });
+    try {
+      const [pub, chunkSize] = await Promise.all([this.#nvPublicOf(nvIndex, hint), this.#chunkSize()]);
+      return await nvReadAll(this.tpm, { nvIndex, chunkSize, public: pub });
+    } catch (error) {
+      this.#nvPublic.delete(nvIndex);
+      throw error;
+    }
   }
 
   /** The whole NV blob of 0x01400001 (HCL header, SNP report, runtime data), read in NV_BUFFER_MAX chunks. */

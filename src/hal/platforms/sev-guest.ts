@@ -1,6 +1,5 @@
 import { createHash, generateKeyPair } from 'node:crypto';
 import { promisify } from 'node:util';
-import { calculateJwkThumbprint } from 'jose';
 import {
   AbortError,
   InvalidArgumentError,
@@ -8,6 +7,7 @@ import {
   SnpCertificateError,
   SnpReportDataMismatchError,
 } from '../../errors.js';
+import { loadJose } from '../../load-jose.js';
 import { certificateBundlePem } from '../../snp/bundle.js';
 import { bytesEqual } from '../../snp/bytes.js';
 import { loadSnpCertificates, type SnpCertificates } from '../../snp/certificates.js';
@@ -84,6 +84,7 @@ export class SevGuestPlatform implements AttestationPlatform {
       const { n, e } = publicKey.export({ format: 'jwk' });
       if (n === undefined || e === undefined)
         throw new InvalidArgumentError('generated RSA key has no modulus');
+      const { calculateJwkThumbprint } = await loadJose();
       const kid = await calculateJwkThumbprint({ kty: 'RSA', n, e }, 'sha256');
       return new InMemoryTransferKey(privateKey, kid, publicKey, () => this.#closed);
     })();

@@ -1,0 +1,46 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import test from 'ava';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+// A module hook that reports every package (bare specifier) the child resolves, on stderr.
+const HOOKS = `data:text/javascript,${encodeURIComponent(`
+export async function resolve(specifier, context, next) {
+  if (!/^(node:|\\.|\\/|file:|data:)/.test(specifier)) process.stderr.write('PACKAGE ' + specifier + '\\n');
+  return next(specifier, context);
+}`)}`;
+const REGISTER = `data:text/javascript,${encodeURIComponent(
+  `import { register } from 'node:module'; register(${JSON.stringify(HOOKS)});`,
+)}`;
+
+async function packagesLoadedBy(args: string[]): Promise<Set<string>> {
+  const { stderr } = await run(process.execPath, ['--import', REGISTER, '--import', 'tsx', ...args], {
+    cwd: ROOT,
+  });
+  return new Set([...stderr.matchAll(/^PACKAGE (\S+)$/gm)].map((m) => m[1]!.replace(/^(@[^/]+\/[^/]+|[^@/][^/]*).*$/, '$1')));
+}
+
+const HEAVY = ['@azure/identity', '@peculiar/x509', 'reflect-metadata', 'jose'];
+
+test("import('cvm-skr') loads neither the identity stack, nor jose, nor the X.509 library", async (t) => {
+  const loaded = await packagesLoadedBy(['--input-type=module', '-e', "await import('./src/index.ts')"]);
+  t.true(loaded.has('@azure/keyvault-keys'), 'the hook sees the packages that do load');
+  for (const name of HEAVY) t.false(loaded.has(name), `${name} is loaded at first use, not at import`);
+});
+
+test('cvm-skr --help loads no SDK, jose or X.509 package', async (t) => {
+  const loaded = await packagesLoadedBy(['src/cli/main.ts', '--help']);
+  t.true(loaded.has('commander'));
+  for (const name of [...HEAVY, '@azure/keyvault-keys']) t.false(loaded.has(name), `${name} is not loaded`);
+});
+
+test('the X.509 namespace loads the library on first use and is the same module an import gives', async (t) => {
+  const { x509 } = await import('../src/emulator/x509.js');
+  const viaNamespace = x509.X509Certificate; // loads reflect-metadata, then the library
+  const direct = await import('@peculiar/x509');
+  t.is(viaNamespace, direct.X509Certificate, 'one instance of the classes');
+  t.true('X509CertificateGenerator' in x509);
+});
