@@ -17,6 +17,7 @@ export {
 } from './keyvault/secure-key-release.js';
 export { RELEASE_ENCRYPTIONS, type ReleaseEncryption } from './keyvault/key-wrap.js';
 export type { ReleaseSignerPin } from './keyvault/release-response.js';
+export type { ReleaseEvent, ReleaseStats, ReleaseStep } from './keyvault/diagnostics.js';
 export {
   type ClauseResult,
   evaluateReleasePolicy,

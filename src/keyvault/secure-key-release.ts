@@ -6,7 +6,8 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { TokenCredential } from '@azure/core-auth';
-import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
+import type { OperationTracingOptions } from '@azure/core-tracing';
+import type { KeyClient, KeyClientOptions } from '@azure/keyvault-keys';
 import {
   AbortError,
   AttestationRejectedError,
@@ -26,6 +27,7 @@ import { callerSignal, type CancelOptions, deadline, raceAbort, throwIfAborted }
 import { attemptPolicy } from './attempt-policy.js';
 import { checkKeyIdScheme, type KeyRef, parseKeyRef } from './key-id.js';
 import { LazyDefaultAzureCredential } from './default-credential.js';
+import { type ReleaseEvent, type ReleaseStats, ReleaseDiagnostics } from './diagnostics.js';
 import type { ReleaseEncryption } from './key-wrap.js';
 import { checkReleaseOptions } from './options.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
@@ -81,6 +83,11 @@ export interface SecureKeyReleaseOptions {
   currentVersionTtlMs?: number;
   /** Told before each retry (attestation, or a Key Vault request), e.g. to show progress. Must not throw. */
   onRetry?: (event: RetryEvent) => void;
+  /**
+   * Told of every step (platform, attest, release, verify, unwrap: duration, outcome, error code), cache hit or
+   * miss, coalesced call and retry. Carries no secret. A hook that throws is logged and ignored.
+   */
+  onEvent?: (event: ReleaseEvent) => void;
 }
 
 export interface RetryEvent {
@@ -116,8 +123,14 @@ export interface ReleasedKey {
   releasedAt: Date;
 }
 
-/** `signal` or `abortSignal` (the Azure SDK's name) cancels this call; other callers sharing the work go on. */
-export type ReleaseKeyCallOptions = CancelOptions;
+/**
+ * `signal` or `abortSignal` (the Azure SDK's name) cancels this call; other callers sharing the work go on.
+ * `tracingOptions` (the Azure SDK's) parents this call's spans; a call that joins work already on its way gets
+ * that work's spans.
+ */
+export interface ReleaseKeyCallOptions extends CancelOptions {
+  tracingOptions?: OperationTracingOptions;
+}
 
 /** Per-request bound of each Key Vault HTTP attempt (the SDK sets none), so one stalled answer is retried. */
 const KEYVAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -183,12 +196,14 @@ export class SecureKeyRelease {
   #token: { result: AttestationResult; refreshAt: number } | undefined;
   #tokenInFlight: Promise<AttestationResult> | undefined;
   #defaultCredential: TokenCredential | undefined;
+  readonly #diagnostics: ReleaseDiagnostics;
   #closed = false;
 
   constructor(options: SecureKeyReleaseOptions) {
     checkReleaseOptions(options);
     this.#options = options;
     this.#enc = options.enc ?? DEFAULT_RELEASE_ENCRYPTION;
+    this.#diagnostics = new ReleaseDiagnostics(options.onEvent);
     this.#attestation = new AttestationClient({
       endpoint: options.attestationEndpoint,
       ...(options.attestationCa !== undefined ? { ca: options.attestationCa } : {}),
@@ -207,11 +222,14 @@ export class SecureKeyRelease {
     throwIfAborted(signal, 'releaseKey');
     const ref = parseKeyRef(keyId);
     checkKeyIdScheme(ref, this.#options.vaultOptions?.allowInsecureConnection);
+    this.#diagnostics.call();
     const cached = this.#cached(ref);
+    this.#diagnostics.cache(keyId, cached !== undefined);
     if (cached) return cached;
     let shared = this.#inFlight.get(ref.cacheKey);
-    if (!shared) {
-      const mine: Promise<ReleasedKey> = this.#release(ref).finally(() => {
+    if (shared) this.#diagnostics.coalesced(keyId);
+    else {
+      const mine: Promise<ReleasedKey> = this.#release(ref, keyId, options.tracingOptions).finally(() => {
         if (this.#inFlight.get(ref.cacheKey) === mine) this.#inFlight.delete(ref.cacheKey);
       });
       shared = mine;
@@ -299,14 +317,18 @@ export class SecureKeyRelease {
   }
 
   /** The shared work's deadline (util/abort.ts: not AbortSignal.timeout, which garbage collection can drop). */
-  async #release(ref: KeyRef): Promise<ReleasedKey> {
+  async #release(
+    ref: KeyRef,
+    keyId: string,
+    tracingOptions: OperationTracingOptions | undefined,
+  ): Promise<ReleasedKey> {
     const limit = deadline(
       this.#timeoutMs(),
       [this.#lifetime.signal],
       `releasing ${ref.name} took longer than ${this.#timeoutMs()} ms (timeoutMs)`,
     );
     try {
-      return await this.#releaseWithin(ref, limit.signal);
+      return await this.#releaseWithin(ref, limit.signal, { keyId, ...(tracingOptions ? { tracingOptions } : {}) });
     } catch (error) {
       // A step that noticed the deadline says which step it was; the code says it was the time limit.
       if (limit.timedOut && !(error instanceof TimeoutError)) {
@@ -324,11 +346,15 @@ export class SecureKeyRelease {
     }
   }
 
-  async #releaseWithin(ref: KeyRef, signal: AbortSignal): Promise<ReleasedKey> {
+  async #releaseWithin(
+    ref: KeyRef,
+    signal: AbortSignal,
+    step: { keyId: string; tracingOptions?: OperationTracingOptions },
+  ): Promise<ReleasedKey> {
     const generation = ref.version ? undefined : this.#generationOf(ref.cacheKey);
     let attestation: AttestationResult;
     try {
-      attestation = await this.#attest(signal);
+      attestation = await this.#attest(signal, step.tracingOptions);
     } catch (error) {
       if (signal.aborted && !this.#lifetime.signal.aborted) {
         throw new AbortError(
@@ -338,34 +364,41 @@ export class SecureKeyRelease {
       }
       throw error;
     }
-    const client = this.#client(ref.vaultUrl);
+    const client = await this.#client(ref.vaultUrl);
     // A fresh nonce per release; the vault echoes it as request.nonce in the signed answer, which binds the
     // answer to this request (#checkPayload).
     const nonce = randomBytes(16).toString('base64url');
     let jws: string;
     try {
-      const result = await client.releaseKey(ref.name, attestation.token, {
-        ...(ref.version ? { version: ref.version } : {}),
-        nonce,
-        algorithm: this.#enc,
-        abortSignal: signal,
+      jws = await this.#diagnostics.step('release', step, async (tracingOptions) => {
+        const result = await client.releaseKey(ref.name, attestation.token, {
+          ...(ref.version ? { version: ref.version } : {}),
+          nonce,
+          algorithm: this.#enc,
+          abortSignal: signal,
+          ...(tracingOptions ? { tracingOptions } : {}),
+        });
+        return result.value;
       });
-      jws = result.value;
     } catch (error) {
       throw await this.#releaseError(error, ref, client, attestation, signal);
     }
-    const { payload } = await verifyReleaseResponse(jws, {
-      vaultUrl: ref.vaultUrl,
-      now: this.#now(),
-      ...(this.#options.releaseSigningRoots ? { trustedRoots: this.#options.releaseSigningRoots } : {}),
-      ...(this.#options.releaseSignerPins ? { signerPins: this.#options.releaseSignerPins } : {}),
+    const { payload, responseRef } = await this.#diagnostics.step('verify', step, async () => {
+      const verified = await verifyReleaseResponse(jws, {
+        vaultUrl: ref.vaultUrl,
+        now: this.#now(),
+        ...(this.#options.releaseSigningRoots ? { trustedRoots: this.#options.releaseSigningRoots } : {}),
+        ...(this.#options.releaseSignerPins ? { signerPins: this.#options.releaseSignerPins } : {}),
+      });
+      return { payload: verified.payload, responseRef: this.#checkPayload(verified.payload, ref, nonce) };
     });
     const released = payload.response.key.key;
-    const responseRef = this.#checkPayload(payload, ref, nonce);
-    const key = await unwrapReleasedKey(released, {
-      transferKey: attestation.transferKey,
-      enc: this.#enc,
-    });
+    const key = await this.#diagnostics.step('unwrap', step, () =>
+      unwrapReleasedKey(released, {
+        transferKey: attestation.transferKey,
+        enc: this.#enc,
+      }),
+    );
     const releasePolicy = releasePolicyOf(payload);
     const result: ReleasedKey = {
       kid: released.kid,
@@ -440,7 +473,7 @@ export class SecureKeyRelease {
     if (this.#options.platform && this.#options.platform !== 'auto') return this.#options.platform;
     if (!this.#platform) {
       this.#ownsPlatform = true;
-      this.#platform = openDetectedPlatform();
+      this.#platform = this.#diagnostics.step('platform', {}, () => openDetectedPlatform());
       this.#platform.catch(() => {
         this.#platform = undefined;
       });
@@ -449,11 +482,12 @@ export class SecureKeyRelease {
   }
 
   /** One attestation at a time; its token serves every key and vault until shortly before it expires. */
-  #attest(signal: AbortSignal): Promise<AttestationResult> {
+  #attest(signal: AbortSignal, tracingOptions?: OperationTracingOptions): Promise<AttestationResult> {
     const now = Date.now();
     if (this.#token && now < this.#token.refreshAt) return Promise.resolve(this.#token.result);
     if (!this.#tokenInFlight) {
-      this.#tokenInFlight = this.#attestWithRetry(signal)
+      this.#tokenInFlight = this.#diagnostics
+        .step('attest', tracingOptions ? { tracingOptions } : {}, () => this.#attestWithRetry(signal))
         .then((result) => {
           const lifetime = result.expiresAt.getTime() - Date.now();
           const margin = Math.min(this.#options.tokenRefreshMarginMs ?? 5 * 60_000, lifetime / 2);
@@ -494,7 +528,7 @@ export class SecureKeyRelease {
           }
           if (isRetryableStatus(error.status) && attempt < maxRetries && !signal.aborted) {
             const delayMs = backoffDelay(attempt, retry);
-            notify(this.#options.onRetry, {
+            notify(this.#onRetry, {
               step: 'attestation',
               attempt: attempt + 1,
               reason: error.status === undefined ? 'no answer' : `HTTP ${error.status}`,
@@ -509,9 +543,29 @@ export class SecureKeyRelease {
     }
   }
 
-  #client(vaultUrl: string): KeyClient {
+  /** Retries go to the caller's hook and to the diagnostics (log, counters, event). */
+  readonly #onRetry = (event: RetryEvent): void => {
+    this.#diagnostics.retry(
+      event.step === 'attestation' ? 'attest' : 'release',
+      event.attempt,
+      event.delayMs ?? 0,
+      event.reason,
+    );
+    this.#options.onRetry?.(event);
+  };
+
+  /** Counters since construction: calls, cache hits, coalesced calls, attestations, releases, retries, step times. */
+  stats(): ReleaseStats {
+    return this.#diagnostics.snapshot();
+  }
+
+  async #client(vaultUrl: string): Promise<KeyClient> {
     let client = this.#clients.get(vaultUrl);
     if (!client) {
+      // The Azure SDK loads at the first release, not at import (test/startup.test.ts).
+      const { KeyClient } = await import('@azure/keyvault-keys');
+      client = this.#clients.get(vaultUrl);
+      if (client) return client;
       const retry = this.#options.retry ?? {};
       const credential =
         this.#options.credential ?? (this.#defaultCredential ??= new LazyDefaultAzureCredential());
@@ -520,7 +574,7 @@ export class SecureKeyRelease {
         additionalPolicies: [
           ...(this.#options.vaultOptions?.additionalPolicies ?? []),
           {
-            policy: attemptPolicy(KEYVAULT_REQUEST_TIMEOUT_MS, this.#options.onRetry),
+            policy: attemptPolicy(KEYVAULT_REQUEST_TIMEOUT_MS, this.#onRetry),
             position: 'perRetry',
           },
         ],
