@@ -3,7 +3,7 @@
  * `AzureVtpmPlatform` over the native transport (no resource manager), and a counter of TPM commands. Shared
  * by the release benchmark and the soak.
  */
-import { provisionSwtpmAsAzureVtpm } from '../src/emulator/provision-swtpm.js';
+import { provisionSwtpmAsAzureVtpm } from '../src/emulator/hardware/provision-swtpm.js';
 import { type Emulator, startEmulator } from '../src/emulator/start.js';
 import { openTpm } from '../src/hal/open-tpm.js';
 import { AzureVtpmPlatform } from '../src/hal/platforms/azure-vtpm.js';

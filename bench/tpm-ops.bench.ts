@@ -9,7 +9,7 @@ import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:cry
 import { symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { provisionSwtpmAsAzureVtpm } from '../src/emulator/provision-swtpm.js';
+import { provisionSwtpmAsAzureVtpm } from '../src/emulator/hardware/provision-swtpm.js';
 import { openTpm } from '../src/hal/open-tpm.js';
 import { AzureVtpmPlatform } from '../src/hal/platforms/azure-vtpm.js';
 import type { TpmTransport } from '../src/hal/types.js';

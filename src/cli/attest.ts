@@ -98,10 +98,10 @@ export async function runAttest(options: AttestCliOptions): Promise<AttestCliRes
         { EmulatedAzureVtpmPlatform },
         { startAttestationEmulator },
       ] = await Promise.all([
-        import('../emulator/ak-ca.js'),
-        import('../emulator/amd.js'),
-        import('../emulator/emulated-sev-guest.js'),
-        import('../emulator/emulated-vtpm.js'),
+        import('../emulator/hardware/ak-ca.js'),
+        import('../emulator/hardware/amd.js'),
+        import('../emulator/hardware/emulated-sev-guest.js'),
+        import('../emulator/hardware/emulated-vtpm.js'),
         import('../emulator/maa/server.js'),
       ]);
       const amd = await EmulatedAmd.load({ ...(product ? { product } : {}), ...cache });

@@ -35,7 +35,7 @@ export async function runDemo(
   report: (step: DemoStep) => void = () => {},
 ): Promise<DemoSummary> {
   const { startEmulator } = await import('../emulator/start.js');
-  const { EMULATED_MEASUREMENT } = await import('../emulator/amd.js');
+  const { EMULATED_MEASUREMENT } = await import('../emulator/hardware/amd.js');
   const { SecureKeyRelease } = await import('../keyvault/secure-key-release.js');
   const { AttestationClient } = await import('../maa/client.js');
   const steps: DemoStep[] = [];
@@ -147,11 +147,11 @@ export async function runDemo(
     await step(
       'the same through a real TPM 2.0 (swtpm provisioned as an Azure vTPM, native transport)',
       async () => {
-        const { haveSwtpm, startSwtpm } = await import('../emulator/swtpm-process.js');
+        const { haveSwtpm, startSwtpm } = await import('../emulator/hardware/swtpm-process.js');
         if (options.swtpm === false || !haveSwtpm)
           return { skipped: 'skipped: swtpm is not installed (apt-get install swtpm)' };
         const { openTpm } = await import('../hal/open-tpm.js');
-        const { provisionSwtpmAsAzureVtpm } = await import('../emulator/provision-swtpm.js');
+        const { provisionSwtpmAsAzureVtpm } = await import('../emulator/hardware/provision-swtpm.js');
         const { AzureVtpmPlatform } = await import('../hal/platforms/azure-vtpm.js');
         const swtpm = await startSwtpm();
         cleanup.push(() => swtpm.stop());

@@ -16,7 +16,7 @@ export async function openTpmTarget(target: string): Promise<TpmTransport> {
 
 /**
  * Says on stderr when the emulated AMD root keys are about to be generated (RSA-4096: seconds), so a first
- * run does not look hung. The file name is the one src/emulator/amd.ts caches them under.
+ * run does not look hung. The file name is the one src/emulator/hardware/amd.ts caches them under.
  */
 export async function noteKeyGeneration(product: SnpProduct | undefined, cached: boolean): Promise<void> {
   const name = (product ?? 'Milan').toLowerCase();
@@ -85,7 +85,7 @@ export function registerEmulator(program: Command): Command {
       await noteKeyGeneration(product, !noCache);
       const [{ emulatorCacheDir }, { provisionSwtpmAsAzureVtpm }] = await Promise.all([
         import('../emulator/cache.js'),
-        import('../emulator/provision-swtpm.js'),
+        import('../emulator/hardware/provision-swtpm.js'),
       ]);
       const transport = await openTpmTarget(options.tpm);
       try {

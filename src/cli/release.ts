@@ -115,10 +115,10 @@ export function registerRelease(program: Command): void {
           if (platform === 'auto') {
             await noteKeyGeneration(undefined, true);
             if (options.platform === 'sev-guest') {
-              const { EmulatedSevGuestPlatform } = await import('../emulator/emulated-sev-guest.js');
+              const { EmulatedSevGuestPlatform } = await import('../emulator/hardware/emulated-sev-guest.js');
               platform = await EmulatedSevGuestPlatform.create();
             } else if (options.platform === undefined || options.platform === 'azure-vtpm') {
-              const { EmulatedAzureVtpmPlatform } = await import('../emulator/emulated-vtpm.js');
+              const { EmulatedAzureVtpmPlatform } = await import('../emulator/hardware/emulated-vtpm.js');
               platform = await EmulatedAzureVtpmPlatform.create();
             } else {
               throw new InvalidArgumentError('--platform must be azure-vtpm or sev-guest');

@@ -2,7 +2,7 @@
 // the main entry point: production code never imports the emulator.
 
 // emulated hardware and attestation service (nothing trusts the emulated roots unless told to)
-export { EMULATED_PLACEHOLDER_AK_ISSUER, EmulatedAkCa, issuePlaceholderAkCertificate } from './ak-ca.js';
+export { EMULATED_PLACEHOLDER_AK_ISSUER, EmulatedAkCa, issuePlaceholderAkCertificate } from './hardware/ak-ca.js';
 export {
   EMULATED_DEFAULT_TCB,
   EMULATED_MEASUREMENT,
@@ -10,17 +10,17 @@ export {
   type EmulatedAmdOptions,
   type EmulatedVcek,
   olderTcb,
-} from './amd.js';
+} from './hardware/amd.js';
 export { EMULATOR_ORGANIZATION, EmulatorCa, type IssuedCertificate, type SavedEmulatorCa } from './ca.js';
 export { EMULATOR_CACHE_ENV, emulatorCacheDir } from './cache.js';
-export { EmulatorCredential, type EmulatorCredentialOptions } from './credential.js';
-export { EmulatedSevGuestPlatform } from './emulated-sev-guest.js';
-export { EmulatedSnpReportProvider } from './emulated-snp-provider.js';
+export { EmulatorCredential, type EmulatorCredentialOptions } from './identity/credential.js';
+export { EmulatedSevGuestPlatform } from './hardware/emulated-sev-guest.js';
+export { EmulatedSnpReportProvider } from './hardware/emulated-snp-provider.js';
 export {
   type EmulatedAzureVtpmOptions,
   EmulatedAzureVtpmPlatform,
   type EmulatedPlatformOptions,
-} from './emulated-vtpm.js';
+} from './hardware/emulated-vtpm.js';
 export {
   DEFAULT_PRINCIPAL_ID,
   DEFAULT_TENANT_ID,
@@ -44,7 +44,7 @@ export {
   type ImdsEmulatorOptions,
   startImdsEmulator,
 } from './imds/index.js';
-export type { EvidenceKnobs } from './knobs.js';
+export type { EvidenceKnobs } from './hardware/knobs.js';
 export {
   type AttestationEmulator,
   type AttestationEmulatorCounters,
@@ -53,14 +53,14 @@ export {
   COMPLIANCE_RULES,
   startAttestationEmulator,
 } from './maa/index.js';
-export { type EmulatedParavisorOptions, EmulatedParavisorTransport } from './paravisor.js';
+export { type EmulatedParavisorOptions, EmulatedParavisorTransport } from './hardware/paravisor.js';
 export {
   buildEmulatedHclReport,
   type EmulatedHclReportOptions,
   type ProvisionedSwtpm,
   type ProvisionSwtpmOptions,
   provisionSwtpmAsAzureVtpm,
-} from './provision-swtpm.js';
+} from './hardware/provision-swtpm.js';
 export {
   type EmulatedPlatformKind,
   type Emulator,
@@ -68,4 +68,4 @@ export {
   type ReleasePolicyDocument,
   startEmulator,
 } from './start.js';
-export { haveSwtpm, type Swtpm, startSwtpm } from './swtpm-process.js';
+export { haveSwtpm, type Swtpm, startSwtpm } from './hardware/swtpm-process.js';

@@ -6,13 +6,13 @@
 import type { KeyClient, KeyClientOptions } from '@azure/keyvault-keys';
 import type { AttestationPlatform } from '../hal/types.js';
 import type { SnpProduct } from '../snp/tcb.js';
-import { EmulatedAkCa } from './ak-ca.js';
+import { EmulatedAkCa } from './hardware/ak-ca.js';
 import type { EmulatorCa } from './ca.js';
-import { EmulatedAmd } from './amd.js';
-import { EmulatedSevGuestPlatform } from './emulated-sev-guest.js';
-import { EmulatedAzureVtpmPlatform, type EmulatedAzureVtpmOptions } from './emulated-vtpm.js';
+import { EmulatedAmd } from './hardware/amd.js';
+import { EmulatedSevGuestPlatform } from './hardware/emulated-sev-guest.js';
+import { EmulatedAzureVtpmPlatform, type EmulatedAzureVtpmOptions } from './hardware/emulated-vtpm.js';
 import { type ImdsEmulator, type ImdsEmulatorOptions, startImdsEmulator } from './imds/index.js';
-import type { EvidenceKnobs } from './knobs.js';
+import type { EvidenceKnobs } from './hardware/knobs.js';
 import {
   type KeyVaultEmulator,
   type KeyVaultEmulatorOptions,

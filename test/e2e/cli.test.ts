@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { KeyClient } from '@azure/keyvault-keys';
 import test from 'ava';
-import { EmulatorCredential } from '../../src/emulator/credential.js';
+import { EmulatorCredential } from '../../src/emulator/identity/credential.js';
 
 const run = promisify(execFile);
 const cli = ['--import', 'tsx', 'src/cli/main.ts'];

@@ -9,7 +9,7 @@ import {
   verify,
 } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
-import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/provision-swtpm.js';
+import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/hardware/provision-swtpm.js';
 import type { Emulator } from '../../src/emulator/start.js';
 import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
 import type { AttestationPlatform } from '../../src/hal/types.js';

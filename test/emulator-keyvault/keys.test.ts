@@ -3,7 +3,7 @@ import { request } from 'node:https';
 import { ManagedIdentityCredential } from '@azure/identity';
 import { KeyClient } from '@azure/keyvault-keys';
 import test from 'ava';
-import { EmulatorCredential } from '../../src/emulator/credential.js';
+import { EmulatorCredential } from '../../src/emulator/identity/credential.js';
 import { policyBytes } from './helpers/issuer.js';
 import { rawRequest, startVault } from './helpers/setup.js';
 

@@ -1,6 +1,6 @@
 import type { ExecutionContext } from 'ava';
-import { EmulatedAkCa } from '../../src/emulator/ak-ca.js';
-import { EmulatedAmd } from '../../src/emulator/amd.js';
+import { EmulatedAkCa } from '../../src/emulator/hardware/ak-ca.js';
+import { EmulatedAmd } from '../../src/emulator/hardware/amd.js';
 import { type ImdsEmulator, type ImdsEmulatorOptions, startImdsEmulator } from '../../src/emulator/imds/index.js';
 import {
   type AttestationEmulator,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { EmulatedAmd, olderTcb } from '../../src/emulator/amd.js';
+import { EmulatedAmd, olderTcb } from '../../src/emulator/hardware/amd.js';
 import { parseCertificate } from '../../src/snp/certificate.js';
 import { parseSnpReport } from '../../src/snp/report.js';
 import { readVcekExtensions } from '../../src/snp/vcek-extensions.js';
@@ -112,7 +112,7 @@ test('the hierarchy is cached 0700/0600 per user and the VCEK key is stable acro
   const report = await a.signReport({});
   t.notThrows(() => verifySnpReport(report, { certificates: vb.chainPem, trustedRoots: [b.trustedRoot] }));
   // Another process reads the same hierarchy from disk instead of generating one.
-  const script = `const { EmulatedAmd } = await import(${JSON.stringify(new URL('../../src/emulator/amd.ts', import.meta.url).href)});
+  const script = `const { EmulatedAmd } = await import(${JSON.stringify(new URL('../../src/emulator/hardware/amd.ts', import.meta.url).href)});
 const amd = await EmulatedAmd.load({ rootKeyBits: 2048, cache: ${JSON.stringify(cache)} });
 process.stdout.write(JSON.stringify({ ark: amd.arkPem, vcek: (await amd.vcek()).certPem }));`;
   const { stdout } = await execFileAsync(process.execPath, [

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/provision-swtpm.js';
+import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/hardware/provision-swtpm.js';
 import { deepReport, formatDeep, type DeepReport } from '../../src/cli/doctor-deep.js';
 import { AZURE_VTPM } from '../../src/tpm/azure-layout.js';
 import { nvReadAll, nvReadPublic } from '../../src/tpm/commands/nv.js';

@@ -16,8 +16,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
-import { issuePlaceholderAkCertificate } from '../../src/emulator/ak-ca.js';
-import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/provision-swtpm.js';
+import { issuePlaceholderAkCertificate } from '../../src/emulator/hardware/ak-ca.js';
+import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/hardware/provision-swtpm.js';
 import {
   AkCertificateNotProvisionedError,
   TcgLogUnreadableError,

@@ -1,7 +1,7 @@
 import { constants, createHash, publicEncrypt } from 'node:crypto';
 import test from 'ava';
 import fc from 'fast-check';
-import { EmulatedAzureVtpmPlatform } from '../../src/emulator/emulated-vtpm.js';
+import { EmulatedAzureVtpmPlatform } from '../../src/emulator/hardware/emulated-vtpm.js';
 import type { AzureVtpmEvidence } from '../../src/hal/types.js';
 import { httpsRequest } from '../../src/maa/http.js';
 import { buildAzureGuestRequest } from '../../src/maa/requests.js';
@@ -137,7 +137,7 @@ test('mangled requests are refused with 400, never a 500 or a hang', async (t) =
 
 test('mangled SevSnpVm requests are refused with 400', async (t) => {
   const server = await maa(t, { amd, akCa });
-  const { EmulatedSevGuestPlatform } = await import('../../src/emulator/emulated-sev-guest.js');
+  const { EmulatedSevGuestPlatform } = await import('../../src/emulator/hardware/emulated-sev-guest.js');
   const { buildSevSnpVmRequest } = await import('../../src/maa/requests.js');
   const guest = await EmulatedSevGuestPlatform.create({ amd });
   const valid = buildSevSnpVmRequest(await guest.collectEvidence()) as unknown as Record<string, unknown>;
@@ -170,9 +170,9 @@ test('the minimum TCB applies to version-2 SNP reports too, with the product tak
   // version-2 report skipped the minimum. No recorded MAA answer for this case exists: the 400 `minimum-tcb`
   // mirrors the emulator's own answer for version-3 reports.
   const server = await maa(t, { amd, akCa });
-  const { EmulatedSevGuestPlatform } = await import('../../src/emulator/emulated-sev-guest.js');
+  const { EmulatedSevGuestPlatform } = await import('../../src/emulator/hardware/emulated-sev-guest.js');
   const { buildSevSnpVmRequest } = await import('../../src/maa/requests.js');
-  const { olderTcb } = await import('../../src/emulator/amd.js');
+  const { olderTcb } = await import('../../src/emulator/hardware/amd.js');
   const { parseSnpReport } = await import('../../src/snp/report.js');
   const guest = await EmulatedSevGuestPlatform.create({ amd });
   const evidence = await guest.collectEvidence();

@@ -1,8 +1,8 @@
 import test, { type ExecutionContext } from 'ava';
-import { EmulatedSnpReportProvider } from '../../src/emulator/emulated-snp-provider.js';
-import type { EvidenceKnobs } from '../../src/emulator/knobs.js';
-import { EmulatedParavisorTransport } from '../../src/emulator/paravisor.js';
-import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/provision-swtpm.js';
+import { EmulatedSnpReportProvider } from '../../src/emulator/hardware/emulated-snp-provider.js';
+import type { EvidenceKnobs } from '../../src/emulator/hardware/knobs.js';
+import { EmulatedParavisorTransport } from '../../src/emulator/hardware/paravisor.js';
+import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/hardware/provision-swtpm.js';
 import { AttestationRequestError } from '../../src/errors.js';
 import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
 import { SevGuestPlatform } from '../../src/hal/platforms/sev-guest.js';

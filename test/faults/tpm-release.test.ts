@@ -4,7 +4,7 @@
  * no token after a failed attestation, no key after a failed unwrap; and nothing stays loaded in the TPM.
  */
 import test, { type ExecutionContext } from 'ava';
-import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/provision-swtpm.js';
+import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/hardware/provision-swtpm.js';
 import { CvmSkrError, TpmError, TransportError, UnwrapFailedError } from '../../src/errors.js';
 import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
 import { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';

@@ -7,8 +7,8 @@
  * `GetPCRValues(pcrs, attestation_hash_alg)` "from the SHA256 bank", `GetEphemeralKey(pcr_values)`).
  */
 import test from 'ava';
-import { EmulatedAzureVtpmPlatform } from '../../src/emulator/emulated-vtpm.js';
-import type { EvidenceKnobs } from '../../src/emulator/knobs.js';
+import { EmulatedAzureVtpmPlatform } from '../../src/emulator/hardware/emulated-vtpm.js';
+import type { EvidenceKnobs } from '../../src/emulator/hardware/knobs.js';
 import { QuotePcrDigestError, QuoteSignatureError, TransferKeyCertifyError } from '../../src/errors.js';
 import type { AzureVtpmEvidence } from '../../src/hal/types.js';
 import { verifyAzureVtpmEvidence } from '../../src/hcl/verify.js';

@@ -1,7 +1,7 @@
 import type { ExecutionContext } from 'ava';
-import { haveSwtpm } from '../../src/emulator/swtpm-process.js';
+import { haveSwtpm } from '../../src/emulator/hardware/swtpm-process.js';
 
-export { haveSwtpm, type Swtpm, startSwtpm } from '../../src/emulator/swtpm-process.js';
+export { haveSwtpm, type Swtpm, startSwtpm } from '../../src/emulator/hardware/swtpm-process.js';
 
 /** Skips locally without swtpm; under CI=true a missing swtpm fails the test instead of skipping it. */
 export function requireSwtpm(t: ExecutionContext): boolean {

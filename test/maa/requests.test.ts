@@ -15,7 +15,7 @@
  * - AttestationLibConst.h (commit 6878a832e5f4): the field names.
  */
 import test from 'ava';
-import { EmulatedAzureVtpmPlatform } from '../../src/emulator/emulated-vtpm.js';
+import { EmulatedAzureVtpmPlatform } from '../../src/emulator/hardware/emulated-vtpm.js';
 import type { AzureVtpmEvidence } from '../../src/hal/types.js';
 import { buildAzureGuestRequest } from '../../src/maa/requests.js';
 import { hardware } from '../emulator/_hardware.js';

@@ -14,8 +14,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import test from 'ava';
 import type { JWTPayload } from 'jose';
-import { EmulatedSevGuestPlatform } from '../../src/emulator/emulated-sev-guest.js';
-import { EmulatedAzureVtpmPlatform } from '../../src/emulator/emulated-vtpm.js';
+import { EmulatedSevGuestPlatform } from '../../src/emulator/hardware/emulated-sev-guest.js';
+import { EmulatedAzureVtpmPlatform } from '../../src/emulator/hardware/emulated-vtpm.js';
 import { EMULATED_POLICY_TEXT, policyHash } from '../../src/emulator/maa/claims.js';
 import { evaluateReleasePolicy, lookupClaim, parseReleasePolicy } from '../../src/keyvault/release-policy.js';
 import { attest, releaseTransferKey, tokenNonce } from '../../src/maa/client.js';
@@ -144,7 +144,7 @@ const AZURE_GUEST_KNOWN: Record<string, string> = {
   ...Object.fromEntries(TCG_LOG_CLAIMS.map((c) => [c, 'missing in the emulator'])),
   // The HCL runtime data echoed under x-ms-isolation-tee differs between HCL versions: the 2022 sample has
   // current-time, the 2023 capture in test/fixtures/azure-vtpm/milan has neither it nor tpm-persisted, and the
-  // emulated HCL (src/emulator/hcl-report.ts) writes the newer tpm-persisted. Not a claim the service makes.
+  // emulated HCL (src/emulator/hardware/hcl-report.ts) writes the newer tpm-persisted. Not a claim the service makes.
   'x-ms-isolation-tee.x-ms-runtime.vm-configuration.current-time': 'missing in the emulator',
   'x-ms-isolation-tee.x-ms-runtime.vm-configuration.tpm-persisted': 'only in the emulator',
 };

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { type AddressInfo, createServer } from 'node:net';
 import test from 'ava';
 import { decodeProtectedHeader, SignJWT } from 'jose';
-import { EmulatedSevGuestPlatform } from '../../src/emulator/emulated-sev-guest.js';
+import { EmulatedSevGuestPlatform } from '../../src/emulator/hardware/emulated-sev-guest.js';
 import {
   AttestationTokenAlgorithmError,
   AttestationTokenExpiredError,

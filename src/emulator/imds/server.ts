@@ -19,8 +19,8 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EmulatorError } from '../../errors.js';
-import type { EmulatedAkCa } from '../ak-ca.js';
-import type { EmulatedAmd, TcbParts } from '../amd.js';
+import type { EmulatedAkCa } from '../hardware/ak-ca.js';
+import type { EmulatedAmd, TcbParts } from '../hardware/amd.js';
 
 export interface ImdsEmulatorOptions {
   /** The chip whose VCEK THIM serves. */

@@ -21,7 +21,7 @@ import { type AddressInfo, isIP } from 'node:net';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import { EmulatorError, EmulatorStateError } from '../../errors.js';
 import { EmulatorCa, type IssuedCertificate } from '../ca.js';
-import { EmulatorCredential } from '../credential.js';
+import { EmulatorCredential } from '../identity/credential.js';
 import { AttestationVerifier, type TrustedIssuer } from './attestation-verifier.js';
 import { type Principal, type PrincipalConfig, VaultAuth } from './auth.js';
 import { BackupSealer, newIdentitySecret } from './backup.js';

@@ -43,7 +43,7 @@ import { runCheck, type SnpVerificationResult, type TcbMinimum, verifySnpReport 
 import { publicToKeyObject } from '../../tpm/keys.js';
 import { TpmReader } from '../../tpm/marshal.js';
 import { parseAttest, readTpm2bPublic, type TpmtPublic } from '../../tpm/structures.js';
-import { encodeHclReport, type HclHash } from '../hcl-report.js';
+import { encodeHclReport, type HclHash } from '../hardware/hcl-report.js';
 
 export interface AttestationPolicy {
   /** Accept reports whose guest policy allows debugging. Default false (400 `debug`). */

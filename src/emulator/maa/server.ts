@@ -21,8 +21,8 @@ import { CvmSkrError, EmulatorError, EvidenceVerificationError } from '../../err
 import type { TrustedRootInput } from '../../snp/roots.js';
 import type { SnpProduct } from '../../snp/tcb.js';
 import type { TcbMinimum } from '../../snp/verify.js';
-import { EmulatedAkCa } from '../ak-ca.js';
-import { EMULATED_DEFAULT_TCB, EmulatedAmd } from '../amd.js';
+import { EmulatedAkCa } from '../hardware/ak-ca.js';
+import { EMULATED_DEFAULT_TCB, EmulatedAmd } from '../hardware/amd.js';
 import { EmulatorCa } from '../ca.js';
 import { type AzureGuestOsInfo, azureGuestClaims, sevSnpVmClaims } from './claims.js';
 import {

@@ -5,21 +5,21 @@
  * certification are real TPM structures (src/tpm marshalling) signed with keys held in node:crypto.
  */
 import { createHash, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
-import { AbortError, InvalidArgumentError, PlatformClosedError } from '../errors.js';
+import { AbortError, InvalidArgumentError, PlatformClosedError } from '../../errors.js';
 import type {
   AttestationPlatform,
   AzureVtpmEvidence,
   CollectEvidenceOptions,
   PcrValue,
-} from '../hal/types.js';
-import type { SnpProduct } from '../snp/tcb.js';
-import { TPM_RH } from '../tpm/constants.js';
-import { AK_TEMPLATE } from '../tpm/provision.js';
+} from '../../hal/types.js';
+import type { SnpProduct } from '../../snp/tcb.js';
+import { TPM_RH } from '../../tpm/constants.js';
+import { AK_TEMPLATE } from '../../tpm/provision.js';
 import { EmulatedAkCa } from './ak-ca.js';
 import { EmulatedAmd } from './amd.js';
 import { encodeHclReport, encodeHclRuntimeData, hclReportData } from './hcl-report.js';
 import { type EvidenceKnobs, emulatedPcrs, finishReport, reportFieldsFor } from './knobs.js';
-import { InMemoryTransferKey } from '../hal/memory-transfer-key.js';
+import { InMemoryTransferKey } from '../../hal/memory-transfer-key.js';
 import {
   type SoftPublic,
   type SoftSigner,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { PcrValue } from '../hal/types.js';
-import type { SnpReportFields } from '../snp/build.js';
+import type { PcrValue } from '../../hal/types.js';
+import type { SnpReportFields } from '../../snp/build.js';
 import { type EmulatedAmd, olderTcb, type TcbParts } from './amd.js';
 
 /**

@@ -7,10 +7,10 @@
  * whatever is at those handles.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import type { TpmTransport } from '../hal/types.js';
-import type { SnpProduct } from '../snp/tcb.js';
-import { type AzureVtpmLayout, provisionAzureVtpmLayout } from '../tpm/provision.js';
-import type { Tpm } from '../tpm/tpm.js';
+import type { TpmTransport } from '../../hal/types.js';
+import type { SnpProduct } from '../../snp/tcb.js';
+import { type AzureVtpmLayout, provisionAzureVtpmLayout } from '../../tpm/provision.js';
+import type { Tpm } from '../../tpm/tpm.js';
 import { EmulatedAkCa } from './ak-ca.js';
 import { EmulatedAmd } from './amd.js';
 import { loadOptions } from './emulated-vtpm.js';

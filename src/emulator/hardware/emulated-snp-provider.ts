@@ -4,9 +4,9 @@
  * with VCEK, ASK and ARK), and names itself after that provider because that is the ABI it stands in for.
  */
 import { X509Certificate } from 'node:crypto';
-import { AbortError, InvalidArgumentError } from '../errors.js';
-import type { SnpReportProvider, SnpReportRequest, SnpReportResult } from '../hal/types.js';
-import { buildCertTable } from '../snp/cert-table.js';
+import { AbortError, InvalidArgumentError } from '../../errors.js';
+import type { SnpReportProvider, SnpReportRequest, SnpReportResult } from '../../hal/types.js';
+import { buildCertTable } from '../../snp/cert-table.js';
 import type { EmulatedAmd } from './amd.js';
 import { type EvidenceKnobs, finishReport, reportFieldsFor } from './knobs.js';
 

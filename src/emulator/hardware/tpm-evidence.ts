@@ -4,11 +4,11 @@
  * AK's scheme on Azure).
  */
 import { createHash, type KeyObject, sign } from 'node:crypto';
-import { InvalidArgumentError } from '../errors.js';
-import type { PcrValue } from '../hal/types.js';
-import { TPM_ALG, TPM_RH, TPM_ST, TPMA_OBJECT } from '../tpm/constants.js';
-import { marshal, TpmWriter } from '../tpm/marshal.js';
-import { policyPcrDigest } from '../tpm/sessions.js';
+import { InvalidArgumentError } from '../../errors.js';
+import type { PcrValue } from '../../hal/types.js';
+import { TPM_ALG, TPM_RH, TPM_ST, TPMA_OBJECT } from '../../tpm/constants.js';
+import { marshal, TpmWriter } from '../../tpm/marshal.js';
+import { policyPcrDigest } from '../../tpm/sessions.js';
 import {
   computeName,
   type PcrSelection,
@@ -18,7 +18,7 @@ import {
   writeAttest,
   writeTpm2bPublic,
   writeTpmtPublic,
-} from '../tpm/structures.js';
+} from '../../tpm/structures.js';
 
 /** A public area with its marshalled forms. */
 export interface SoftPublic {

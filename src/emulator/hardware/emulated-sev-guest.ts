@@ -4,13 +4,13 @@
  * emulated VCEK binds sha256(runtime data) || zeros, as the SevSnpVm protocol expects.
  */
 import { randomBytes } from 'node:crypto';
-import { AbortError, PlatformClosedError } from '../errors.js';
-import type { AttestationPlatform, CollectEvidenceOptions, SevGuestEvidence } from '../hal/types.js';
+import { AbortError, PlatformClosedError } from '../../errors.js';
+import type { AttestationPlatform, CollectEvidenceOptions, SevGuestEvidence } from '../../hal/types.js';
 import { EmulatedAmd } from './amd.js';
 import { type EmulatedPlatformOptions, loadOptions } from './emulated-vtpm.js';
 import { hclReportData } from './hcl-report.js';
 import { type EvidenceKnobs, finishReport, reportFieldsFor } from './knobs.js';
-import { InMemoryTransferKey } from '../hal/memory-transfer-key.js';
+import { InMemoryTransferKey } from '../../hal/memory-transfer-key.js';
 
 /** The kid of the guest's transfer key in the runtime data. */
 export const SEV_GUEST_TRANSFER_KEY_KID = 'GuestEncryptionKey';

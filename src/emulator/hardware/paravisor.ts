@@ -5,14 +5,14 @@
  * report (signed by the emulated chip) before answering, so `AzureVtpmPlatform.writeUserData` works unchanged.
  * The extra commands run on the wrapped transport, within the caller's NV_Write round trip.
  */
-import type { TpmTransport } from '../hal/types.js';
-import { AZURE_VTPM } from '../tpm/azure-layout.js';
-import { nvReadAll, nvReadPublic } from '../tpm/commands/nv.js';
-import { readPublic } from '../tpm/commands/object.js';
-import { TPM_CC } from '../tpm/constants.js';
-import { publicToKeyObject } from '../tpm/keys.js';
-import { storeNvBlob } from '../tpm/provision.js';
-import { Tpm } from '../tpm/tpm.js';
+import type { TpmTransport } from '../../hal/types.js';
+import { AZURE_VTPM } from '../../tpm/azure-layout.js';
+import { nvReadAll, nvReadPublic } from '../../tpm/commands/nv.js';
+import { readPublic } from '../../tpm/commands/object.js';
+import { TPM_CC } from '../../tpm/constants.js';
+import { publicToKeyObject } from '../../tpm/keys.js';
+import { storeNvBlob } from '../../tpm/provision.js';
+import { Tpm } from '../../tpm/tpm.js';
 import type { EmulatedAmd } from './amd.js';
 import { buildEmulatedHclReport, type EmulatedHclReportOptions } from './provision-swtpm.js';
 

@@ -4,8 +4,8 @@
  * `cache.ts`) so AK certificates written into a swtpm stay verifiable by a later emulator process.
  */
 import { createPrivateKey, type KeyObject, randomBytes, webcrypto } from 'node:crypto';
-import { x509 } from './x509.js';
-import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from './cache.js';
+import { x509 } from '../x509.js';
+import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from '../cache.js';
 
 const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;

@@ -4,8 +4,8 @@
  * `parseHclReport` reads them.
  */
 import { createHash, type KeyObject } from 'node:crypto';
-import { InvalidArgumentError } from '../errors.js';
-import { SNP_REPORT_SIZE } from '../snp/report.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { SNP_REPORT_SIZE } from '../../snp/report.js';
 
 const HCL_SIGNATURE = 0x414c4348;
 const IGVM_OFFSET = 0x4c0;

@@ -21,13 +21,13 @@ import {
   randomBytes,
   webcrypto,
 } from 'node:crypto';
-import { EmulatorError, InvalidArgumentError } from '../errors.js';
-import { encodeSnpReport, type SnpReportFields, signSnpReport } from '../snp/build.js';
-import { parseSnpReport, type SnpReport } from '../snp/report.js';
-import type { TrustedRootInput } from '../snp/roots.js';
-import { decodeTcb, encodeTcb, type SnpProduct, type TcbVersion } from '../snp/tcb.js';
-import { x509 } from './x509.js';
-import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from './cache.js';
+import { EmulatorError, InvalidArgumentError } from '../../errors.js';
+import { encodeSnpReport, type SnpReportFields, signSnpReport } from '../../snp/build.js';
+import { parseSnpReport, type SnpReport } from '../../snp/report.js';
+import type { TrustedRootInput } from '../../snp/roots.js';
+import { decodeTcb, encodeTcb, type SnpProduct, type TcbVersion } from '../../snp/tcb.js';
+import { x509 } from '../x509.js';
+import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from '../cache.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
