@@ -69,9 +69,10 @@ export interface SecureKeyReleaseOptions {
    */
   releaseSignerPins?: ReadonlyArray<ReleaseSignerPin>;
   /**
-   * The time used to verify release answers (certificate validity) and to judge key-version dates
-   * (`notBefore`/`expiresOn`) when explaining a refusal. Default: the system clock. For replaying recorded
-   * answers and tests.
+   * The one clock of this instance: it judges attestation tokens (`exp`/`nbf`, and when to attest again),
+   * release answers (certificate validity) and key-version dates (`notBefore`/`expiresOn`) when explaining a
+   * refusal. Default: the system clock. Pass an emulator's virtual clock (`() => e.clock.now()`) or a recorded
+   * answer's time.
    */
   clock?: () => Date;
   retry?: RetryOptions;
@@ -207,6 +208,8 @@ export class SecureKeyRelease {
     this.#attestation = new AttestationClient({
       endpoint: options.attestationEndpoint,
       ...(options.attestationCa !== undefined ? { ca: options.attestationCa } : {}),
+      // One clock for tokens too: an emulator's virtual clock (or a replayed recording's) judges exp/nbf.
+      ...(options.clock !== undefined ? { now: options.clock } : {}),
     });
   }
 
@@ -256,6 +259,8 @@ export class SecureKeyRelease {
       this.#current.clear();
       this.#inFlight.clear();
       this.#epoch++;
+      // Everything means the token too: the next call attests again (e.g. after the machine's state changed).
+      this.#token = undefined;
       return;
     }
     const ref = parseKeyRef(keyId);
@@ -350,7 +355,9 @@ export class SecureKeyRelease {
     ref: KeyRef,
     signal: AbortSignal,
     step: { keyId: string; tracingOptions?: OperationTracingOptions },
+    reattested = false,
   ): Promise<ReleasedKey> {
+    const cachedToken = this.#token?.result;
     const generation = ref.version ? undefined : this.#generationOf(ref.cacheKey);
     let attestation: AttestationResult;
     try {
@@ -381,6 +388,17 @@ export class SecureKeyRelease {
         return result.value;
       });
     } catch (error) {
+      // A cached token the vault refuses may have gone stale (expired by the vault's clock, or attested
+      // before the machine changed): drop it and try once more with a fresh attestation.
+      if (
+        !reattested &&
+        attestation === cachedToken &&
+        (error as RestErrorLike)?.statusCode === 403 &&
+        !signal.aborted
+      ) {
+        if (this.#token?.result === attestation) this.#token = undefined;
+        return this.#releaseWithin(ref, signal, step, true);
+      }
       throw await this.#releaseError(error, ref, client, attestation, signal);
     }
     const { payload, responseRef } = await this.#diagnostics.step('verify', step, async () => {
@@ -483,13 +501,13 @@ export class SecureKeyRelease {
 
   /** One attestation at a time; its token serves every key and vault until shortly before it expires. */
   #attest(signal: AbortSignal, tracingOptions?: OperationTracingOptions): Promise<AttestationResult> {
-    const now = Date.now();
+    const now = this.#now().getTime();
     if (this.#token && now < this.#token.refreshAt) return Promise.resolve(this.#token.result);
     if (!this.#tokenInFlight) {
       this.#tokenInFlight = this.#diagnostics
         .step('attest', tracingOptions ? { tracingOptions } : {}, () => this.#attestWithRetry(signal))
         .then((result) => {
-          const lifetime = result.expiresAt.getTime() - Date.now();
+          const lifetime = result.expiresAt.getTime() - this.#now().getTime();
           const margin = Math.min(this.#options.tokenRefreshMarginMs ?? 5 * 60_000, lifetime / 2);
           if (!this.#closed)
             this.#token = {
