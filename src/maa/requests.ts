@@ -1,5 +1,7 @@
 /**
- * Request bodies of the two MAA protocols (DESIGN.md section 5), built from a platform's evidence.
+ * Request bodies of the two MAA protocols (AzureGuest as Microsoft's C++ client builds it: Azure/confidential-computing-cvm-guest-attestation @990f662,
+ * client-library/src/Attestation/AttestationClient/lib/AttestationClientImpl.cpp and TpmInfo.cpp, IsolationInfo.cpp;
+ * fields pinned in test/maa/requests.test.ts), built from a platform's evidence.
  */
 import { readFile } from 'node:fs/promises';
 import { MalformedHclReportError } from '../errors.js';

@@ -1,5 +1,6 @@
 /**
- * Attestation token verification with jose (DESIGN.md section 5): RS256 only; `iss` must be the configured
+ * Attestation token verification with jose (MicrosoftDocs/azure-security-docs articles/attestation/
+ * claim-sets.md and the service's OpenID metadata, `{endpoint}/.well-known/openid-configuration`): RS256 only; `iss` must be the configured
  * endpoint (a trailing slash is ignored); keys come only from that endpoint's host (`/certs`, or the
  * `jwks_uri` of its OpenID metadata when on the same origin), never from a `jku` elsewhere; `exp`/`nbf` with a
  * small skew; an unknown `kid` refetches the keys once.

@@ -2,7 +2,8 @@
  * Offline rotation planning: given a policy and the dates of a key's current version, when will the service
  * rotate it, when will it send the near-expiry notification, and when will the new version expire.
  *
- * The timing model (DESIGN.md section 6, Key Vault auto-rotation):
+ * The timing model (Key Vault auto-rotation: MicrosoftDocs/azure-docs
+ * articles/key-vault/keys/how-to-configure-key-rotation.md):
  * - Rotate `timeAfterCreate` T fires at `createdOn + T`; Rotate `timeBeforeExpiry` B at `expiresOn - B`
  *   (never without an expiry on the key);
  * - rotation creates a version with `createdOn` = rotation time and, when the policy has `expiryTime` E,

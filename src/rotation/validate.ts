@@ -2,7 +2,9 @@
  * The service's rotation-policy rules, checked before a policy is sent (and by the emulated Key Vault when
  * one arrives), reporting every violation with the field at fault in the service JSON shape.
  *
- * Rules (DESIGN.md section 6: service docs, recorded service answers, and an open emulator's reading):
+ * Rules (Microsoft Learn "Configure cryptographic key auto-rotation in Azure Key Vault",
+ * MicrosoftDocs/azure-docs articles/key-vault/keys/how-to-configure-key-rotation.md; recorded service answers in
+ * test/fixtures/kv-recordings/):
  * - every duration is ISO-8601;
  * - `attributes.expiryTime` is at least 28 days;
  * - a Rotate action happens no earlier than 7 days after creation and no later than 7 days before expiry;

@@ -1,4 +1,7 @@
-/** Handles and NV indices of the Azure confidential VM vTPM (DESIGN.md section 3). */
+/**
+ * Handles and NV indices of the Azure confidential VM vTPM, as Microsoft's client reads them (Azure/confidential-computing-cvm-guest-attestation @990f662,
+ * client-library/src/Attestation/LinuxTpm/lib/Tss2Util.h: `AIK_CERT_INDEX`, `HCL_REPORT_INDEX`, `AIK_PUB_INDEX`).
+ */
 export const AZURE_VTPM = {
   /** HCL report: HCL header, SNP report, runtime data JSON (2048 bytes on SNP VMs, 2600 on newer ones). */
   HCL_REPORT_INDEX: 0x01400001,

@@ -1,7 +1,8 @@
 /**
  * Builds Azure HCL reports (the NV blob of vTPM index 0x01400001) for the emulator: header, the signed SNP
- * report, IGVM request data and the runtime-data JSON, laid out as DESIGN.md section 3 describes and as
- * `parseHclReport` reads them.
+ * report, IGVM request data and the runtime-data JSON, laid out as Microsoft's header describes them
+ * (Azure/confidential-computing-cvm-guest-attestation @990f662,
+ * azure-protected-vm-secrets/external/attestation/HwVmReport.h) and as `parseHclReport` reads them.
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { InvalidArgumentError } from '../../errors.js';

@@ -30,7 +30,10 @@ export interface SoftPublic {
   qualifiedName: Uint8Array;
 }
 
-/** The transfer key attributes of DESIGN.md section 3: decrypt only, TPM-bound, usable only by policy. */
+/**
+ * The transfer key attributes: decrypt only, TPM-bound, usable only by policy (as Microsoft's client makes its
+ * ephemeral key: Azure/confidential-computing-cvm-guest-attestation @990f662, client-library/src/Attestation/LinuxTpm/lib/Tss2Util.cpp).
+ */
 export const TRANSFER_KEY_ATTRIBUTES =
   TPMA_OBJECT.decrypt |
   TPMA_OBJECT.fixedTPM |

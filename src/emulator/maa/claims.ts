@@ -1,5 +1,6 @@
 /**
- * Token claims with the names and nesting of Microsoft Azure Attestation (DESIGN.md section 5).
+ * Token claims with the names and nesting of Microsoft Azure Attestation (MicrosoftDocs/azure-security-docs articles/attestation/claim-sets.md; sample tokens in
+ * test/fixtures/maa-samples/).
  * SevSnpVm: the `x-ms-sevsnpvm-*` claims, `x-ms-attestation-type: sevsnpvm` and the runtime JSON as
  * `x-ms-runtime`, all at the top level. AzureGuest: `x-ms-attestation-type: azurevm` and `x-ms-azurevm-*` at
  * the top level with the transfer key in `x-ms-runtime.keys`; the SNP claims, HCL runtime data and compliance

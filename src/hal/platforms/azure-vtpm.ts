@@ -118,7 +118,11 @@ const DEFAULT_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7];
 export const KERNEL_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 const EMPTY = new Uint8Array(0);
 
-/** The transfer key template (DESIGN.md section 3): decrypt only, no userWithAuth, PolicyPCR-bound. */
+/**
+ * The transfer key template: decrypt only, no userWithAuth, PolicyPCR-bound; the attributes Microsoft's client
+ * gives its ephemeral key (Azure/confidential-computing-cvm-guest-attestation @990f662, client-library/src/Attestation/LinuxTpm/lib/Tss2Util.cpp
+ * `PopulateEphemeralKeyPublicTemplate`).
+ */
 const TRANSFER_KEY_ATTRIBUTES =
   TPMA_OBJECT.decrypt |
   TPMA_OBJECT.fixedTPM |
