@@ -82,6 +82,19 @@ function pemOfKey(der: ArrayBuffer): string {
   return `-----BEGIN PRIVATE KEY-----\n${b64.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
 }
 
+/** DNS and IP subject alternative names of a leaf certificate. */
+function subjectAltNames(options: { dnsNames?: string[]; ipAddresses?: string[] }): x509.JsonGeneralName[] {
+  return [
+    ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
+}
+
+/** Every certificate the emulator issues says it is the emulator's. */
+function emulatorCommonName(commonName: string): string {
+  return commonName.includes(EMULATOR_ORGANIZATION) ? commonName : `${EMULATOR_ORGANIZATION} ${commonName}`;
+}
+
 export class EmulatorCa {
   readonly certPem: string;
   readonly certDer: Buffer;
@@ -213,14 +226,9 @@ export class EmulatorCa {
   async issueSigningCertificate(options: SigningCertificateOptions): Promise<IssuedCertificate> {
     const alg = options.keyType === 'ec' ? EC_ALG : RSA_ALG;
     const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const names: x509.JsonGeneralName[] = [
-      ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
-      ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
-    ];
+    const names = subjectAltNames(options);
     return this.#issue(
-      options.commonName.includes(EMULATOR_ORGANIZATION)
-        ? options.commonName
-        : `${EMULATOR_ORGANIZATION} ${options.commonName}`,
+      emulatorCommonName(options.commonName),
       keys,
       [
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
@@ -279,14 +287,9 @@ export class EmulatorCa {
    */
   async issueReleaseSigningCertificate(options: ReleaseSigningCertificateOptions): Promise<IssuedCertificate> {
     const keys = (await webcrypto.subtle.generateKey(RSA_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const names: x509.JsonGeneralName[] = [
-      ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
-      ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
-    ];
+    const names = subjectAltNames(options);
     return this.#issue(
-      options.commonName.includes(EMULATOR_ORGANIZATION)
-        ? options.commonName
-        : `${EMULATOR_ORGANIZATION} ${options.commonName}`,
+      emulatorCommonName(options.commonName),
       keys,
       [
         new x509.KeyUsagesExtension(
