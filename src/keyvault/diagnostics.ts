@@ -10,11 +10,48 @@
  * a nonce, key material or a service message (which may echo request data).
  */
 import { createRequire } from 'node:module';
-import { createTracingClient, type OperationTracingOptions, type TracingClient } from '@azure/core-tracing';
-import { createClientLogger } from '@azure/logger';
+import type { OperationTracingOptions, TracingClient } from '@azure/core-tracing';
+import type { AzureLogger } from '@azure/logger';
 import { CvmSkrError } from '../errors.js';
 
-export const logger = createClientLogger('cvm-skr');
+/**
+ * The logger and the tracing client load with the first `SecureKeyRelease`, not with `import('cvm-skr')`
+ * (@azure/logger alone is about 5 MB of start-up, test/startup.test.ts). They are ES-module imports, so the
+ * application's own `setLogLevel` and `useInstrumenter` (same module instances) apply. A line logged before
+ * they arrive (a cache miss in the same tick) waits for them.
+ */
+interface Telemetry {
+  logger: AzureLogger;
+  createTracingClient: typeof import('@azure/core-tracing').createTracingClient;
+}
+let telemetry: Telemetry | undefined;
+let telemetryLoading: Promise<Telemetry> | undefined;
+const pendingLines: [keyof AzureLogger & ('verbose' | 'info' | 'warning'), string][] = [];
+
+function loadTelemetry(): Promise<Telemetry> {
+  telemetryLoading ??= Promise.all([import('@azure/logger'), import('@azure/core-tracing')]).then(
+    ([loggerModule, tracingModule]) => {
+      telemetry = {
+        logger: loggerModule.createClientLogger('cvm-skr'),
+        createTracingClient: tracingModule.createTracingClient,
+      };
+      for (const [level, line] of pendingLines.splice(0)) telemetry.logger[level](line);
+      return telemetry;
+    },
+  );
+  return telemetryLoading;
+}
+
+const logger = {
+  verbose: (line: string) => log('verbose', line),
+  info: (line: string) => log('info', line),
+  warning: (line: string) => log('warning', line),
+};
+
+function log(level: 'verbose' | 'info' | 'warning', line: string): void {
+  if (telemetry) telemetry.logger[level](line);
+  else if (pendingLines.length < 1000) pendingLines.push([level, line]);
+}
 
 /** The steps of one release, in order. `attest` covers the evidence, the MAA call and the token checks. */
 export type ReleaseStep = 'platform' | 'attest' | 'release' | 'verify' | 'unwrap';
@@ -61,7 +98,7 @@ const PACKAGE_VERSION = (createRequire(import.meta.url)('../../package.json') as
 
 export class ReleaseDiagnostics {
   readonly #onEvent: ((event: ReleaseEvent) => void) | undefined;
-  readonly #tracing: TracingClient;
+  #tracing: TracingClient | undefined;
   readonly stats: ReleaseStats = {
     calls: 0,
     cacheHits: 0,
@@ -76,11 +113,7 @@ export class ReleaseDiagnostics {
 
   constructor(onEvent?: (event: ReleaseEvent) => void) {
     this.#onEvent = onEvent;
-    this.#tracing = createTracingClient({
-      namespace: 'Microsoft.KeyVault',
-      packageName: 'cvm-skr',
-      packageVersion: PACKAGE_VERSION,
-    });
+    void loadTelemetry().catch(() => undefined);
   }
 
   /** A hook that throws must not break a release. */
@@ -102,6 +135,13 @@ export class ReleaseDiagnostics {
     options: StepOptions,
     fn: (tracingOptions: OperationTracingOptions | undefined) => Promise<T>,
   ): Promise<T> {
+    const { createTracingClient } = telemetry ?? (await loadTelemetry());
+    this.#tracing ??= createTracingClient({
+      namespace: 'Microsoft.KeyVault',
+      packageName: 'cvm-skr',
+      packageVersion: PACKAGE_VERSION,
+    });
+    const tracing = this.#tracing;
     const started = performance.now();
     const label = options.keyId ? `${step} (${options.keyId})` : step;
     logger.verbose(`${label}: started`);
@@ -123,7 +163,7 @@ export class ReleaseDiagnostics {
       });
     };
     try {
-      const result = await this.#tracing.withSpan(
+      const result = await tracing.withSpan(
         `SecureKeyRelease.${step}`,
         { tracingOptions: options.tracingOptions ?? {} },
         (updated) => fn(updated.tracingOptions),

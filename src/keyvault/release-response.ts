@@ -12,22 +12,7 @@
 import { createHash, type KeyObject, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import {
-  BasicConstraints,
-  Certificate,
-  ExtendedKeyUsage,
-  id_ce_authorityKeyIdentifier,
-  id_ce_basicConstraints,
-  id_ce_certificatePolicies,
-  id_ce_extKeyUsage,
-  id_ce_keyUsage,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-  id_kp_serverAuth,
-  KeyUsage,
-  KeyUsageFlags,
-} from '@peculiar/asn1-x509';
+import { asn1 } from '../util/asn1.js';
 import { ReleaseResponseInvalidError, type ReleaseResponseCheck } from '../errors.js';
 import { loadJose } from '../load-jose.js';
 import { isReleaseEncryption, type ReleaseEncryption } from './key-wrap.js';
@@ -116,17 +101,34 @@ interface PathCertificate {
  * Extensions this verifier understands. RFC 5280 section 4.2: a certificate with a critical extension the
  * verifier does not process must be rejected.
  */
-const UNDERSTOOD = new Set([
-  id_ce_basicConstraints,
-  id_ce_keyUsage,
-  id_ce_extKeyUsage,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-  id_ce_authorityKeyIdentifier,
-  id_ce_certificatePolicies,
-]);
+let understood: Set<string> | undefined;
+function understoodExtensions(): Set<string> {
+  const x = asn1().x509;
+  understood ??= new Set([
+    x.id_ce_basicConstraints,
+    x.id_ce_keyUsage,
+    x.id_ce_extKeyUsage,
+    x.id_ce_subjectAltName,
+    x.id_ce_subjectKeyIdentifier,
+    x.id_ce_authorityKeyIdentifier,
+    x.id_ce_certificatePolicies,
+  ]);
+  return understood;
+}
 
 function pathCertificate(der: Buffer): PathCertificate {
+  const {
+    schema: { AsnConvert },
+    x509: {
+      BasicConstraints,
+      Certificate,
+      ExtendedKeyUsage,
+      KeyUsage,
+      id_ce_basicConstraints,
+      id_ce_keyUsage,
+      id_ce_extKeyUsage,
+    },
+  } = asn1();
   const x509 = new X509Certificate(der);
   const parsed = AsnConvert.parse(der, Certificate);
   const out: PathCertificate = {
@@ -153,7 +155,7 @@ function pathCertificate(der: Buffer): PathCertificate {
         out.extKeyUsage = [...AsnConvert.parse(value, ExtendedKeyUsage)];
         break;
       default:
-        if (extension.critical && !UNDERSTOOD.has(extension.extnID)) {
+        if (extension.critical && !understoodExtensions().has(extension.extnID)) {
           throw new Error(`"${x509.subject.replace(/\n/g, ', ')}" has an unknown critical extension ${extension.extnID}`);
         }
     }
@@ -230,7 +232,7 @@ function checkIssuer(issuer: PathCertificate, casBelow: number): void {
   if (issuer.basicConstraints?.ca !== true) {
     throw invalid(`certificate "${name}" is not a CA (basicConstraints) but issues another`, 'chain');
   }
-  if (issuer.keyUsage !== undefined && (issuer.keyUsage & KeyUsageFlags.keyCertSign) === 0) {
+  if (issuer.keyUsage !== undefined && (issuer.keyUsage & asn1().x509.KeyUsageFlags.keyCertSign) === 0) {
     throw invalid(`CA certificate "${name}" lacks keyCertSign in its key usage but issues another`, 'chain');
   }
   const limit = issuer.basicConstraints.pathLength;
@@ -252,10 +254,10 @@ function checkLeaf(leaf: PathCertificate): void {
   if (leaf.basicConstraints?.ca === true) {
     throw invalid(`the signing certificate "${name}" is a CA certificate, not an end entity`, 'signer');
   }
-  if (leaf.keyUsage !== undefined && (leaf.keyUsage & KeyUsageFlags.digitalSignature) === 0) {
+  if (leaf.keyUsage !== undefined && (leaf.keyUsage & asn1().x509.KeyUsageFlags.digitalSignature) === 0) {
     throw invalid(`the signing certificate "${name}" lacks digitalSignature in its key usage`, 'signer');
   }
-  if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(id_kp_serverAuth)) {
+  if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(asn1().x509.id_kp_serverAuth)) {
     throw invalid(
       `the signing certificate "${name}" is not for serverAuth (extended key usage ${leaf.extKeyUsage.join(', ')})`,
       'signer',

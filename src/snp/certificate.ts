@@ -5,9 +5,8 @@
  * `reflect-metadata` polyfill installed on `Reflect` (that one is kept for generating emulator certificates).
  */
 import { createHash, type KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { RsaSaPssParams } from '@peculiar/asn1-rsa';
-import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
+import type { Certificate } from '@peculiar/asn1-x509';
+import { asn1 } from '../util/asn1.js';
 import { SnpCertificateError } from '../errors.js';
 
 /** RFC 4055 section 3.1: id-RSASSA-PSS. */
@@ -44,6 +43,11 @@ export interface SnpCertificate {
 }
 
 function signatureAlgorithmOf(cert: Certificate): SignatureAlgorithm {
+  const {
+    schema: { AsnConvert },
+    rsa: { RsaSaPssParams },
+    x509: { AlgorithmIdentifier },
+  } = asn1();
   const oid = cert.signatureAlgorithm.algorithm;
   if (oid !== RSASSA_PSS || !cert.signatureAlgorithm.parameters) return { oid };
   const params = AsnConvert.parse(cert.signatureAlgorithm.parameters, RsaSaPssParams);
@@ -69,7 +73,7 @@ export function parseCertificate(der: Uint8Array, what = 'certificate'): SnpCert
   let signatureAlgorithm: SignatureAlgorithm;
   try {
     nodeCert = new NodeX509(der);
-    asn = AsnConvert.parse(der, Certificate);
+    asn = asn1().schema.AsnConvert.parse(der, asn1().x509.Certificate);
     signatureAlgorithm = signatureAlgorithmOf(asn);
   } catch (error) {
     throw new SnpCertificateError(`${what} is not a DER X.509 certificate`, { cause: error });
