@@ -31,7 +31,9 @@ export interface AttestCliResult {
 }
 
 /**
- * `cvm-skr attest`: attests and prints the verified token's claims. `--emulator` runs the emulated MAA in this
+ * `cvm-skr attest`: attests and prints the verified token's claims. `--emulator` uses a running
+ * `cvm-skr emulator` when its environment is exported ($CVM_SKR_ATTESTATION_URL, $CVM_SKR_CA_FILE, and
+ * $CVM_SKR_EMULATOR_HARDWARE_URL with $IDENTITY_HEADER for its chip), else runs the emulated MAA in this
  * process, with an emulated platform (`--platform azure-vtpm|sev-guest`) or, with `--tpm`, the real azure-vtpm
  * backend on a swtpm provisioned by `cvm-skr emulator provision-swtpm`. Without `--emulator`, `--endpoint`
  * names the attestation provider and `--tpm` the vTPM (default /dev/tpmrm0).
@@ -42,7 +44,7 @@ export function registerAttest(program: Command): void {
     .description("attest this machine (or the emulator) with MAA and print the verified token's claims")
     .option(
       '--emulator',
-      'use the emulated attestation service and, unless --tpm is given, an emulated platform',
+      'use the emulated attestation service (a running `cvm-skr emulator` when its environment is exported, else a private one) and, unless --tpm is given, an emulated platform',
     )
     .option('--endpoint <url>', 'attestation provider, e.g. https://sharedeus.eus.attest.azure.net')
     .option('--ca <file>', 'PEM CA to trust for the endpoint (private or emulated endpoints)')
@@ -87,7 +89,42 @@ export async function runAttest(options: AttestCliOptions): Promise<AttestCliRes
     let endpoint = options.endpoint;
     let ca = options.ca === undefined ? undefined : await readInput(options.ca, '--ca', 'utf8');
     let platform: AttestationPlatform;
-    if (options.emulator) {
+    const running = options.emulator ? process.env.CVM_SKR_ATTESTATION_URL : undefined;
+    if (options.emulator && running) {
+      // A running `cvm-skr emulator` (its exported environment): attest with its service, as its chip.
+      if (options.endpoint !== undefined)
+        throw new InvalidArgumentError('--emulator uses $CVM_SKR_ATTESTATION_URL; drop --endpoint');
+      if (options.product !== undefined || options.cache === false) {
+        throw new InvalidArgumentError(
+          'the running emulator ($CVM_SKR_ATTESTATION_URL) has its own chip: drop --product and --no-cache, or unset its environment to start a private one',
+        );
+      }
+      const caFile = options.ca ?? process.env.CVM_SKR_CA_FILE;
+      if (caFile === undefined) {
+        throw new InvalidArgumentError(
+          '--emulator with $CVM_SKR_ATTESTATION_URL needs the emulator CA: export CVM_SKR_CA_FILE as it prints it',
+        );
+      }
+      ca = await readInput(caFile, options.ca ? '--ca' : '$CVM_SKR_CA_FILE', 'utf8');
+      endpoint = running;
+      const [{ emulatedHardwareFromEnvironment }, { EmulatedSevGuestPlatform }, { EmulatedAzureVtpmPlatform }] =
+        await Promise.all([
+          import('../emulator/hardware/remote.js'),
+          import('../emulator/hardware/emulated-sev-guest.js'),
+          import('../emulator/hardware/emulated-vtpm.js'),
+        ]);
+      if (options.tpm !== undefined) {
+        // The vTPM's VCEK chain comes from the running emulator's IMDS (THIM).
+        platform = await openVtpm(options.tpm, cleanup, process.env.CVM_SKR_IMDS_URL);
+      } else {
+        const hardware = await emulatedHardwareFromEnvironment(ca);
+        if (!hardware) await noteKeyGeneration(undefined, true);
+        platform =
+          options.platform === 'sev-guest'
+            ? await EmulatedSevGuestPlatform.create(hardware ? { amd: hardware.amd } : {})
+            : await EmulatedAzureVtpmPlatform.create(hardware ?? {});
+      }
+    } else if (options.emulator) {
       if (options.endpoint !== undefined)
         throw new InvalidArgumentError('--emulator runs its own service; drop --endpoint');
       await noteKeyGeneration(product, options.cache !== false);

@@ -11,7 +11,7 @@ interface ServeOptions {
   imdsPort?: string;
   state?: string;
   product?: string;
-  cache?: boolean;
+  cache?: boolean | string;
   json?: boolean;
   flavour?: string;
 }
@@ -52,6 +52,10 @@ export function registerEmulatorServe(emulator: Command): void {
     )
     .option('--product <name>', 'emulated AMD product: Milan (default), Genoa or Turin')
     .option(
+      '--cache <dir>',
+      'emulated AMD and vTPM CA key cache folder (default $CVM_SKR_EMULATOR_CACHE, else the per-user cache)',
+    )
+    .option(
       '--no-cache',
       'fresh emulator-only 2048-bit AMD roots in memory instead of the per-user key cache',
     )
@@ -67,6 +71,7 @@ export function registerEmulatorServe(emulator: Command): void {
       const attestationPort = parsePort(options.attestationPort, '--attestation-port');
       const flavour = parseServeFlavour(options.flavour);
       const imdsPort = parsePort(options.imdsPort, '--imds-port');
+      if (typeof options.cache === 'string') process.env.CVM_SKR_EMULATOR_CACHE = path.resolve(options.cache);
       await noteKeyGeneration(product, options.cache !== false);
       const e = await startEmulator({
         ...(port !== undefined ? { port } : {}),
@@ -74,7 +79,8 @@ export function registerEmulatorServe(emulator: Command): void {
         ...(imdsPort !== undefined ? { imdsPort } : {}),
         ...(options.state ? { statePath: path.resolve(options.state) } : {}),
         ...(product ? { product } : {}),
-        ...(options.cache === false ? { cache: false, rootKeyBits: 2048 } : {}),
+        ...(options.cache === false ? { cache: false as const, rootKeyBits: 2048 as const } : {}),
+        ...(typeof options.cache === 'string' ? { cache: path.resolve(options.cache) } : {}),
         vault: {
           tickIntervalMs: 1000,
           ...(flavour === 'managedhsm' ? { flavour: 'managedhsm' as const } : {}),
@@ -86,9 +92,13 @@ export function registerEmulatorServe(emulator: Command): void {
       const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-emulator-'));
       const caFile = path.join(dir, 'ca.pem');
       await writeFile(caFile, e.caPem);
+      // The emulated ARK and ASK (public certificates) for clients that verify SNP reports themselves.
+      const amdRootFile = path.join(dir, 'emulated-amd-root.pem');
+      await writeFile(amdRootFile, `${e.amd.arkPem.trim()}\n${e.amd.askPem.trim()}\n`);
       await chmod(dir, 0o700);
       const environment = {
         ...e.environment(),
+        CVM_SKR_AMD_ROOT_FILE: amdRootFile,
         CVM_SKR_CA_FILE: caFile,
         NODE_EXTRA_CA_CERTS: caFile,
       };

@@ -55,7 +55,7 @@ async function emulatorSettings(options: ReleaseCliOptions) {
   const caFile = options.ca ?? process.env.CVM_SKR_CA_FILE;
   if (!endpoint || !caFile || !process.env.IDENTITY_ENDPOINT || !process.env.IDENTITY_HEADER) {
     throw new InvalidArgumentError(
-      '--emulator talks to a running "cvm-skr emulator": export the variables it prints (CVM_SKR_ATTESTATION_URL, CVM_SKR_CA_FILE, IDENTITY_ENDPOINT, IDENTITY_HEADER)',
+      '--emulator talks to a running "cvm-skr emulator": export the variables it prints (CVM_SKR_ATTESTATION_URL, CVM_SKR_CA_FILE, IDENTITY_ENDPOINT, IDENTITY_HEADER, CVM_SKR_EMULATOR_HARDWARE_URL)',
     );
   }
   return { endpoint, ca: await readInput(caFile, options.ca ? '--ca' : '$CVM_SKR_CA_FILE', 'utf8') };
@@ -113,13 +113,17 @@ export function registerRelease(program: Command): void {
           const { ManagedIdentityCredential } = await import('@azure/identity');
           credential = new ManagedIdentityCredential();
           if (platform === 'auto') {
-            await noteKeyGeneration(undefined, true);
+            // The running emulator's own chip and AK CA (also when they live only in its memory), else the
+            // cache folder it shares with this process ($CVM_SKR_EMULATOR_CACHE or the per-user default).
+            const { emulatedHardwareFromEnvironment } = await import('../emulator/hardware/remote.js');
+            const hardware = await emulatedHardwareFromEnvironment(ca);
+            if (!hardware) await noteKeyGeneration(undefined, true);
             if (options.platform === 'sev-guest') {
               const { EmulatedSevGuestPlatform } = await import('../emulator/hardware/emulated-sev-guest.js');
-              platform = await EmulatedSevGuestPlatform.create();
+              platform = await EmulatedSevGuestPlatform.create(hardware ? { amd: hardware.amd } : {});
             } else if (options.platform === undefined || options.platform === 'azure-vtpm') {
               const { EmulatedAzureVtpmPlatform } = await import('../emulator/hardware/emulated-vtpm.js');
-              platform = await EmulatedAzureVtpmPlatform.create();
+              platform = await EmulatedAzureVtpmPlatform.create(hardware ?? {});
             } else {
               throw new InvalidArgumentError('--platform must be azure-vtpm or sev-guest');
             }

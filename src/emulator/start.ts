@@ -3,6 +3,7 @@
  * both (clients trust one PEM), the vault trusting the attestation service as a token issuer, and one virtual
  * clock, so that advancing it moves key lifetimes and token validity alike.
  */
+import type { KeyObject } from 'node:crypto';
 import type { KeyClient, KeyClientOptions } from '@azure/keyvault-keys';
 import type { AttestationPlatform } from '../hal/types.js';
 import type { SnpProduct } from '../snp/tcb.js';
@@ -18,6 +19,8 @@ import {
   type KeyVaultEmulatorOptions,
   startKeyVaultEmulator,
 } from './keyvault/index.js';
+import { emulatorCacheDir, EMULATOR_CACHE_ENV } from './cache.js';
+import { type EmulatorRoutesContext, emulatorRoutes, isLoopbackHost } from './maa/emulator-routes.js';
 import {
   type AttestationEmulator,
   type AttestationEmulatorOptions,
@@ -91,7 +94,12 @@ export interface Emulator {
   /** An emulated platform whose evidence this attestation service accepts (unless knobs spoil it). */
   platform(
     kind: EmulatedPlatformKind,
-    options?: { knobs?: EvidenceKnobs; pcrs?: readonly number[] },
+    options?: {
+      knobs?: EvidenceKnobs;
+      pcrs?: readonly number[];
+      /** Emulator-only: the VM's transfer key pair (see `EmulatedPlatformOptions.transferKeyPair`). */
+      transferKeyPair?: { privateKey: KeyObject; publicKey: KeyObject };
+    },
   ): Promise<AttestationPlatform>;
   /** A release policy (JSON) that this emulator's attestation tokens satisfy, for `createKey`. */
   releasePolicy(kind?: EmulatedPlatformKind): ReleasePolicyDocument;
@@ -123,10 +131,14 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     ...(options.statePath ? { statePath: options.statePath } : {}),
     ...(options.ca ? { ca: options.ca } : {}),
   });
+  // The emulator-only routes hand out emulated key material: mounted on loopback services only.
+  const routes: { context?: EmulatorRoutesContext } = {};
+  const loopback = isLoopbackHost(host);
   let attestation: AttestationEmulator;
   try {
     attestation = await startAttestationEmulator({
       ...options.attestation,
+      ...(loopback ? { emulatorRoutes: emulatorRoutes(() => routes.context) } : {}),
       host,
       ...(options.attestationPort !== undefined ? { port: options.attestationPort } : {}),
       ca: vault.ca,
@@ -175,6 +187,38 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     managedHsm.trustIssuer({ issuer: options.attestation?.issuer ?? attestation.url, ca: vault.caPem });
   }
   const platformOptions = { amd, ...(cache !== undefined ? { cache } : {}) };
+  const makePlatform: Emulator['platform'] = async (kind, extra = {}) => {
+    const common = {
+      ...platformOptions,
+      ...(extra.knobs ? { knobs: extra.knobs } : {}),
+      ...(extra.transferKeyPair ? { transferKeyPair: extra.transferKeyPair } : {}),
+    };
+    if (kind === 'emulated-sev-guest') return EmulatedSevGuestPlatform.create(common);
+    const vtpm: EmulatedAzureVtpmOptions = { ...common, akCa, ...(extra.pcrs ? { pcrs: extra.pcrs } : {}) };
+    return EmulatedAzureVtpmPlatform.create(vtpm);
+  };
+  routes.context = {
+    identityHeader: vault.identityHeader,
+    hardware: () => ({ amd: amd.toDocument(), akCa: akCa.toDocument() }),
+    async vmToken(kind, knobs, transferKeyPair) {
+      const { attest } = await import('../maa/client.js');
+      const platform = await makePlatform(kind === 'sev-guest' ? 'emulated-sev-guest' : 'emulated-azure-vtpm', {
+        knobs,
+        transferKeyPair,
+      });
+      try {
+        const result = await attest(platform, { endpoint: attestation.url, ca: vault.caPem });
+        return {
+          token: result.token,
+          expiresAt: result.expiresAt.toISOString(),
+          protocol: result.protocol,
+          jwk: { ...result.transferKey.jwk },
+        };
+      } finally {
+        await platform.close();
+      }
+    },
+  };
 
   return {
     vaultUrl: vault.vaultUrl,
@@ -192,21 +236,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     amd,
     akCa,
     keyClient: (clientOptions) => vault.keyClient(clientOptions),
-    async platform(kind, extra = {}) {
-      if (kind === 'emulated-sev-guest') {
-        return EmulatedSevGuestPlatform.create({
-          ...platformOptions,
-          ...(extra.knobs ? { knobs: extra.knobs } : {}),
-        });
-      }
-      const vtpm: EmulatedAzureVtpmOptions = {
-        ...platformOptions,
-        akCa,
-        ...(extra.knobs ? { knobs: extra.knobs } : {}),
-        ...(extra.pcrs ? { pcrs: extra.pcrs } : {}),
-      };
-      return EmulatedAzureVtpmPlatform.create(vtpm);
-    },
+    platform: makePlatform,
     releasePolicy(kind = 'emulated-azure-vtpm') {
       // AzureGuest tokens carry the SNP claims under x-ms-isolation-tee; SevSnpVm tokens at the top level.
       const prefix = kind === 'emulated-azure-vtpm' ? 'x-ms-isolation-tee.' : '';
@@ -229,6 +259,13 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       CVM_SKR_ATTESTATION_URL: attestation.url,
       ...(managedHsm ? { CVM_SKR_MANAGED_HSM_URL: managedHsm.vaultUrl } : {}),
       CVM_SKR_IMDS_URL: imds.url,
+      // Where clients in other processes get this emulator's emulated hardware (also when it is in memory only).
+      ...(loopback ? { CVM_SKR_EMULATOR_HARDWARE_URL: `${attestation.url}/emulator/hardware` } : {}),
+      ...(typeof cache === 'string'
+        ? { [EMULATOR_CACHE_ENV]: cache }
+        : cache === undefined && process.env[EMULATOR_CACHE_ENV]
+          ? { [EMULATOR_CACHE_ENV]: emulatorCacheDir() }
+          : {}),
     }),
     async close() {
       await Promise.allSettled([

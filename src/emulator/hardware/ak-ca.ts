@@ -4,6 +4,7 @@
  * `cache.ts`) so AK certificates written into a swtpm stay verifiable by a later emulator process.
  */
 import { createPrivateKey, type KeyObject, randomBytes, webcrypto } from 'node:crypto';
+import { EmulatorError } from '../../errors.js';
 import { x509 } from '../x509.js';
 import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from '../cache.js';
 
@@ -11,7 +12,8 @@ const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
 const CACHE_NAME = 'emulated-vtpm-ak-ca.json';
 
-interface CachedCa {
+/** The cache file's JSON (also what `GET /emulator/hardware` serves as `akCa`): emulator-only key material. */
+export interface CachedCa {
   version: 1;
   certPem: string;
   keyPem: string;
@@ -55,8 +57,11 @@ export class EmulatedAkCa {
   readonly certPem: string;
   readonly #key: webcrypto.CryptoKey;
   readonly #subject: string;
+  readonly #state: CachedCa;
 
-  private constructor(certPem: string, key: webcrypto.CryptoKey) {
+  private constructor(state: CachedCa, key: webcrypto.CryptoKey) {
+    this.#state = state;
+    const certPem = state.certPem;
     this.certPem = certPem;
     this.#key = key;
     this.#subject = new x509.X509Certificate(certPem).subject;
@@ -86,10 +91,40 @@ export class EmulatedAkCa {
       memory.set(key, pending);
       pending.catch(() => memory.delete(key));
     }
-    const state = await pending;
+    return EmulatedAkCa.#fromState(await pending);
+  }
+
+  static async #fromState(state: CachedCa): Promise<EmulatedAkCa> {
     const der = createPrivateKey(state.keyPem).export({ format: 'der', type: 'pkcs8' });
     const signing = await webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']);
-    return new EmulatedAkCa(state.certPem, signing);
+    return new EmulatedAkCa(state, signing);
+  }
+
+  /** The CA from a cache document (`toDocument()` of another process, e.g. `GET /emulator/hardware`). */
+  static async fromDocument(document: unknown): Promise<EmulatedAkCa> {
+    const doc = document as CachedCa | undefined;
+    if (
+      typeof doc !== 'object' ||
+      doc === null ||
+      doc.version !== 1 ||
+      typeof doc.certPem !== 'string' ||
+      typeof doc.keyPem !== 'string'
+    ) {
+      throw new EmulatorError('the emulated vTPM AK CA document is not version 1 with certPem and keyPem');
+    }
+    try {
+      new x509.X509Certificate(doc.certPem);
+      return await EmulatedAkCa.#fromState({ version: 1, certPem: doc.certPem, keyPem: doc.keyPem });
+    } catch (error) {
+      throw new EmulatorError('the emulated vTPM AK CA document holds no usable certificate and key', {
+        cause: error,
+      });
+    }
+  }
+
+  /** Emulator-only: the cache document of this CA, private key included. */
+  toDocument(): CachedCa {
+    return { ...this.#state };
   }
 
   /** An AK certificate (DER) for `akPublicKey`, valid from a day ago for a year unless `validity` says otherwise. */

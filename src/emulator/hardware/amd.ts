@@ -72,7 +72,8 @@ export interface EmulatedAmdOptions {
   cache?: string | false;
 }
 
-interface CachedAmd {
+/** The cache file's JSON (also what `GET /emulator/hardware` serves as `amd`): emulator-only key material. */
+export interface CachedAmd {
   version: number;
   product: SnpProduct;
   bits: number;
@@ -249,8 +250,10 @@ export class EmulatedAmd {
   readonly #chipSecret: Buffer;
   readonly #vceks = new Map<bigint, Promise<EmulatedVcek>>();
   readonly #trustedRoot: TrustedRootInput;
+  readonly #state: CachedAmd;
 
   private constructor(state: CachedAmd, askKey: CryptoKey, tcb: TcbParts) {
+    this.#state = state;
     this.product = state.product;
     this.tcb = decodeTcb(encodeTcb(tcb, state.product), state.product);
     this.#chipSecret = Buffer.from(state.chipSecret, 'hex');
@@ -274,6 +277,33 @@ export class EmulatedAmd {
     const state = await loadRoot(product, bits, cache);
     const askKey = await importPssKey(state.askKeyPem);
     return new EmulatedAmd(state, askKey, { ...EMULATED_DEFAULT_TCB[product], ...options.tcb });
+  }
+
+  /**
+   * The chip from a cache document (`toDocument()` of another process, e.g. the emulator's
+   * `GET /emulator/hardware`), so that a client signs evidence with the same emulated chip as a `--no-cache`
+   * emulator in memory. Refuses documents that are not a usable emulated hierarchy.
+   */
+  static async fromDocument(document: unknown, options: { tcb?: Partial<TcbParts> } = {}): Promise<EmulatedAmd> {
+    const doc = document as CachedAmd | undefined;
+    const product = doc?.product;
+    if (typeof doc !== 'object' || doc === null || typeof product !== 'string' || !(product in CPUID)) {
+      throw new EmulatorError('the emulated AMD document names no known product');
+    }
+    let ok = false;
+    try {
+      ok = usable(doc, product, doc.bits);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new EmulatorError('the emulated AMD document is not a current emulated ARK/ASK hierarchy');
+    const askKey = await importPssKey(doc.askKeyPem);
+    return new EmulatedAmd(doc, askKey, { ...EMULATED_DEFAULT_TCB[product], ...options.tcb });
+  }
+
+  /** Emulator-only: the cache document of this chip, private keys and chip secret included. */
+  toDocument(): CachedAmd {
+    return { ...this.#state };
   }
 
   /** The emulated ARK (with the ASK) for `verifySnpReport({ trustedRoots })` or the emulated MAA. */

@@ -28,12 +28,19 @@ export class EmulatedSevGuestPlatform implements AttestationPlatform {
   readonly kind = 'emulated-sev-guest' as const;
   readonly amd: EmulatedAmd;
   readonly knobs: EvidenceKnobs;
-  readonly #transferKey = InMemoryTransferKey.generate(SEV_GUEST_TRANSFER_KEY_KID);
+  readonly #transferKey: InMemoryTransferKey;
   readonly #includeChain: boolean;
   #closed = false;
 
   private constructor(amd: EmulatedAmd, options: EmulatedPlatformOptions) {
     this.amd = amd;
+    this.#transferKey = options.transferKeyPair
+      ? new InMemoryTransferKey(
+          options.transferKeyPair.privateKey,
+          SEV_GUEST_TRANSFER_KEY_KID,
+          options.transferKeyPair.publicKey,
+        )
+      : InMemoryTransferKey.generate(SEV_GUEST_TRANSFER_KEY_KID);
     this.knobs = { ...options.knobs };
     this.#includeChain = options.includeVcekChain ?? true;
   }

@@ -39,6 +39,11 @@ export interface EmulatedPlatformOptions {
   knobs?: EvidenceKnobs;
   /** Put the VCEK chain into the evidence (as THIM provides it). Default true. */
   includeVcekChain?: boolean;
+  /**
+   * Emulator-only: the transfer key's RSA pair instead of a fresh one, so that its owner (the emulator's
+   * `POST /emulator/vm-token`) can hand the private half to a client that unwraps released keys itself.
+   */
+  transferKeyPair?: { privateKey: KeyObject; publicKey: KeyObject };
 }
 
 export interface EmulatedAzureVtpmOptions extends EmulatedPlatformOptions {
@@ -81,7 +86,13 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     this.#ak = { key: ak.privateKey, qualifiedName: akPublic.qualifiedName, public: akPublic };
     this.#akCert = akCert;
     this.#pcrs = emulatedPcrs(options.pcrs ?? [0, 1, 2, 3, 4, 5, 6, 7]);
-    this.#transferKey = InMemoryTransferKey.generate('TpmEphemeralEncryptionKey');
+    this.#transferKey = options.transferKeyPair
+      ? new InMemoryTransferKey(
+          options.transferKeyPair.privateKey,
+          'TpmEphemeralEncryptionKey',
+          options.transferKeyPair.publicKey,
+        )
+      : InMemoryTransferKey.generate('TpmEphemeralEncryptionKey');
     this.#transferPublic = transferKeyPublic(
       this.#transferKey.publicKey,
       this.#pcrs,

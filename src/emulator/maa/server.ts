@@ -61,6 +61,8 @@ export interface AttestationEmulatorOptions {
   port?: number;
   /** For the default `amd`/`akCa`: cache folder or false. */
   cache?: string | false;
+  /** Emulator-only routes (`emulator-routes.ts`): answer and return true, or return false for other paths. */
+  emulatorRoutes?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 }
 
 export interface AttestationEmulatorCounters {
@@ -321,6 +323,7 @@ export async function startAttestationEmulator(
         }
         return;
       }
+      if (options.emulatorRoutes && (await options.emulatorRoutes(req, res))) return;
       throw new HttpError(404, 'NotFound', `no such endpoint: ${method} ${path}`);
     } catch (error) {
       if (error instanceof HttpError) {
