@@ -8,7 +8,7 @@ import { type Emulator, startEmulator } from '../src/emulator/start.js';
 import { openTpm } from '../src/hal/open-tpm.js';
 import { AzureVtpmPlatform } from '../src/hal/platforms/azure-vtpm.js';
 import type { TpmTransport } from '../src/hal/types.js';
-import { SecureKeyRelease } from '../src/keyvault/secure-key-release.js';
+import { SecureKeyRelease, type SecureKeyReleaseOptions } from '../src/keyvault/secure-key-release.js';
 import { getHandles } from '../src/tpm/commands/capability.js';
 import { Tpm } from '../src/tpm/tpm.js';
 import { startSwtpm, type Swtpm } from '../test/helpers/swtpm.js';
@@ -38,7 +38,7 @@ export interface ReleaseRig {
   handles(): Promise<{ transient: number; sessions: number }>;
   /** A new platform on the rig's transport (its transfer key is made on first use). */
   platform(): Promise<AzureVtpmPlatform>;
-  skr(platform: AzureVtpmPlatform, options?: { timeoutMs?: number }): SecureKeyRelease;
+  skr(platform: AzureVtpmPlatform, options?: Partial<SecureKeyReleaseOptions>): SecureKeyRelease;
   keyId(name: string): string;
   /** Creates exportable RSA-HSM keys the swtpm platform's attestation satisfies. */
   createKeys(names: readonly string[]): Promise<void>;

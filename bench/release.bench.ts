@@ -2,8 +2,11 @@
  * End-to-end release on the emulator through a swtpm-backed Azure vTPM: cold (new platform and
  * SecureKeyRelease: transfer key, attestation, release, unwrap), warm (cached token, a key not yet released:
  * release and TPM unwrap only), cache hit (nothing leaves the process), and 1,000 concurrent calls for one key,
- * with the attestations, releases and TPM commands each made.
+ * with the attestations, releases and TPM commands each made. The cold release is also broken down per step
+ * (platform open, transfer key, evidence, MAA, release, verify, unwrap: the library's own step events), and
+ * measured once more after `prewarm()` (what a service's first call pays when it prewarmed at boot).
  */
+import type { ReleaseEvent, ReleaseStep } from '../src/keyvault/diagnostics.js';
 import { median } from './stats.js';
 import { type ReleaseRig, startReleaseRig } from './release-rig.js';
 
@@ -17,8 +20,27 @@ export interface ReleaseRow {
   tpmCommands: number;
 }
 
+/** Median milliseconds per step of the cold release; `platformOpen` is `AzureVtpmPlatform.open`. */
+export type ColdBreakdown = Partial<Record<ReleaseStep | 'platformOpen', number>>;
+
+export interface CacheHitNs {
+  /** Calls per trial. */
+  calls: number;
+  trials: number;
+  /** `await skr.releaseKey(keyId)` on a cached key, ns per call. */
+  medianNs: number;
+  trialsNs: number[];
+  /** The floor: `await` of an async function answering from a Map, same loop, ns per call. */
+  floorNs: number;
+  floorTrialsNs: number[];
+}
+
 export interface ReleaseBench {
   cold: ReleaseRow;
+  coldSteps: ColdBreakdown & { trials: Record<string, number[]> };
+  /** First releaseKey after `prewarm()` resolved (new platform and SecureKeyRelease per trial). */
+  prewarmed: ReleaseRow & { prewarmMedianMs: number };
+  cacheHitNs: CacheHitNs;
   warm: ReleaseRow;
   cacheHit: ReleaseRow;
   concurrent: ReleaseRow & { calls: number };
@@ -47,6 +69,48 @@ async function measure(
   return { trials, medianMs: median(trialsMs), trialsMs, ...counts };
 }
 
+/**
+ * The cached path per call in nanoseconds: 20,000 sequential `await skr.releaseKey(keyId)` per trial (key id
+ * string built once, as a service holds it), beside its floor, the same loop awaiting an async function that
+ * answers from a Map. Alternating trials after a warm-up round, so the JIT has settled on both.
+ */
+async function measureCacheHit(
+  skr: { releaseKey(keyId: string): Promise<unknown> },
+  keyId: string,
+  trials: number,
+): Promise<CacheHitNs> {
+  const calls = 20_000;
+  const map = new Map([[keyId, {}]]);
+  const floor = async (id: string) => map.get(id);
+  const loop = async (call: (id: string) => Promise<unknown>) => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) await call(keyId);
+    return Number(process.hrtime.bigint() - start) / calls;
+  };
+  const ours = (id: string) => skr.releaseKey(id);
+  await loop(ours);
+  await loop(floor);
+  const trialsNs: number[] = [];
+  const floorTrialsNs: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    if (i % 2 === 0) {
+      trialsNs.push(await loop(ours));
+      floorTrialsNs.push(await loop(floor));
+    } else {
+      floorTrialsNs.push(await loop(floor));
+      trialsNs.push(await loop(ours));
+    }
+  }
+  return {
+    calls,
+    trials,
+    medianNs: median(trialsNs),
+    trialsNs,
+    floorNs: median(floorTrialsNs),
+    floorTrialsNs,
+  };
+}
+
 export async function benchRelease(
   trials = { cold: 5, warm: 9, cacheHit: 9, concurrent: 3 },
 ): Promise<ReleaseBench> {
@@ -56,9 +120,16 @@ export async function benchRelease(
     const hotKeys = Array.from({ length: trials.concurrent }, (_, i) => `hot-${i}`);
     await rig.createKeys(['cold', ...warmKeys, ...hotKeys]);
 
+    const stepTrials: Record<string, number[]> = {};
+    const record = (step: string, ms: number) => (stepTrials[step] ??= []).push(ms);
+    const onEvent = (event: ReleaseEvent) => {
+      if (event.type === 'step' && event.outcome === 'ok') record(event.step, event.durationMs);
+    };
     const cold = await measure(rig, trials.cold, async () => {
+      const opening = process.hrtime.bigint();
       const platform = await rig.platform();
-      const skr = rig.skr(platform);
+      record('platformOpen', Number(process.hrtime.bigint() - opening) / 1e6);
+      const skr = rig.skr(platform, { onEvent });
       try {
         await skr.releaseKey(rig.keyId('cold'));
       } finally {
@@ -66,6 +137,33 @@ export async function benchRelease(
         await platform.close();
       }
     });
+    const coldSteps: ReleaseBench['coldSteps'] = { trials: stepTrials };
+    for (const [step, xs] of Object.entries(stepTrials)) coldSteps[step as keyof ColdBreakdown] = median(xs);
+
+    // Prewarmed: the platform, transfer key and attestation done before the clock starts.
+    const prewarmMs: number[] = [];
+    let pre: { p: Awaited<ReturnType<ReleaseRig['platform']>>; s: ReturnType<ReleaseRig['skr']> } | undefined;
+    const prewarmed = await measure(
+      rig,
+      trials.cold,
+      async () => {
+        try {
+          await pre!.s.releaseKey(rig.keyId('cold'));
+        } finally {
+          await pre!.s.close();
+          await pre!.p.close();
+        }
+      },
+      async () => {
+        const p = await rig.platform();
+        const s = rig.skr(p);
+        const started = process.hrtime.bigint();
+        const result = await s.prewarm();
+        if (!result.ok) throw result.error;
+        prewarmMs.push(Number(process.hrtime.bigint() - started) / 1e6);
+        pre = { p, s };
+      },
+    );
 
     const platform = await rig.platform();
     const skr = rig.skr(platform);
@@ -80,6 +178,7 @@ export async function benchRelease(
       // Per call, not per 1,000.
       cacheHit.medianMs /= 1000;
       cacheHit.trialsMs = cacheHit.trialsMs.map((ms) => ms / 1000);
+      const cacheHitNs = await measureCacheHit(skr, rig.keyId(warmKeys[1]!), trials.cacheHit);
 
       let fresh:
         | { p: Awaited<ReturnType<ReleaseRig['platform']>>; s: ReturnType<ReleaseRig['skr']> }
@@ -104,7 +203,15 @@ export async function benchRelease(
           fresh = { p, s: rig.skr(p) };
         },
       );
-      return { cold, warm, cacheHit, concurrent: { ...concurrent, calls } };
+      return {
+        cold,
+        coldSteps,
+        prewarmed: { ...prewarmed, prewarmMedianMs: median(prewarmMs) },
+        cacheHitNs,
+        warm,
+        cacheHit,
+        concurrent: { ...concurrent, calls },
+      };
     } finally {
       await skr.close();
       await platform.close();

@@ -11,6 +11,7 @@ export {
   type ReleasedKey,
   type ReleasedKeyAttributes,
   type ReleaseKeyCallOptions,
+  type PrewarmResult,
   type RetryOptions,
   SecureKeyRelease,
   type SecureKeyReleaseOptions,
@@ -32,6 +33,7 @@ export {
   type AttestationClientOptions,
   type AttestationResult,
   type AttestCallOptions,
+  type AttestPhase,
   attest,
 } from './maa/index.js';
 

@@ -53,8 +53,20 @@ function log(level: 'verbose' | 'info' | 'warning', line: string): void {
   else if (pendingLines.length < 1000) pendingLines.push([level, line]);
 }
 
-/** The steps of one release, in order. `attest` covers the evidence, the MAA call and the token checks. */
-export type ReleaseStep = 'platform' | 'attest' | 'release' | 'verify' | 'unwrap';
+/**
+ * The steps of one release, in order. `attest` covers the whole attestation; inside it, `transfer-key` (create
+ * the key Key Vault wraps to), `evidence` (HCL/SNP report, quote, certification) and `maa` (the MAA request, and
+ * opening and verifying its token) are reported too, so their times add up to about `attest`.
+ */
+export type ReleaseStep =
+  | 'platform'
+  | 'attest'
+  | 'transfer-key'
+  | 'evidence'
+  | 'maa'
+  | 'release'
+  | 'verify'
+  | 'unwrap';
 
 export type ReleaseEvent =
   | {
@@ -168,7 +180,7 @@ export class ReleaseDiagnostics {
         { tracingOptions: options.tracingOptions ?? {} },
         (updated) => fn(updated.tracingOptions),
         {
-          spanKind: step === 'attest' || step === 'release' ? 'client' : 'internal',
+          spanKind: step === 'attest' || step === 'maa' || step === 'release' ? 'client' : 'internal',
           ...(options.keyId !== undefined ? { spanAttributes: { 'cvm-skr.key_id': options.keyId } } : {}),
         },
       );
@@ -182,6 +194,17 @@ export class ReleaseDiagnostics {
 
   call(): void {
     this.stats.calls++;
+  }
+
+  /**
+   * A hit on the cached fast path: counts it and tells the hooks, building no string or object when no one
+   * listens (the fast path's budget is about a microsecond).
+   */
+  hit(keyId: string): void {
+    this.stats.calls++;
+    this.stats.cacheHits++;
+    if (logger.verbose.enabled) logger.verbose(`cache hit: ${keyId}`);
+    if (this.#onEvent) this.#emit({ type: 'cache', keyId, hit: true });
   }
 
   cache(keyId: string, hit: boolean): void {

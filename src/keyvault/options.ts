@@ -11,6 +11,7 @@ interface CheckedOptions {
   currentVersionTtlMs?: unknown;
   retry?: { maxRetries?: unknown; baseDelayMs?: unknown; maxDelayMs?: unknown };
   onRetry?: unknown;
+  prewarm?: unknown;
 }
 
 export function checkReleaseOptions(options: CheckedOptions | undefined): void {
@@ -28,6 +29,8 @@ export function checkReleaseOptions(options: CheckedOptions | undefined): void {
   checkMs(options.currentVersionTtlMs, 'currentVersionTtlMs', { allowZero: true });
   if (options.onRetry !== undefined && typeof options.onRetry !== 'function')
     throw new InvalidArgumentError('onRetry must be a function');
+  if (options.prewarm !== undefined && typeof options.prewarm !== 'boolean')
+    throw new InvalidArgumentError('prewarm must be true or false');
   const retry = options.retry;
   if (retry === undefined) return;
   if (typeof retry !== 'object' || retry === null)

@@ -27,7 +27,7 @@ import { callerSignal, type CancelOptions, deadline, raceAbort, throwIfAborted }
 import { attemptPolicy } from './attempt-policy.js';
 import { checkKeyIdScheme, type KeyRef, parseKeyRef } from './key-id.js';
 import { LazyDefaultAzureCredential } from './default-credential.js';
-import { type ReleaseEvent, type ReleaseStats, ReleaseDiagnostics } from './diagnostics.js';
+import { type ReleaseEvent, type ReleaseStats, ReleaseDiagnostics, type StepOptions } from './diagnostics.js';
 import type { ReleaseEncryption } from './key-wrap.js';
 import { checkReleaseOptions } from './options.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
@@ -89,7 +89,29 @@ export interface SecureKeyReleaseOptions {
    * miss, coalesced call and retry. Carries no secret. A hook that throws is logged and ignored.
    */
   onEvent?: (event: ReleaseEvent) => void;
+  /**
+   * Start `prewarm()` at construction: open the platform, create the transfer key and attest in the
+   * background, so the first `releaseKey` pays only the release. A failure is reported through `onEvent` and
+   * the logs, and the first `releaseKey` attests again. Default false.
+   */
+  prewarm?: boolean;
 }
+
+/** What `prewarm()` achieved; it never rejects. */
+export type PrewarmResult = { ok: true } | { ok: false; error: Error };
+
+/** One entry of the cached fast path, keyed by the key id string exactly as the caller gave it. */
+interface FastEntry {
+  key: ReleasedKey;
+  /** Versioned ids: the `#keys` entry this hit stands for. */
+  cacheKey: string;
+  /** Versionless ids: the `#current` mapping this hit stands for (valid while it is still the mapping). */
+  versionless?: string;
+  current?: { cacheKey: string; until: number };
+}
+
+/** Bound of the fast path's map (distinct spellings of key ids); past it the map starts again empty. */
+const FAST_PATH_MAX_ENTRIES = 1024;
 
 export interface RetryEvent {
   step: 'attestation' | 'key-vault';
@@ -192,6 +214,12 @@ export class SecureKeyRelease {
   readonly #generations = new Map<string, number>();
   #epoch = 0;
   readonly #inFlight = new Map<string, Promise<ReleasedKey>>();
+  /**
+   * Cache hits by the caller's own key id string: no URL parse, signal, timer or promise race on a hit. Each
+   * entry is checked against `#keys` / `#current` on use, so whatever drops or replaces those also ends the
+   * entry; invalidation and close() empty it too.
+   */
+  readonly #fast = new Map<string, FastEntry>();
   #platform: Promise<AttestationPlatform> | undefined;
   #ownsPlatform = false;
   #token: { result: AttestationResult; refreshAt: number } | undefined;
@@ -211,15 +239,90 @@ export class SecureKeyRelease {
       // One clock for tokens too: an emulator's virtual clock (or a replayed recording's) judges exp/nbf.
       ...(options.clock !== undefined ? { now: options.clock } : {}),
     });
+    // prewarm() never rejects, so nothing is left unhandled.
+    if (options.prewarm === true) void this.prewarm();
+  }
+
+  /**
+   * Opens the platform, creates the transfer key and attests now, in the background of a service's start-up,
+   * so that the first `releaseKey` pays only the release (the token then serves every key until shortly
+   * before it expires). Never rejects: resolves `{ ok: false, error }` on failure, which caches nothing (the
+   * next `releaseKey` attests again). A `releaseKey` during prewarm joins its attestation; `close()` during
+   * prewarm ends it.
+   */
+  async prewarm(): Promise<PrewarmResult> {
+    if (this.#closed) {
+      return { ok: false, error: new ClosedError('this SecureKeyRelease is closed; make a new one to prewarm') };
+    }
+    const limit = deadline(
+      this.#timeoutMs(),
+      [this.#lifetime.signal],
+      `prewarming took longer than ${this.#timeoutMs()} ms (timeoutMs); is the attestation endpoint reachable?`,
+    );
+    try {
+      await this.#attest(limit.signal);
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+    } finally {
+      limit.dispose();
+    }
   }
 
   /**
    * Releases the key `keyId` (`https://<vault>/keys/<name>[/<version>]`) to this machine. A versionless id
    * resolves to the current version. Released keys are cached per versioned id until `close()`.
    */
-  async releaseKey(keyId: string, options: ReleaseKeyCallOptions = {}): Promise<ReleasedKey> {
+  async releaseKey(keyId: string, options?: ReleaseKeyCallOptions): Promise<ReleasedKey> {
     if (this.#closed)
       throw new ClosedError('this SecureKeyRelease is closed; make a new one to release more keys');
+    // The fast path: a key id string already answered from the cache, and a plain (or no) signal that is not
+    // aborted. Anything else (two signals, something that is not an AbortSignal) takes the full checks below.
+    const fast = this.#fast.get(keyId);
+    if (fast !== undefined) {
+      const one =
+        options === undefined || options.abortSignal === undefined
+          ? options?.signal
+          : options.signal === undefined
+            ? options.abortSignal
+            : null;
+      if (one === undefined || (one instanceof AbortSignal && !one.aborted)) {
+        if (this.#fastValid(fast)) {
+          this.#diagnostics.hit(keyId);
+          return fast.key;
+        }
+        this.#fast.delete(keyId);
+      }
+    }
+    return this.#releaseKey(keyId, options ?? {});
+  }
+
+  #fastValid(entry: FastEntry): boolean {
+    if (entry.current === undefined) return this.#keys.get(entry.cacheKey) === entry.key;
+    return (
+      this.#current.get(entry.versionless!) === entry.current &&
+      entry.current.until > Date.now() &&
+      this.#keys.get(entry.current.cacheKey) === entry.key
+    );
+  }
+
+  /** Remembers a cache answer for `keyId` on the fast path (only after the full checks passed for it). */
+  #remember(keyId: string, ref: KeyRef, key: ReleasedKey): void {
+    if (this.#closed) return;
+    let entry: FastEntry;
+    if (ref.version) {
+      if (this.#keys.get(ref.cacheKey) !== key) return;
+      entry = { key, cacheKey: ref.cacheKey };
+    } else {
+      const current = this.#current.get(ref.cacheKey);
+      if (!current || this.#keys.get(current.cacheKey) !== key) return;
+      entry = { key, cacheKey: current.cacheKey, versionless: ref.cacheKey, current };
+    }
+    if (this.#fast.size >= FAST_PATH_MAX_ENTRIES && !this.#fast.has(keyId)) this.#fast.clear();
+    this.#fast.set(keyId, entry);
+  }
+
+  async #releaseKey(keyId: string, options: ReleaseKeyCallOptions): Promise<ReleasedKey> {
     // Everything about the call is checked before any work starts: signal, key id, scheme.
     const signal = callerSignal(options);
     throwIfAborted(signal, 'releaseKey');
@@ -228,7 +331,10 @@ export class SecureKeyRelease {
     this.#diagnostics.call();
     const cached = this.#cached(ref);
     this.#diagnostics.cache(keyId, cached !== undefined);
-    if (cached) return cached;
+    if (cached) {
+      this.#remember(keyId, ref, cached);
+      return cached;
+    }
     let shared = this.#inFlight.get(ref.cacheKey);
     if (shared) this.#diagnostics.coalesced(keyId);
     else {
@@ -246,7 +352,9 @@ export class SecureKeyRelease {
       `releasing ${ref.name} took longer than ${timeoutMs} ms (timeoutMs); is the attestation endpoint or the vault reachable?`,
     );
     try {
-      return await raceAbort(shared, call.signal, 'releaseKey');
+      const key = await raceAbort(shared, call.signal, 'releaseKey');
+      this.#remember(keyId, ref, key);
+      return key;
     } finally {
       call.dispose();
     }
@@ -254,6 +362,7 @@ export class SecureKeyRelease {
 
   /** Forgets cached keys (all, or those of one key name in one vault) so the next call releases again. */
   invalidate(keyId?: string): void {
+    this.#fast.clear();
     if (keyId === undefined) {
       this.#keys.clear();
       this.#current.clear();
@@ -282,6 +391,7 @@ export class SecureKeyRelease {
     const versionless = ref.version ? ref.cacheKey.slice(0, ref.cacheKey.lastIndexOf('/')) : ref.cacheKey;
     const current = this.#current.get(versionless);
     if (current && current.cacheKey === ref.cacheKey) return false;
+    this.#fast.clear();
     this.#staleCurrent(versionless);
     return this.#current.delete(versionless);
   }
@@ -303,6 +413,7 @@ export class SecureKeyRelease {
     this.#lifetime.abort(new AbortError('SecureKeyRelease was closed'));
     this.#keys.clear();
     this.#current.clear();
+    this.#fast.clear();
     this.#token = undefined;
     if (this.#platform && this.#ownsPlatform) {
       const platform = await this.#platform.catch(() => undefined);
@@ -490,6 +601,8 @@ export class SecureKeyRelease {
   async #platformInstance(): Promise<AttestationPlatform> {
     if (this.#options.platform && this.#options.platform !== 'auto') return this.#options.platform;
     if (!this.#platform) {
+      // close() closes only a platform opened before it; none may open after (e.g. a prewarm still starting).
+      if (this.#closed) throw new ClosedError('this SecureKeyRelease was closed while attesting');
       this.#ownsPlatform = true;
       this.#platform = this.#diagnostics.step('platform', {}, () => openDetectedPlatform());
       this.#platform.catch(() => {
@@ -505,7 +618,10 @@ export class SecureKeyRelease {
     if (this.#token && now < this.#token.refreshAt) return Promise.resolve(this.#token.result);
     if (!this.#tokenInFlight) {
       this.#tokenInFlight = this.#diagnostics
-        .step('attest', tracingOptions ? { tracingOptions } : {}, () => this.#attestWithRetry(signal))
+        .step('attest', tracingOptions ? { tracingOptions } : {}, (inner) =>
+          // The phases (transfer key, evidence, MAA) are child spans of the attest span.
+          this.#attestWithRetry(signal, inner ? { tracingOptions: inner } : {}),
+        )
         .then((result) => {
           const lifetime = result.expiresAt.getTime() - this.#now().getTime();
           const margin = Math.min(this.#options.tokenRefreshMarginMs ?? 5 * 60_000, lifetime / 2);
@@ -523,7 +639,7 @@ export class SecureKeyRelease {
     return this.#tokenInFlight;
   }
 
-  async #attestWithRetry(signal: AbortSignal): Promise<AttestationResult> {
+  async #attestWithRetry(signal: AbortSignal, stepOptions: StepOptions): Promise<AttestationResult> {
     const platform = await this.#platformInstance();
     const retry = this.#options.retry ?? {};
     const maxRetries = retry.maxRetries ?? 3;
@@ -531,7 +647,11 @@ export class SecureKeyRelease {
       try {
         // A fresh nonce per attempt: the client checks the token echoes it, so an older token replayed for
         // this platform is refused.
-        return await this.#attestation.attest(platform, { nonce: randomBytes(32), signal });
+        return await this.#attestation.attest(platform, {
+          nonce: randomBytes(32),
+          signal,
+          phase: (phase, run) => this.#diagnostics.step(phase, stepOptions, run),
+        });
       } catch (error) {
         if (error instanceof AttestationRequestError) {
           if (error.status === 400) {

@@ -8,7 +8,7 @@
 import { callerSignal } from '../util/abort.js';
 import type { JWTPayload } from 'jose';
 import { AbortError, AttestationResponseError } from '../errors.js';
-import type { AttestationPlatform, TransferKey } from '../hal/types.js';
+import type { AttestationPlatform, Evidence, TransferKey } from '../hal/types.js';
 import type { MaaHttpOptions } from './http.js';
 import { httpsRequest, jsonAnswer } from './http.js';
 import {
@@ -49,7 +49,15 @@ export interface AttestCallOptions {
   signal?: AbortSignal;
   /** Same as `signal` (the Azure SDK's name). */
   abortSignal?: AbortSignal;
+  /**
+   * Runs each phase of the attestation (to time or trace it): `transfer-key` (the key Key Vault will wrap to),
+   * `evidence` (reports, quote, certification), `maa` (the request, and opening and verifying the token).
+   * Must call `run` once and return its result. Default: runs the phase.
+   */
+  phase?: <T>(phase: AttestPhase, run: () => Promise<T>) => Promise<T>;
 }
+
+export type AttestPhase = 'transfer-key' | 'evidence' | 'maa';
 
 export interface AttestationResult {
   /** The verified JWT. */
@@ -132,12 +140,31 @@ export class AttestationClient {
     check();
     const vtpm = platform.kind === 'azure-vtpm' || platform.kind === 'emulated-azure-vtpm';
     const evidenceNonce = call.nonce && (!vtpm || call.nonceInQuote === true) ? call.nonce : undefined;
-    const evidence = await platform.collectEvidence({
-      ...(evidenceNonce ? { nonce: evidenceNonce } : {}),
-      ...(signal ? { signal } : {}),
-    });
-    const transferKey = await platform.transferKey();
+    const phase = call.phase ?? (<T>(_: AttestPhase, run: () => Promise<T>) => run());
+    // The transfer key first, so the evidence phase (which certifies it) does not also time its creation;
+    // both platforms create it once and hand the same key to the evidence.
+    const transferKey = await phase('transfer-key', () => platform.transferKey());
     check();
+    const evidence = await phase('evidence', () =>
+      platform.collectEvidence({
+        ...(evidenceNonce ? { nonce: evidenceNonce } : {}),
+        ...(signal ? { signal } : {}),
+      }),
+    );
+    check();
+    return phase('maa', () => this.#exchange(evidence, transferKey, call, signal));
+  }
+
+  /** Sends the evidence to MAA and checks the token: signature, issuer, nonce, and the transfer key it names. */
+  async #exchange(
+    evidence: Evidence,
+    transferKey: TransferKey,
+    call: AttestCallOptions,
+    signal: AbortSignal | undefined,
+  ): Promise<AttestationResult> {
+    const check = () => {
+      if (signal?.aborted) throw new AbortError('attestation was aborted', { cause: signal.reason });
+    };
     const http = { ...this.#options, ...(signal ? { signal } : {}), method: 'POST' as const };
     let token: string;
     let protocol: AttestationResult['protocol'];

@@ -3,6 +3,7 @@ export {
   type AttestationClientOptions,
   type AttestationResult,
   type AttestCallOptions,
+  type AttestPhase,
   AZURE_GUEST_API_VERSION,
   attest,
   SEV_SNP_VM_API_VERSION,

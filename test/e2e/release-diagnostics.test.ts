@@ -26,9 +26,24 @@ test.serial("a release is one span per step, the Key Vault call nested under rel
   const ours = spans.filter((s) => s.name.startsWith('SecureKeyRelease.'));
   t.deepEqual(
     ours.map((s) => s.name),
-    ['SecureKeyRelease.attest', 'SecureKeyRelease.release', 'SecureKeyRelease.verify', 'SecureKeyRelease.unwrap'],
+    [
+      'SecureKeyRelease.attest',
+      'SecureKeyRelease.transfer-key',
+      'SecureKeyRelease.evidence',
+      'SecureKeyRelease.maa',
+      'SecureKeyRelease.release',
+      'SecureKeyRelease.verify',
+      'SecureKeyRelease.unwrap',
+    ],
   );
-  t.true(ours.every((s) => s.parent?.name === 'app.handleRequest' && s.status === 'success' && s.ended));
+  const phases = new Set(['SecureKeyRelease.transfer-key', 'SecureKeyRelease.evidence', 'SecureKeyRelease.maa']);
+  t.true(ours.every((s) => s.status === 'success' && s.ended));
+  t.true(
+    ours.every(
+      (s) => s.parent?.name === (phases.has(s.name) ? 'SecureKeyRelease.attest' : 'app.handleRequest'),
+    ),
+    "the attestation's phases are children of attest; the steps are children of the caller's span",
+  );
   const sdk = spans.filter((s) => s.parent?.name === 'SecureKeyRelease.release');
   t.true(
     sdk.some((s) => /releaseKey/i.test(s.name)),
@@ -75,10 +90,10 @@ test.serial('stats() counts calls, cache hits, coalesced calls, one attestation 
   await skr.releaseKey(keyId);
   const stats = skr.stats();
   t.like(stats, { calls: 4, cacheHits: 1, coalesced: 2, attestations: 1, releases: 1, releaseFailures: 0 });
-  for (const step of ['attest', 'release', 'verify', 'unwrap'] as const)
+  for (const step of ['transfer-key', 'evidence', 'maa', 'attest', 'release', 'verify', 'unwrap'] as const)
     t.is(typeof stats.lastStepMs[step], 'number', `${step} timed`);
   t.deepEqual(
     events.filter((ev) => ev.type === 'step').map((ev) => (ev.type === 'step' ? `${ev.step}:${ev.outcome}` : '')),
-    ['attest:ok', 'release:ok', 'verify:ok', 'unwrap:ok'],
+    ['transfer-key:ok', 'evidence:ok', 'maa:ok', 'attest:ok', 'release:ok', 'verify:ok', 'unwrap:ok'],
   );
 });

@@ -95,6 +95,8 @@ test('constructor options are validated with InvalidArgumentError', (t) => {
     { retry: { baseDelayMs: -1 } },
     { retry: { baseDelayMs: 2000, maxDelayMs: 1000 } },
     { tokenRefreshMarginMs: Number.POSITIVE_INFINITY },
+    // A string would be truthy but not `true`: refused rather than silently ignored.
+    { prewarm: 'yes' as unknown as boolean },
   ];
   for (const options of bad) {
     t.throws(() => make(options), { instanceOf: InvalidArgumentError }, JSON.stringify(options));
