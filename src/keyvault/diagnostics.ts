@@ -203,7 +203,7 @@ export class ReleaseDiagnostics {
   hit(keyId: string): void {
     this.stats.calls++;
     this.stats.cacheHits++;
-    if (logger.verbose.enabled) logger.verbose(`cache hit: ${keyId}`);
+    if (telemetry?.logger.verbose.enabled) telemetry.logger.verbose(`cache hit: ${keyId}`);
     if (this.#onEvent) this.#emit({ type: 'cache', keyId, hit: true });
   }
 
