@@ -69,10 +69,10 @@ export interface SecureKeyReleaseOptions {
    */
   releaseSignerPins?: ReadonlyArray<ReleaseSignerPin>;
   /**
-   * The one clock of this instance: it judges attestation tokens (`exp`/`nbf`, and when to attest again),
-   * release answers (certificate validity) and key-version dates (`notBefore`/`expiresOn`) when explaining a
-   * refusal. Default: the system clock. Pass an emulator's virtual clock (`() => e.clock.now()`) or a recorded
-   * answer's time.
+   * The time used to verify release answers (certificate validity) and to judge key-version dates
+   * (`notBefore`/`expiresOn`) when explaining a refusal. Default: the system clock. Pass an emulator's virtual
+   * clock (`() => e.clock.now()`) or a recorded answer's time. Tokens are judged by the system clock; a token
+   * the vault refuses as stale by its own clock is replaced once (see `releaseKey`).
    */
   clock?: () => Date;
   retry?: RetryOptions;
@@ -236,8 +236,6 @@ export class SecureKeyRelease {
     this.#attestation = new AttestationClient({
       endpoint: options.attestationEndpoint,
       ...(options.attestationCa !== undefined ? { ca: options.attestationCa } : {}),
-      // One clock for tokens too: an emulator's virtual clock (or a replayed recording's) judges exp/nbf.
-      ...(options.clock !== undefined ? { now: options.clock } : {}),
     });
     // prewarm() never rejects, so nothing is left unhandled.
     if (options.prewarm === true) void this.prewarm();
@@ -507,8 +505,17 @@ export class SecureKeyRelease {
         (error as RestErrorLike)?.statusCode === 403 &&
         !signal.aborted
       ) {
-        if (this.#token?.result === attestation) this.#token = undefined;
-        return this.#releaseWithin(ref, signal, step, true);
+        const previous = this.#token;
+        if (previous?.result === attestation) this.#token = undefined;
+        try {
+          return await this.#releaseWithin(ref, signal, step, true);
+        } catch (retryError) {
+          if (!(retryError instanceof AttestationRejectedError || retryError instanceof AttestationRequestError))
+            throw retryError;
+          // The fresh attempt could not even attest: keep the token that still serves other keys, and let the
+          // first refusal, explained, say what is wrong.
+          if (this.#token === undefined && !this.#closed) this.#token = previous;
+        }
       }
       throw await this.#releaseError(error, ref, client, attestation, signal);
     }
@@ -614,7 +621,7 @@ export class SecureKeyRelease {
 
   /** One attestation at a time; its token serves every key and vault until shortly before it expires. */
   #attest(signal: AbortSignal, tracingOptions?: OperationTracingOptions): Promise<AttestationResult> {
-    const now = this.#now().getTime();
+    const now = Date.now();
     if (this.#token && now < this.#token.refreshAt) return Promise.resolve(this.#token.result);
     if (!this.#tokenInFlight) {
       this.#tokenInFlight = this.#diagnostics
@@ -623,7 +630,7 @@ export class SecureKeyRelease {
           this.#attestWithRetry(signal, inner ? { tracingOptions: inner } : {}),
         )
         .then((result) => {
-          const lifetime = result.expiresAt.getTime() - this.#now().getTime();
+          const lifetime = result.expiresAt.getTime() - Date.now();
           const margin = Math.min(this.#options.tokenRefreshMarginMs ?? 5 * 60_000, lifetime / 2);
           if (!this.#closed)
             this.#token = {
