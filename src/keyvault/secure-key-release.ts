@@ -32,7 +32,7 @@ import type { ReleaseEncryption } from './key-wrap.js';
 import { checkReleaseOptions } from './options.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 import { type ReleasePayload, type ReleaseSignerPin, verifyReleaseResponse } from './release-response.js';
-import { backoffDelay, sleep } from './retry.js';
+import { MAX_THROTTLED_RETRIES, retryDelay, sleep } from './retry.js';
 import { unwrapReleasedKey } from './unwrap.js';
 
 export const DEFAULT_RELEASE_ENCRYPTION: ReleaseEncryption = 'RSA_AES_KEY_WRAP_256';
@@ -509,6 +509,8 @@ export class SecureKeyRelease {
     const platform = await this.#platformInstance();
     const retry = this.#options.retry ?? {};
     const maxRetries = retry.maxRetries ?? 3;
+    // Throttled answers (429 with Retry-After) have their own budget: the service said when to come back.
+    let throttled = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         // A fresh nonce per attempt: the client checks the token echoes it, so an older token replayed for
@@ -526,8 +528,11 @@ export class SecureKeyRelease {
               { cause: error },
             );
           }
-          if (isRetryableStatus(error.status) && attempt < maxRetries && !signal.aborted) {
-            const delayMs = backoffDelay(attempt, retry);
+          const isThrottled = error.status === 429 && error.retryAfterMs !== undefined;
+          const budgetLeft = isThrottled ? throttled < MAX_THROTTLED_RETRIES : attempt - throttled < maxRetries;
+          if (isRetryableStatus(error.status) && budgetLeft && !signal.aborted) {
+            if (isThrottled) throttled++;
+            const delayMs = retryDelay(attempt, error.retryAfterMs, retry);
             notify(this.#onRetry, {
               step: 'attestation',
               attempt: attempt + 1,
