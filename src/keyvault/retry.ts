@@ -34,7 +34,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function parseRetryAfter(value: string, now: number = Date.now()): number | undefined {
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const date = Date.parse(text);
+  // An HTTP-date names its day and month: a bare '-3' (which Date.parse reads as a year) is not one.
+  const date = /[a-z]/i.test(text) ? Date.parse(text) : NaN;
   return Number.isFinite(date) ? Math.max(0, date - now) : undefined;
 }
 
