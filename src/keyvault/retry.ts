@@ -46,9 +46,9 @@ export function parseRetryAfter(value: string, now: number = Date.now()): number
 export const MAX_THROTTLED_RETRIES = 10;
 
 /**
- * The wait before retrying: when the service named one (`Retry-After`, capped at `maxDelayMs`), that wait
- * plus the jittered `backoffDelay`, so that the many clients told the same instant do not all come back at
- * it; else `backoffDelay` alone.
+ * The wait before retrying: when the service named one (`Retry-After`), that wait in full (coming back sooner
+ * only earns another 429; the call's `timeoutMs` still bounds it) plus the jittered `backoffDelay`, so that
+ * the many clients told the same instant do not all come back at it; else `backoffDelay` alone.
  */
 export function retryDelay(
   attempt: number,
@@ -56,6 +56,5 @@ export function retryDelay(
   options: { baseDelayMs?: number; maxDelayMs?: number } = {},
 ): number {
   const spread = backoffDelay(attempt, options);
-  if (retryAfterMs === undefined) return spread;
-  return Math.min(options.maxDelayMs ?? 10_000, retryAfterMs) + spread;
+  return retryAfterMs === undefined ? spread : retryAfterMs + spread;
 }

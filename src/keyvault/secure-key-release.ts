@@ -33,6 +33,7 @@ import { checkReleaseOptions } from './options.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 import { type ReleasePayload, type ReleaseSignerPin, verifyReleaseResponse } from './release-response.js';
 import { MAX_THROTTLED_RETRIES, retryDelay, sleep } from './retry.js';
+import { throttlePolicy } from './throttle-policy.js';
 import { unwrapReleasedKey } from './unwrap.js';
 
 export const DEFAULT_RELEASE_ENCRYPTION: ReleaseEncryption = 'RSA_AES_KEY_WRAP_256';
@@ -42,7 +43,10 @@ export interface RetryOptions {
   maxRetries?: number;
   /** First backoff, doubled per retry with full jitter. Default 500 ms. */
   baseDelayMs?: number;
-  /** Cap of one backoff (and of an honoured `Retry-After`). Default 10 000 ms. */
+  /**
+   * Cap of one backoff. Default 10 000 ms. A service's `Retry-After` (429) is waited in full, plus a jittered
+   * backoff; such throttled answers are retried up to 10 times apart from `maxRetries`.
+   */
   maxDelayMs?: number;
 }
 
@@ -578,6 +582,8 @@ export class SecureKeyRelease {
         ...this.#options.vaultOptions,
         additionalPolicies: [
           ...(this.#options.vaultOptions?.additionalPolicies ?? []),
+          // Outside the attempt policy: every resend after a 429 is an attempt with its own timeout.
+          { policy: throttlePolicy(retry), position: 'perRetry' },
           {
             policy: attemptPolicy(KEYVAULT_REQUEST_TIMEOUT_MS, this.#onRetry),
             position: 'perRetry',

@@ -21,13 +21,13 @@ test('Retry-After is read as delay-seconds or as an HTTP-date; anything else is 
   t.is(parseRetryAfter('-3'), undefined);
 });
 
-test('a retry after Retry-After waits at least what the service asked (capped at maxDelayMs) plus a bounded jitter', (t) => {
+test('a retry after Retry-After waits what the service asked plus a jitter bounded by maxDelayMs', (t) => {
   const options = { baseDelayMs: 100, maxDelayMs: 5000 };
   const waits = Array.from({ length: 500 }, () => retryDelay(0, 2000, options));
   t.true(waits.every((w) => w >= 2000 && w < 2100));
   t.true(new Set(waits).size > 10, 'spread, not one instant for every client');
   t.true(
-    Array.from({ length: 100 }, () => retryDelay(3, 60_000, options)).every((w) => w >= 5000 && w < 5800),
+    Array.from({ length: 100 }, () => retryDelay(3, 60_000, options)).every((w) => w >= 60_000 && w < 60_800),
   );
   t.true(Array.from({ length: 100 }, () => retryDelay(2, undefined, options)).every((w) => w >= 0 && w < 400));
 });
@@ -112,4 +112,40 @@ test('a 503 without Retry-After still has only maxRetries retries', async (t) =>
   const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url });
   await t.throwsAsync(s.releaseKey(`${vault.url}/keys/k`), { instanceOf: AttestationRequestError });
   t.is(attestRequests(maa).length, 3, 'maxRetries 2: three attempts');
+});
+
+const authorizedReleases = (proxy: { requests: { method: string; path: string; headers: { authorization?: string } }[] }) =>
+  proxy.requests.filter((r) => r.method === 'POST' && r.path.includes('/release') && r.headers.authorization);
+
+test('Key Vault answering 429 with Retry-After more times than maxRetries still releases (throttled answers have their own budget)', async (t) => {
+  const { e, vault, maa } = await proxiedEmulator(t);
+  await exportableKey(e, 'k', 'oct-HSM', e.releasePolicy('emulated-sev-guest'));
+  let refused = 0;
+  vault.plan = (r) =>
+    r.method === 'POST' && r.path.includes('/release') && r.headers.authorization && refused++ < 5
+      ? { status: 429, headers: { 'retry-after': '0' }, body: '{"error":{"code":"Throttled","message":"slow down"}}' }
+      : 'pass';
+  const platform = await e.platform('emulated-sev-guest');
+  t.teardown(() => platform.close());
+  const retries: RetryEvent[] = [];
+  // maxRetries 2 < 5: the Azure SDK alone gives up after three attempts with the 429.
+  const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url, onRetry: (event) => retries.push(event) });
+  t.is((await s.releaseKey(`${vault.url}/keys/k`)).name, 'k');
+  t.is(authorizedReleases(vault).length, 6);
+  t.is(retries.filter((r) => r.step === 'key-vault' && r.reason === 'HTTP 429').length, 5, 'each resend is reported');
+});
+
+test('Key Vault throttling forever: bounded, MAX_THROTTLED_RETRIES resends, then the SDK’s maxRetries, then the 429', async (t) => {
+  const { e, vault, maa } = await proxiedEmulator(t);
+  await exportableKey(e, 'k', 'oct-HSM', e.releasePolicy('emulated-sev-guest'));
+  vault.plan = (r) =>
+    r.method === 'POST' && r.path.includes('/release') && r.headers.authorization
+      ? { status: 429, headers: { 'retry-after': '0' }, body: '{"error":{"code":"Throttled","message":"slow down"}}' }
+      : 'pass';
+  const platform = await e.platform('emulated-sev-guest');
+  t.teardown(() => platform.close());
+  const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url });
+  const error = await t.throwsAsync(s.releaseKey(`${vault.url}/keys/k`));
+  t.is((error as { statusCode?: number }).statusCode, 429);
+  t.is(authorizedReleases(vault).length, 1 + MAX_THROTTLED_RETRIES + 2);
 });
