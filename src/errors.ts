@@ -500,10 +500,12 @@ export class AttestationRequestError extends ServiceAnswerError {
   static override code = 'ERR_ATTESTATION_REQUEST';
   /** The evidence check the (emulated) service names as failed, when it names one. */
   readonly check?: string;
+  /** The wait the service asked for with `Retry-After` (e.g. on 429), in ms. */
+  readonly retryAfterMs?: number;
 
   constructor(
     message: string,
-    details: { status?: number; serviceCode?: string; check?: string } = {},
+    details: { status?: number; serviceCode?: string; check?: string; retryAfterMs?: number } = {},
     options?: CvmSkrErrorOptions,
   ) {
     super(
@@ -515,6 +517,7 @@ export class AttestationRequestError extends ServiceAnswerError {
       options,
     );
     if (details.check !== undefined) this.check = details.check;
+    if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs;
   }
 
   /** The HTTP status (same as `statusCode`). */

@@ -32,7 +32,8 @@ import type { ReleaseEncryption } from './key-wrap.js';
 import { checkReleaseOptions } from './options.js';
 import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 import { type ReleasePayload, type ReleaseSignerPin, verifyReleaseResponse } from './release-response.js';
-import { backoffDelay, sleep } from './retry.js';
+import { MAX_THROTTLED_RETRIES, retryDelay, sleep } from './retry.js';
+import { throttlePolicy } from './throttle-policy.js';
 import { unwrapReleasedKey } from './unwrap.js';
 
 export const DEFAULT_RELEASE_ENCRYPTION: ReleaseEncryption = 'RSA_AES_KEY_WRAP_256';
@@ -42,7 +43,10 @@ export interface RetryOptions {
   maxRetries?: number;
   /** First backoff, doubled per retry with full jitter. Default 500 ms. */
   baseDelayMs?: number;
-  /** Cap of one backoff (and of an honoured `Retry-After`). Default 10 000 ms. */
+  /**
+   * Cap of one backoff. Default 10 000 ms. A service's `Retry-After` (429) is waited in full, plus a jittered
+   * backoff; such throttled answers are retried up to 10 times apart from `maxRetries`.
+   */
   maxDelayMs?: number;
 }
 
@@ -650,6 +654,8 @@ export class SecureKeyRelease {
     const platform = await this.#platformInstance();
     const retry = this.#options.retry ?? {};
     const maxRetries = retry.maxRetries ?? 3;
+    // Throttled answers (429 with Retry-After) have their own budget: the service said when to come back.
+    let throttled = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         // A fresh nonce per attempt: the client checks the token echoes it, so an older token replayed for
@@ -671,8 +677,11 @@ export class SecureKeyRelease {
               { cause: error },
             );
           }
-          if (isRetryableStatus(error.status) && attempt < maxRetries && !signal.aborted) {
-            const delayMs = backoffDelay(attempt, retry);
+          const isThrottled = error.status === 429 && error.retryAfterMs !== undefined;
+          const budgetLeft = isThrottled ? throttled < MAX_THROTTLED_RETRIES : attempt - throttled < maxRetries;
+          if (isRetryableStatus(error.status) && budgetLeft && !signal.aborted) {
+            if (isThrottled) throttled++;
+            const delayMs = retryDelay(attempt, error.retryAfterMs, retry);
             notify(this.#onRetry, {
               step: 'attestation',
               attempt: attempt + 1,
@@ -718,6 +727,8 @@ export class SecureKeyRelease {
         ...this.#options.vaultOptions,
         additionalPolicies: [
           ...(this.#options.vaultOptions?.additionalPolicies ?? []),
+          // Outside the attempt policy: every resend after a 429 is an attempt with its own timeout.
+          { policy: throttlePolicy(retry), position: 'perRetry' },
           {
             policy: attemptPolicy(KEYVAULT_REQUEST_TIMEOUT_MS, this.#onRetry),
             position: 'perRetry',

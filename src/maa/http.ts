@@ -5,6 +5,7 @@
 import type { Agent } from 'node:https';
 import { request } from 'node:https';
 import { AbortError, AttestationRequestError, InvalidArgumentError } from '../errors.js';
+import { parseRetryAfter } from '../keyvault/retry.js';
 
 export interface MaaHttpOptions {
   /** PEM CA certificate(s) to trust instead of the system roots (e.g. the emulator's). */
@@ -19,6 +20,8 @@ export interface MaaHttpOptions {
 export interface MaaHttpResponse {
   status: number;
   body: Buffer;
+  /** The raw `Retry-After` header, when the answer has one. */
+  retryAfter?: string;
 }
 
 const MAX_RESPONSE = 4 * 1024 * 1024;
@@ -70,7 +73,14 @@ export function httpsRequest(
           chunks.push(chunk);
         });
         res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        const retryAfter = res.headers['retry-after'];
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks),
+            ...(typeof retryAfter === 'string' ? { retryAfter } : {}),
+          }),
+        );
       },
     );
     req.on('timeout', () =>
@@ -116,8 +126,10 @@ export function jsonAnswer(res: MaaHttpResponse, what: string): Record<string, u
     const check = typeof error?.check === 'string' ? error.check : undefined;
     const message =
       typeof error?.message === 'string' ? error.message : res.body.toString('utf8').slice(0, 300);
+    const retryAfterMs = res.retryAfter === undefined ? undefined : parseRetryAfter(res.retryAfter);
     throw new AttestationRequestError(`${what} answered HTTP ${res.status}: ${message}`, {
       status: res.status,
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
       ...(code === undefined ? {} : { serviceCode: code }),
       ...(check === undefined ? {} : { check }),
     });

@@ -30,6 +30,7 @@ import { VaultEvents, type WebhookOptions } from './events.js';
 import { type FlavourFacts, flavourFacts, type VaultFlavour } from './flavour.js';
 import type { ReleaseDecision } from './release.js';
 import { createTokenHandler, createVaultHandler } from './server.js';
+import { FixedWindowThrottle, type ThrottleOptions } from '../throttle.js';
 import { loadVaultState, StateWriter } from './state.js';
 import { VaultStore } from './store.js';
 
@@ -121,6 +122,12 @@ export interface KeyVaultEmulatorOptions {
    * 1000; 0 disables (then only `clock.advance`/`clock.tick` run them).
    */
   tickIntervalMs?: number;
+  /**
+   * Opt-in: answer 429 with `Retry-After` once more than `limit` release or cryptographic requests arrive in a
+   * `windowMs` window (e.g. Key Vault's published HSM-key limit, `{ limit: 2000, windowMs: 10_000 }` for RSA
+   * 2048-bit HSM keys). Default: no throttle.
+   */
+  throttle?: ThrottleOptions;
 }
 
 export interface KeyVaultEmulator {
@@ -327,6 +334,7 @@ export async function startKeyVaultEmulator(
         flavour: options.flavour ?? 'vault',
       },
       dataPlane: { store, flavour: facts, sealer, nowSeconds: () => clock.nowSeconds() },
+      ...(options.throttle ? { throttle: new FixedWindowThrottle(options.throttle) } : {}),
     }),
   );
   tokenServer?.on('request', createTokenHandler(auth));

@@ -12,6 +12,7 @@ import type { KeyPermission, VaultAuth } from './auth.js';
 import { type DataPlaneContext, dataPlaneRoute } from './data-plane.js';
 import { type ReleaseContext, releaseKey } from './release.js';
 import type { VaultStore } from './store.js';
+import type { FixedWindowThrottle } from '../throttle.js';
 import { VaultErrors } from './vault-error.js';
 
 /** Largest request body accepted. */
@@ -78,6 +79,8 @@ export interface VaultHandlerOptions {
   dataPlane: DataPlaneContext;
   /** Resource named in the challenge and required as token audience. */
   resource: string;
+  /** Opt-in throttle for key operations (release and cryptographic operations); default none. */
+  throttle?: FixedWindowThrottle;
 }
 
 type Json = Record<string, unknown>;
@@ -142,6 +145,17 @@ interface Route {
 }
 
 const ok = (body: unknown) => ({ status: 200, body });
+
+/** Key operations the throttle counts: release and the cryptographic operations ("all other transactions"). */
+const THROTTLED_PERMISSIONS: ReadonlySet<KeyPermission> = new Set<KeyPermission>([
+  'release',
+  'encrypt',
+  'decrypt',
+  'wrapKey',
+  'unwrapKey',
+  'sign',
+  'verify',
+]);
 
 function route(
   o: VaultHandlerOptions,
@@ -292,6 +306,26 @@ export function createVaultHandler(
         );
       }
       o.auth.authorize(principal, r.permission);
+      if (o.throttle && method === 'POST' && THROTTLED_PERMISSIONS.has(r.permission)) {
+        const verdict = o.throttle.admit();
+        if (!verdict.admitted) {
+          req.resume();
+          // 429 + Retry-After: MicrosoftDocs articles/key-vault/general/overview-throttling.md. No recorded 429
+          // body of the service was found; the code and message are the emulator's own.
+          send(
+            res,
+            429,
+            {
+              error: {
+                code: 'Throttled',
+                message: 'Request was not processed because too many requests were received (emulated limit).',
+              },
+            },
+            { 'retry-after': String(verdict.retryAfterSeconds) },
+          );
+          return;
+        }
+      }
       let body: unknown;
       if (method === 'GET' || method === 'DELETE') req.resume();
       else body = await readBody(req);

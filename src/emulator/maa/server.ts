@@ -32,6 +32,7 @@ import {
   verifyAzureGuestRequest,
   verifySevSnpVmRequest,
 } from './evidence.js';
+import { FixedWindowThrottle, type ThrottleOptions } from '../throttle.js';
 
 /** api-versions the service has answered for these endpoints. */
 export const AZURE_GUEST_API_VERSIONS = ['2020-10-01', '2022-08-01', '2022-09-01-preview'] as const;
@@ -63,6 +64,8 @@ export interface AttestationEmulatorOptions {
   cache?: string | false;
   /** Emulator-only routes (`emulator-routes.ts`): answer and return true, or return false for other paths. */
   emulatorRoutes?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+  /** Opt-in: answer attestation requests past `limit` per `windowMs` with 429 and `Retry-After`. Default none. */
+  throttle?: ThrottleOptions;
 }
 
 export interface AttestationEmulatorCounters {
@@ -74,6 +77,8 @@ export interface AttestationEmulatorCounters {
   rejected: number;
   /** JWKS and OpenID metadata requests. */
   keyRequests: number;
+  /** Attestation requests refused with 429 by the opt-in throttle. */
+  throttled: number;
 }
 
 export interface AttestationEmulator {
@@ -117,11 +122,12 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
+    ...headers,
   });
   res.end(text);
 }
@@ -216,7 +222,9 @@ export async function startAttestationEmulator(
     sevSnpVm: 0,
     rejected: 0,
     keyRequests: 0,
+    throttled: 0,
   };
+  const throttle = options.throttle ? new FixedWindowThrottle(options.throttle) : undefined;
   const kid = signer.x5t;
   // Keys and metadata are also served under the issuer's path, when the issuer names one on this host.
   const issuerPath = options.issuer ? new URL(options.issuer).pathname.replace(/\/+$/, '') : '';
@@ -313,6 +321,20 @@ export async function startAttestationEmulator(
         if (method !== 'POST')
           throw new HttpError(405, 'MethodNotAllowed', `${method} is not allowed here; POST evidence`);
         const kind = match[1]!.toLowerCase() === 'azureguest' ? 'AzureGuest' : 'SevSnpVm';
+        const verdict = throttle?.admit();
+        if (verdict && !verdict.admitted) {
+          counters.throttled++;
+          req.resume();
+          // No recorded 429 of the attestation service was found; status and Retry-After follow RFC 6585 §4 and
+          // RFC 9110 §10.2.3, the code and message are the emulator's own.
+          send(
+            res,
+            429,
+            { error: { code: 'TooManyRequests', message: 'too many attestation requests (emulated limit)' } },
+            { 'retry-after': String(verdict.retryAfterSeconds) },
+          );
+          return;
+        }
         try {
           const answer = await attest(kind, req, target.searchParams);
           counters.attestations++;
