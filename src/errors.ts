@@ -296,6 +296,11 @@ export class MalformedQuoteError extends MalformedDataError {
   static override code = 'ERR_QUOTE_MALFORMED';
 }
 
+/** A TCG event log (the firmware measurement log) did not parse: truncated, not crypto-agile, or inconsistent. */
+export class MalformedTcgLogError extends MalformedDataError {
+  static override code = 'ERR_TCG_LOG_MALFORMED';
+}
+
 /** Certificates for an SNP report are missing or unusable (not X.509, no VCEK/VLEK among them). */
 export class SnpCertificateError extends CvmSkrError {
   static override code = 'ERR_SNP_CERTIFICATE';

@@ -23,6 +23,8 @@ import { parseSnpReport } from '../../src/snp/report.js';
 import { getProperties, nvReadPublic, pcrRead, readPublic } from '../../src/tpm/index.js';
 import { parseAttest, parseSignature } from '../../src/tpm/structures.js';
 import { Tpm } from '../../src/tpm/tpm.js';
+import { parseEventLog, replaySha256, secureBootState } from '../../src/tpm/event-log.js';
+import { emulatedBoot } from '../../src/emulator/hardware/tcg-log.js';
 import { memoryTransferKey } from '../helpers/transfer-key.js';
 
 const fixture = (path: string) =>
@@ -203,6 +205,16 @@ export const targets: FuzzTarget[] = [
       1400,
     ),
     run: (input) => parseSnpReport(input as Uint8Array),
+  },
+  {
+    // No real log is in the fixtures; the seeds are the emulated vTPM's logs (src/emulator/hardware/tcg-log.ts).
+    name: 'tcg-event-log',
+    arbitrary: bytesAround([emulatedBoot([]).tcgLog, emulatedBoot([], { secureBoot: false }).tcgLog], 4096),
+    run: (input) => {
+      const log = parseEventLog(input as Uint8Array);
+      replaySha256(log);
+      return secureBootState(log);
+    },
   },
   {
     name: 'hcl-report',

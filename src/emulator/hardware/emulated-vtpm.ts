@@ -1,7 +1,7 @@
 /**
  * `emulated-azure-vtpm`: an Azure confidential VM's vTPM in software. The HCL report carries a report signed by
  * the emulated VCEK and binds the runtime data (AK, VM configuration, user data); the AK (with a certificate
- * from the emulated vTPM CA), the quote over fixed PCR values, the ephemeral transfer key and its
+ * from the emulated vTPM CA), the quote over the PCR values that replay its TCG log (tcg-log.ts), the ephemeral transfer key and its
  * certification are real TPM structures (src/tpm marshalling) signed with keys held in node:crypto.
  */
 import { createHash, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
@@ -18,7 +18,8 @@ import { AK_TEMPLATE } from '../../tpm/provision.js';
 import { EmulatedAkCa } from './ak-ca.js';
 import { EmulatedAmd } from './amd.js';
 import { encodeHclReport, encodeHclRuntimeData, hclReportData } from './hcl-report.js';
-import { type EvidenceKnobs, emulatedPcrs, finishReport, reportFieldsFor } from './knobs.js';
+import { type EvidenceKnobs, finishReport, reportFieldsFor } from './knobs.js';
+import { emulatedBoot } from './tcg-log.js';
 import { InMemoryTransferKey } from '../../hal/memory-transfer-key.js';
 import {
   type SoftPublic,
@@ -64,6 +65,8 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
   readonly #ak: SoftSigner & { public: SoftPublic };
   readonly #akCert: Uint8Array;
   readonly #pcrs: PcrValue[];
+  /** The firmware event log; `#pcrs` are its replay. */
+  readonly #tcgLog: Uint8Array;
   readonly #transferKey: InMemoryTransferKey;
   readonly #transferPublic: SoftPublic;
   readonly #includeChain: boolean;
@@ -85,7 +88,9 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     const akPublic = softPublic(AK_TEMPLATE, ak.publicKey, TPM_RH.ENDORSEMENT);
     this.#ak = { key: ak.privateKey, qualifiedName: akPublic.qualifiedName, public: akPublic };
     this.#akCert = akCert;
-    this.#pcrs = emulatedPcrs(options.pcrs ?? [0, 1, 2, 3, 4, 5, 6, 7]);
+    const boot = emulatedBoot(options.pcrs ?? [0, 1, 2, 3, 4, 5, 6, 7], { secureBoot: !this.knobs.secureBootOff });
+    this.#pcrs = boot.pcrs;
+    this.#tcgLog = boot.tcgLog;
     this.#transferKey = options.transferKeyPair
       ? new InMemoryTransferKey(
           options.transferKeyPair.privateKey,
@@ -122,12 +127,17 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     const runtimeData = encodeHclRuntimeData({
       akPub: this.#reportedAk,
       ...(userData ? { userData } : {}),
+      ...(this.knobs.secureBootOff ? { vmConfiguration: { 'secure-boot': false } } : {}),
     });
     let bound = runtimeData;
     if (this.knobs.staleUserData) {
       // The hardware report was made for earlier runtime data: other (or no) user data than what it carries now.
       const earlier = userData ? undefined : randomBytes(64);
-      bound = encodeHclRuntimeData({ akPub: this.#reportedAk, ...(earlier ? { userData: earlier } : {}) });
+      bound = encodeHclRuntimeData({
+        akPub: this.#reportedAk,
+        ...(earlier ? { userData: earlier } : {}),
+        ...(this.knobs.secureBootOff ? { vmConfiguration: { 'secure-boot': false } } : {}),
+      });
     }
     const fields = reportFieldsFor(this.amd, this.knobs, hclReportData(bound));
     const snpReport = finishReport(await this.amd.signReport(fields), this.knobs);
@@ -187,7 +197,7 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
       encKeyPub: this.#transferPublic.public2b,
       encKeyCertifyInfo: certified.attestBytes,
       encKeyCertifyInfoSignature: certified.signature,
-      tcgLog: new Uint8Array(0),
+      tcgLog: new Uint8Array(this.#tcgLog),
     };
     if (this.#includeChain) {
       const chain = await this.amd.chainFor(hclReport.subarray(0x20, 0x20 + 1184));

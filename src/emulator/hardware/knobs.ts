@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import type { PcrValue } from '../../hal/types.js';
 import type { SnpReportFields } from '../../snp/build.js';
 import { type EmulatedAmd, olderTcb, type TcbParts } from './amd.js';
 
@@ -33,6 +31,12 @@ export interface EvidenceKnobs {
    * check `transfer-key-certify`.
    */
   transferKeyPolicy?: 'empty' | 'other-pcrs';
+  /**
+   * vTPM only: the VM booted with secure boot off. The TCG log measures SecureBoot = 0 in PCR 7 (and no db
+   * authority), so PCR 7 differs, and the HCL vm-configuration says `secure-boot: false`: the service's
+   * `x-ms-azurevm-*validated` and `secureboot` claims are false and the report is not compliant.
+   */
+  secureBootOff?: boolean;
 }
 
 const DEBUG_BIT = 1n << 19n;
@@ -58,12 +62,4 @@ export function finishReport(report: Uint8Array, knobs: EvidenceKnobs): Uint8Arr
   const out = new Uint8Array(report);
   out[0x2a0] = (out[0x2a0] ?? 0) ^ 0x01;
   return out;
-}
-
-/** PCR values of an emulated boot: fixed digests so the transfer key policy is stable. */
-export function emulatedPcrs(indices: readonly number[]): PcrValue[] {
-  return indices.map((index) => ({
-    index,
-    digest: new Uint8Array(createHash('sha256').update(`cvm-skr emulated PCR ${index}`).digest()),
-  }));
 }

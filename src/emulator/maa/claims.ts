@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { toHex } from '../../snp/bytes.js';
+import { bootClaims } from './boot-log.js';
 import type { VerifiedAzureGuest, VerifiedSevSnpVm, VerifiedSnp } from './evidence.js';
 
 export function snpClaims(snp: VerifiedSnp): Record<string, unknown> {
@@ -88,6 +89,8 @@ export function azureGuestClaims(v: VerifiedAzureGuest, os: AzureGuestOsInfo): R
     'x-ms-attestation-type': 'azurevm',
     'x-ms-azurevm-attestation-protocol-ver': '2.0',
     'x-ms-azurevm-attested-pcrs': v.pcrs,
+    // Derived from the TCG log (boot-log.ts); absent when the client sent an empty log.
+    ...(v.boot === undefined ? {} : bootClaims(v.boot)),
     'x-ms-azurevm-is-windows': (os.osType ?? '').toLowerCase() === 'windows',
     'x-ms-azurevm-ostype': os.osType ?? 'Linux',
     ...(os.osDistro === undefined ? {} : { 'x-ms-azurevm-osdistro': os.osDistro }),

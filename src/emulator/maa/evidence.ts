@@ -6,8 +6,9 @@
  * AzureGuest: SNP report (chain to a trusted root, VCEK extensions, validity, signature, debug, minimum TCB),
  * HCL binding of the runtime data, `ak-match` (the TPM AK is HCLAkPub), quote signature / nonce / PCR digest,
  * `ak-certificate` (certifies that AK, issued by a trusted vTPM CA), `transfer-key-certify` (the AK certified
- * the transfer key, which is a TPM-bound decryption key usable only under PolicyPCR over the quoted PCRs), then
- * the service policy. SHA-1 quote and certify signatures and SHA-1 PCR banks are refused.
+ * the transfer key, which is a TPM-bound decryption key usable only under PolicyPCR over the quoted PCRs),
+ * `tcg-log` (a non-empty TcgLogs replays to the quoted PCRs; boot-log.ts), then the service policy. SHA-1
+ * quote and certify signatures and SHA-1 PCR banks are refused.
  * SevSnpVm: SNP report checks, `runtime-data-binding` (report_data = sha256(runtime data) || zeros), policy.
  */
 import {
@@ -43,7 +44,9 @@ import { runCheck, type SnpVerificationResult, type TcbMinimum, verifySnpReport 
 import { publicToKeyObject } from '../../tpm/keys.js';
 import { TpmReader } from '../../tpm/marshal.js';
 import { parseAttest, readTpm2bPublic, type TpmtPublic } from '../../tpm/structures.js';
+import type { SecureBootState } from '../../tpm/event-log.js';
 import { encodeHclReport, type HclHash } from '../hardware/hcl-report.js';
+import { checkTcgLog } from './boot-log.js';
 
 export interface AttestationPolicy {
   /** Accept reports whose guest policy allows debugging. Default false (400 `debug`). */
@@ -95,6 +98,8 @@ export interface VerifiedAzureGuest {
   transferKey: KeyObject;
   transferKeyJwk: { kty: 'RSA'; n: string; e: string };
   pcrs: number[];
+  /** The secure-boot state of the request's TCG log, absent when it sent an empty log. */
+  boot?: SecureBootState;
   compliant: boolean;
   checks: EvidenceCheck[];
 }
@@ -361,6 +366,8 @@ export async function verifyAzureGuestRequest(
   const encKeyPub = bytes('EncKeyPub');
   const certifyInfo = bytes('EncKeyCertifyInfo');
   const certifySignature = bytes('EncKeyCertifyInfoSignature');
+  const tcgLog =
+    info.TcgLogs === undefined || info.TcgLogs === null ? new Uint8Array(0) : decodeBase64(info.TcgLogs, 'TcgLogs');
   const pcrList = field(tpm, 'PCRs', 'TpmInfo');
   if (!Array.isArray(pcrList)) fail('request', 'TpmInfo.PCRs is not a list');
   const pcrs = pcrList.map((p, i) => {
@@ -495,6 +502,8 @@ export async function verifyAzureGuestRequest(
     ),
   }));
 
+  // After the quote checks, so the PCRs the log is replayed against are the ones the AK signed.
+  const boot = checkTcgLog(checks, tcgLog, pcrs);
   checkMeasurement(checks, ctx, snp.report);
   const config = verified.hcl.runtimeData.vmConfiguration;
   const compliant = snpCompliant(snp, ctx) && config?.secureBoot === true && config?.tpmEnabled === true;
@@ -505,6 +514,7 @@ export async function verifyAzureGuestRequest(
     transferKey: transfer,
     transferKeyJwk: { kty: 'RSA', n: String(jwk.n), e: String(jwk.e) },
     pcrs: pcrs.map((p) => p.index),
+    ...(boot === undefined ? {} : { boot }),
     compliant,
     checks,
   };
