@@ -300,22 +300,6 @@ async function startVault(
   } catch (cause) {
     throw new EmulatorError('identitySecret must be base64url of at least 16 bytes', { cause });
   }
-  if (durable) {
-    const caSaved = ca.toJSON();
-    // Start-up compaction: the CA and identity secret are on disk before anyone is told to trust them, and a
-    // version 1 file is rewritten in the current format.
-    try {
-      await durable.attach({
-        key: (name) => store.keyForState(name),
-        full: () => ({ ca: caSaved, keys: store.snapshot(), secret: identitySecret }),
-      });
-    } catch (e) {
-      await Promise.all(servers.map(closeServer));
-      throw e;
-    }
-    // Webhooks hear of a change only once it is on disk.
-    events.setDeliveryGate(() => durable.commit());
-  }
   const removeTask = clock.addTask(store);
 
   let signing: Promise<IssuedCertificate> | undefined;
@@ -357,6 +341,23 @@ async function startVault(
     }),
   );
   tokenServer?.on('request', createTokenHandler(auth));
+  if (durable) {
+    const caSaved = ca.toJSON();
+    // Start-up compaction (requests that came in meanwhile wait for it): the CA and identity secret are on disk before anyone is told to trust them, and a
+    // version 1 file is rewritten in the current format.
+    try {
+      await durable.attach({
+        key: (name) => store.keyForState(name),
+        full: () => ({ ca: caSaved, keys: store.snapshot(), secret: identitySecret }),
+      });
+    } catch (e) {
+      removeTask();
+      await Promise.all(servers.map(closeServer));
+      throw e;
+    }
+    // Webhooks hear of a change only once it is on disk.
+    events.setDeliveryGate(() => durable.commit());
+  }
 
   const tickMs = options.tickIntervalMs ?? 1000;
   const ticker =

@@ -529,6 +529,7 @@ export class DurableState {
   async attach(source: DurableStateSource): Promise<void> {
     this.#source = source;
     await this.#compact();
+    this.#kick();
   }
 
   /** The last write failure, if the most recent write failed. */
@@ -573,7 +574,8 @@ export class DurableState {
   }
 
   #kick(): void {
-    if (!this.#running && this.#source && !this.#closed) this.#running = this.#loop();
+    const work = this.#dirty.size > 0 || this.#compactWanted;
+    if (work && !this.#running && this.#source && !this.#closed) this.#running = this.#loop();
   }
 
   #settle(upTo: number, error?: unknown): void {
@@ -587,6 +589,8 @@ export class DurableState {
   }
 
   async #loop(): Promise<void> {
+    // Yield first: the `finally` below must run after `#running` is assigned, never before.
+    await Promise.resolve();
     try {
       while (this.#dirty.size > 0 || this.#compactWanted) {
         const names = [...this.#dirty];
