@@ -12,6 +12,7 @@ import { benchRelease, type ReleaseBench } from './release.bench.js';
 import { pairedRatio } from './stats.js';
 import { benchSnpVerify } from './snp-verify.bench.js';
 import { benchStartup, type StartupBench } from './startup.bench.js';
+import { benchState, type StateBench } from './state.bench.js';
 import { benchTpmOps, type TpmOpsBench } from './tpm-ops.bench.js';
 import { benchTransport, type TransportBench } from './transport.bench.js';
 
@@ -65,6 +66,7 @@ const release = swtpmMissing
       benchRelease(quick ? { cold: 2, warm: 3, cacheHit: 3, concurrent: 1 } : undefined),
     );
 const startup = await section('start-up', () => benchStartup(quick ? 3 : 15));
+const state = await section('emulator state', () => (quick ? benchState(2, 1000) : benchState(5, 3000)));
 const loadAfter = os.loadavg();
 
 const rows: Row[] = [];
@@ -158,6 +160,20 @@ if (failed(startup)) {
     ratio: '-',
     target: '<= 300 ms',
     met: s.helpWallMs <= 300 ? 'yes' : 'no',
+  });
+}
+
+if (failed(state)) {
+  skip('Key Vault emulator key creation with --state vs in memory', `failed: ${state.error}`, '<= 2');
+} else {
+  const s = state as StateBench;
+  rows.push({
+    benchmark: `Key Vault emulator: EC key creation, ${s.clients} concurrent clients, --state (fsync before each answer, group commit) vs in memory, ${s.trials} pairs`,
+    ours: `${fmt(s.durableMedian, 0)} keys/s`,
+    baseline: `in memory: ${fmt(s.memoryMedian, 0)} keys/s`,
+    ratio: fmt(s.durableOverMemory, 2),
+    target: '<= 2',
+    met: s.durableOverMemory <= 2 ? 'yes' : 'no',
   });
 }
 
@@ -330,7 +346,7 @@ if (tpmOps && !failed(tpmOps) && 'python' in (tpmOps as TpmOpsBench).pytss) {
   );
 }
 
-const results = { environment, rows, notes, transport, tpmOps, snpVerify: snp, release, startup };
+const results = { environment, rows, notes, transport, tpmOps, snpVerify: snp, release, startup, state };
 const out = fileURLToPath(new URL('./results.json', import.meta.url));
 await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
 

@@ -812,10 +812,30 @@ export class EmulatorError extends CvmSkrError {
 export class EmulatorStateError extends CvmSkrError {
   static override code = 'ERR_EMULATOR_STATE';
   readonly path: string;
+  /** Byte offset of the unreadable record, when the problem is inside the file (the journal). */
+  readonly offset?: number;
 
-  constructor(message: string, path: string, options?: CvmSkrErrorOptions) {
+  constructor(message: string, path: string, options?: CvmSkrErrorOptions & { offset?: number }) {
     super(message, options);
     this.path = path;
+    if (options?.offset !== undefined) this.offset = options.offset;
+  }
+}
+
+/**
+ * Another live process owns the emulator state file (its `<state>.lock` names that pid); a second emulator on
+ * the same file would overwrite the first one's writes.
+ */
+export class EmulatorStateLockedError extends EmulatorStateError {
+  static override code = 'ERR_EMULATOR_STATE_LOCKED';
+  /** The process holding the lock. */
+  readonly pid: number;
+  readonly lockPath: string;
+
+  constructor(message: string, path: string, lockPath: string, pid: number) {
+    super(message, path);
+    this.lockPath = lockPath;
+    this.pid = pid;
   }
 }
 

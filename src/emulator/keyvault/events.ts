@@ -94,6 +94,7 @@ const HISTORY_LIMIT = 10_000;
 export class VaultEvents {
   readonly topic: string;
   readonly #listeners = new Set<EventListener>();
+  #gate: (() => Promise<void>) | undefined;
   readonly #webhooks = new Map<string, Webhook>();
   readonly #pending = new Set<Promise<void>>();
   readonly #history: EventGridEvent[] = [];
@@ -179,6 +180,14 @@ export class VaultEvents {
   }
 
   async #deliver(hook: Webhook, event: EventGridEvent): Promise<void> {
+    if (this.#gate) {
+      try {
+        await this.#gate();
+      } catch {
+        hook.dropped++;
+        return;
+      }
+    }
     const cloud = hook.options.schema === 'CloudEvents';
     const body = JSON.stringify(cloud ? toCloudEvent(event) : [event]);
     const headers: Record<string, string> = cloud
@@ -208,6 +217,14 @@ export class VaultEvents {
       }
     }
     hook.dropped++;
+  }
+
+  /**
+   * Webhook deliveries wait for `gate` first (the emulator's state commit): a subscriber never hears of a
+   * change a crash could still undo. A failing gate drops the delivery.
+   */
+  setDeliveryGate(gate: () => Promise<void>): void {
+    this.#gate = gate;
   }
 
   /** Waits until every webhook delivery in flight has finished (delivered or dropped). */

@@ -31,7 +31,7 @@ import { type FlavourFacts, flavourFacts, type VaultFlavour } from './flavour.js
 import type { ReleaseDecision } from './release.js';
 import { createTokenHandler, createVaultHandler } from './server.js';
 import { FixedWindowThrottle, type ThrottleOptions } from '../throttle.js';
-import { loadVaultState, StateWriter } from './state.js';
+import { DurableState } from './state.js';
 import { VaultStore } from './store.js';
 
 export type { TrustedIssuer } from './attestation-verifier.js';
@@ -73,13 +73,18 @@ export interface KeyVaultEmulatorOptions {
   insecureHttp?: boolean;
   /** CA to use (share one with the attestation emulator). Default: from the state file, else a new one. */
   ca?: EmulatorCa;
-  /** Persist vault state to this file (atomic writes). Default: memory only. */
+  /**
+   * Persist vault state to this file. Every change is in its journal (`<file>.journal`), fsynced, before the
+   * HTTP answer for it is sent; `<file>.lock` keeps a second emulator off the same file. Default: memory only.
+   */
   statePath?: string;
   /**
-   * Called with an `EmulatorStateError` whenever writing the state file fails (the change stays in memory;
-   * `flush()` and `close()` also reject). Default: a warning on stderr.
+   * Called with an `EmulatorStateError` whenever writing the state file fails (the change stays in memory, the
+   * request that made it is answered 500; `flush()` and `close()` also reject). Default: a warning on stderr.
    */
   onStateError?: (error: EmulatorStateError) => void;
+  /** Start-up notices about the state file (a torn journal record dropped, a stale lock taken over). Default: stderr. */
+  onStateWarning?: (message: string) => void;
   /** A clock to share, or options for a new one. */
   clock?: VirtualClock | VirtualClockOptions;
   /** Vault name in events and messages. Default `emulator`. */
@@ -190,13 +195,41 @@ function urlHost(host: string): string {
 export async function startKeyVaultEmulator(
   options: KeyVaultEmulatorOptions = {},
 ): Promise<KeyVaultEmulator> {
+  if (!options.statePath) return startVault(options, undefined);
+  const statePath = options.statePath;
+  const onStateError =
+    options.onStateError ??
+    ((e: EmulatorStateError) => {
+      process.stderr.write(`cvm-skr emulator: warning: ${e.message}: ${String((e.cause as Error)?.message ?? '')}\n`);
+    });
+  const durable = await DurableState.open(statePath, {
+    warn: options.onStateWarning ?? ((m) => process.stderr.write(`cvm-skr emulator: warning: ${m}\n`)),
+    onError: (e) =>
+      onStateError(
+        e instanceof EmulatorStateError
+          ? e
+          : new EmulatorStateError(`state file ${statePath} could not be written`, statePath, { cause: e }),
+      ),
+  });
+  try {
+    return await startVault(options, durable);
+  } catch (e) {
+    await durable.close().catch(() => {});
+    throw e;
+  }
+}
+
+async function startVault(
+  options: KeyVaultEmulatorOptions,
+  durable: DurableState | undefined,
+): Promise<KeyVaultEmulator> {
   const host = options.host ?? '127.0.0.1';
   const vaultName = options.vaultName ?? 'emulator';
   const tenantId = options.tenantId ?? DEFAULT_TENANT_ID;
   const facts = flavourFacts(options.flavour);
   const resource = (options.challengeResource ?? facts.resource).replace(/\/+$/, '');
 
-  const saved = options.statePath ? await loadVaultState(options.statePath) : undefined;
+  const saved = durable?.loaded;
   let ca = options.ca;
   if (!ca) {
     if (saved?.ca) {
@@ -258,14 +291,13 @@ export async function startKeyVaultEmulator(
   const vaultUrl = `${tls ? 'https' : 'http'}://${urlHost(host)}:${vaultPort}`;
   const tokenUrl = shared?.tokenUrl ?? `http://${urlHost(host)}:${tokenPort}/msi/token`;
 
-  let writer: StateWriter | undefined;
   const store = new VaultStore({
     vaultUrl,
     vaultName,
     clock,
     events,
     keys: saved?.keys ?? [],
-    onChange: () => writer?.schedule(),
+    ...(durable ? { onChange: (name: string) => durable.changed(name) } : {}),
     flavour: facts,
   });
   const identitySecret = options.identitySecret ?? saved?.secret ?? newIdentitySecret();
@@ -274,28 +306,6 @@ export async function startKeyVaultEmulator(
     sealer = new BackupSealer(identitySecret, options.flavour);
   } catch (cause) {
     throw new EmulatorError('identitySecret must be base64url of at least 16 bytes', { cause });
-  }
-  if (options.statePath) {
-    const caSaved = ca.toJSON();
-    const onStateError =
-      options.onStateError ??
-      ((e: EmulatorStateError) => {
-        process.stderr.write(`cvm-skr emulator: warning: ${e.message}: ${String((e.cause as Error)?.message ?? '')}\n`);
-      });
-    writer = new StateWriter(
-      options.statePath,
-      () => ({ ca: caSaved, keys: store.snapshot(), secret: identitySecret }),
-      (e) =>
-        onStateError(
-          e instanceof EmulatorStateError
-            ? e
-            : new EmulatorStateError(`state file ${options.statePath} could not be written`, options.statePath!, {
-                cause: e,
-              }),
-        ),
-    );
-    // Persist the CA at once so a client trusting caPem keeps working after a restart.
-    writer.schedule();
   }
   const removeTask = clock.addTask(store);
 
@@ -335,9 +345,27 @@ export async function startKeyVaultEmulator(
       },
       dataPlane: { store, flavour: facts, sealer, nowSeconds: () => clock.nowSeconds() },
       ...(options.throttle ? { throttle: new FixedWindowThrottle(options.throttle) } : {}),
+      ...(durable ? { commit: () => durable.commit() } : {}),
     }),
   );
   tokenServer?.on('request', createTokenHandler(auth));
+  if (durable) {
+    const caSaved = ca.toJSON();
+    // Start-up compaction (requests that came in meanwhile wait for it): the CA and identity secret are on disk before anyone is told to trust them, and a
+    // version 1 file is rewritten in the current format.
+    try {
+      await durable.attach({
+        key: (name) => store.keyForState(name),
+        full: () => ({ ca: caSaved, keys: store.snapshot(), secret: identitySecret }),
+      });
+    } catch (e) {
+      removeTask();
+      await Promise.all(servers.map(closeServer));
+      throw e;
+    }
+    // Webhooks hear of a change only once it is on disk.
+    events.setDeliveryGate(() => durable.commit());
+  }
 
   const tickMs = options.tickIntervalMs ?? 1000;
   const ticker =
@@ -383,7 +411,7 @@ export async function startKeyVaultEmulator(
     environment: () => ({ IDENTITY_ENDPOINT: tokenUrl, IDENTITY_HEADER: auth.identityHeader }),
     async flush() {
       await events.flush();
-      await writer?.flush();
+      await durable?.flush();
     },
     async close() {
       if (closed) return;
@@ -392,7 +420,7 @@ export async function startKeyVaultEmulator(
       removeTask();
       await Promise.all(servers.map(closeServer));
       await events.close();
-      await writer?.flush();
+      await durable?.close();
     },
   };
   IDENTITIES.set(emulator, { auth, tokenUrl });

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { EmulatedVaultRequestError, InvalidArgumentError } from '../../errors.js';
+import { EmulatedVaultRequestError, EmulatorStateError, InvalidArgumentError } from '../../errors.js';
 import type { KeyPermission, VaultAuth } from './auth.js';
 import { type DataPlaneContext, dataPlaneRoute } from './data-plane.js';
 import { type ReleaseContext, releaseKey } from './release.js';
@@ -81,6 +81,8 @@ export interface VaultHandlerOptions {
   resource: string;
   /** Opt-in throttle for key operations (release and cryptographic operations); default none. */
   throttle?: FixedWindowThrottle;
+  /** Resolves once every state change so far is on disk (emulators with a state file). */
+  commit?: () => Promise<void>;
 }
 
 type Json = Record<string, unknown>;
@@ -330,9 +332,14 @@ export function createVaultHandler(
       if (method === 'GET' || method === 'DELETE') req.resume();
       else body = await readBody(req);
       const result = await r.run(body);
+      // Durability before acknowledgement: nothing is answered until every change so far (this request's and
+      // any it could have observed) is fsynced.
+      if (o.commit) await o.commit();
       send(res, result.status, forApiVersion(result.body, apiVersion));
     } catch (e) {
       if (e instanceof EmulatedVaultRequestError) {
+        // A refusal (a 409 on a name a concurrent create just took) must not tell of state a crash could undo.
+        if (o.commit) await o.commit().catch(() => {});
         const challenge = e.status === 401 && !req.headers.authorization;
         send(
           res,
@@ -340,6 +347,15 @@ export function createVaultHandler(
           challenge && !o.dataPlane.flavour.challengeBody ? undefined : errorBody(e),
           e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {},
         );
+        return;
+      }
+      if (e instanceof EmulatorStateError) {
+        send(res, 500, {
+          error: {
+            code: 'InternalServerError',
+            message: 'The emulator could not write its state file; the change may not survive a restart.',
+          },
+        });
         return;
       }
       if (e instanceof InvalidArgumentError) {

@@ -91,7 +91,8 @@ export interface VaultStoreOptions {
   vaultName: string;
   clock: VirtualClock;
   events: VaultEvents;
-  onChange?: () => void;
+  /** Called with the changed key's name after every mutation (persistence). */
+  onChange?: (name: string) => void;
   keys?: StoredKey[];
   /** Key types and import rules of the vault's flavour. Default: an emulator started without a flavour. */
   flavour?: FlavourFacts;
@@ -218,7 +219,7 @@ export class VaultStore implements ClockTask {
   readonly flavour: FlavourFacts;
   readonly #clock: VirtualClock;
   readonly #events: VaultEvents;
-  readonly #onChange: () => void;
+  readonly #onChange: (name: string) => void;
   readonly #keys = new Map<string, StoredKey>();
   /** Keys whose scheduled rotation failed at a given due instant; not retried for that instant. */
   readonly #failedRotations = new Map<string, number>();
@@ -231,6 +232,11 @@ export class VaultStore implements ClockTask {
     this.#events = options.events;
     this.#onChange = options.onChange ?? (() => {});
     for (const k of options.keys ?? []) this.#keys.set(k.name.toLowerCase(), k);
+  }
+
+  /** The live stored form of one key (by name, any case), for the journal; `undefined` once it is gone. */
+  keyForState(name: string): StoredKey | undefined {
+    return this.#keys.get(name.toLowerCase());
   }
 
   /** A deep copy of every key, for persistence. */
@@ -387,7 +393,7 @@ export class VaultStore implements ClockTask {
     const key = existing ?? { name, versions: [] };
     key.versions.push(v);
     if (!existing) this.#keys.set(name.toLowerCase(), key);
-    this.#onChange();
+    this.#onChange(name);
     this.#emit(KEY_VAULT_EVENT_TYPES.newVersionCreated, key, v);
     return this.bundle(key, v);
   }
@@ -504,7 +510,7 @@ export class VaultStore implements ClockTask {
     }
     if (releasePolicy) v.releasePolicy = releasePolicy;
     v.updated = this.#clock.nowSeconds();
-    this.#onChange();
+    this.#onChange(key.name);
     return this.bundle(key, v);
   }
 
@@ -594,7 +600,7 @@ export class VaultStore implements ClockTask {
       deletedDate: now,
       scheduledPurgeDate: now + RECOVERABLE_DAYS * 86400,
     };
-    this.#onChange();
+    this.#onChange(key.name);
     return this.#deletedBundle(key);
   }
 
@@ -627,13 +633,13 @@ export class VaultStore implements ClockTask {
   purgeDeletedKey(name: string): void {
     const key = this.#deleted(name);
     this.#keys.delete(key.name.toLowerCase());
-    this.#onChange();
+    this.#onChange(key.name);
   }
 
   recoverDeletedKey(name: string): Json {
     const key = this.#deleted(name);
     delete key.deleted;
-    this.#onChange();
+    this.#onChange(key.name);
     return this.bundle(key, this.#version(key));
   }
 
@@ -658,7 +664,7 @@ export class VaultStore implements ClockTask {
     const restored = structuredClone(key);
     delete restored.deleted;
     this.#keys.set(restored.name.toLowerCase(), restored);
-    this.#onChange();
+    this.#onChange(restored.name);
     return this.bundle(restored, this.#version(restored));
   }
 
@@ -729,7 +735,7 @@ export class VaultStore implements ClockTask {
       updated: now,
     };
     this.#failedRotations.delete(key.name.toLowerCase());
-    this.#onChange();
+    this.#onChange(key.name);
     return this.#policyJson(key);
   }
 
@@ -847,7 +853,7 @@ export class VaultStore implements ClockTask {
       if (key.deleted) {
         if (key.deleted.scheduledPurgeDate * 1000 <= nowMs) {
           this.#keys.delete(key.name.toLowerCase());
-          this.#onChange();
+          this.#onChange(key.name);
         }
         continue;
       }
@@ -855,12 +861,12 @@ export class VaultStore implements ClockTask {
       const v = this.#version(key);
       if (due.nearExpiry !== undefined && due.nearExpiry <= nowMs) {
         v.nearExpiryNotified = true;
-        this.#onChange();
+        this.#onChange(key.name);
         this.#emit(KEY_VAULT_EVENT_TYPES.nearExpiry, key, v);
       }
       if (due.expired !== undefined && due.expired <= nowMs) {
         v.expiredNotified = true;
-        this.#onChange();
+        this.#onChange(key.name);
         this.#emit(KEY_VAULT_EVENT_TYPES.expired, key, v);
       }
       if (due.rotate !== undefined && due.rotate <= nowMs) {
