@@ -91,8 +91,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       let inSession = 0;
       try {
         for (; inSession < perSession && done < options.releases; inSession++) {
-          skr.invalidate();
-          const released = await skr.releaseKey(keys[done % keys.length]!);
+          // Forget this key only: a bare invalidate() would drop the attestation token too.
+          const keyId = keys[done % keys.length]!;
+          skr.invalidate(keyId);
+          const released = await skr.releaseKey(keyId);
           if (released.key.type !== 'private') throw new Error(`release ${done} gave no private key`);
           if (released !== previous) fresh++;
           previous = released;
