@@ -102,6 +102,13 @@ export function registerEmulatorServe(emulator: Command): void {
         CVM_SKR_CA_FILE: caFile,
         NODE_EXTRA_CA_CERTS: caFile,
       };
+      // Ctrl-C is handled before anything is printed: a client that reads the environment and stops the
+      // emulator at once must not race the handler (stdout to a pipe is written synchronously).
+      const stopped = new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
       if (options.json) {
         process.stdout.write(
           `${JSON.stringify({ vaultUrl: e.vaultUrl, ...(managedHsmUrl ? { managedHsmUrl } : {}), attestationUrl: e.attestationUrl, imdsUrl: e.imdsUrl, tokenUrl: e.tokenUrl, caFile, environment }, null, 2)}\n`,
@@ -124,11 +131,7 @@ export function registerEmulatorServe(emulator: Command): void {
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
       }
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      await stopped;
       await e.close();
       await rm(dir, { recursive: true, force: true });
       process.stderr.write('cvm-skr emulator stopped\n');
