@@ -9,7 +9,7 @@
  * Nothing secret goes into any of them: key ids, step names, durations and error codes only — never a token,
  * a nonce, key material or a service message (which may echo request data).
  */
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import type { OperationTracingOptions, TracingClient } from '@azure/core-tracing';
 import type { AzureLogger } from '@azure/logger';
 import { CvmSkrError } from '../errors.js';
@@ -106,7 +106,9 @@ export interface StepOptions {
 }
 
 // The same relative path from src/keyvault and dist/keyvault.
-const PACKAGE_VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 export class ReleaseDiagnostics {
   readonly #onEvent: ((event: ReleaseEvent) => void) | undefined;

@@ -1,29 +1,19 @@
-// The ASN.1 certificate schema (@peculiar/asn1-schema, -x509, -rsa and asn1js under them) is megabytes of module
-// graph that most processes never need at import: `import('cvm-skr')` must stay cheap (test/startup.test.ts).
-// It is required at first use, synchronously (each package's "main" is its CommonJS build, the one an import of
-// it would resolve to as well, so there is one instance of its classes either way). Unlike @peculiar/x509, these
-// patch no global.
-import { createRequire } from 'node:module';
-import type * as Asn1Rsa from '@peculiar/asn1-rsa';
-import type * as Asn1Schema from '@peculiar/asn1-schema';
-import type * as Asn1X509 from '@peculiar/asn1-x509';
+// The ASN.1 certificate schema (@peculiar/asn1-schema, -x509, -rsa). Unlike @peculiar/x509, these patch no
+// global. They are imported statically: a synchronous require() at first use (to keep them out of start-up)
+// hung a test worker under a module-customization loader (tsx) once in three CI runs here, so start-up pays
+// for them instead (README, Performance).
+import * as rsa from '@peculiar/asn1-rsa';
+import * as schema from '@peculiar/asn1-schema';
+import * as x509 from '@peculiar/asn1-x509';
 
 export interface Asn1 {
-  schema: typeof Asn1Schema;
-  x509: typeof Asn1X509;
-  rsa: typeof Asn1Rsa;
+  schema: typeof schema;
+  x509: typeof x509;
+  rsa: typeof rsa;
 }
 
-let loaded: Asn1 | undefined;
+const loaded: Asn1 = { schema, x509, rsa };
 
 export function asn1(): Asn1 {
-  if (!loaded) {
-    const require = createRequire(import.meta.url);
-    loaded = {
-      schema: require('@peculiar/asn1-schema') as typeof Asn1Schema,
-      x509: require('@peculiar/asn1-x509') as typeof Asn1X509,
-      rsa: require('@peculiar/asn1-rsa') as typeof Asn1Rsa,
-    };
-  }
   return loaded;
 }
