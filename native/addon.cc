@@ -37,6 +37,19 @@ Napi::Error MakeSystemError(Napi::Env env, int err, const char* syscall, const s
   return error;
 }
 
+// Settles a promise from a thread-pool completion. When the environment is shutting down (a worker thread was
+// terminated while the work ran), JavaScript can no longer run and settling throws; nobody is left to receive the
+// result, so the exception is dropped here rather than escaping into node-addon-api, whose attempt to rethrow it
+// into a dead environment would abort the whole process. Whatever the result holds is released by destructors
+// (an fd by ~TpmDevice) or by the TpmHandle's cleanup hook.
+template <typename Settle>
+void SettleUnlessShuttingDown(Settle&& settle) {
+  try {
+    settle();
+  } catch (const Napi::Error&) {
+  }
+}
+
 Napi::Value IoResultError(Napi::Env env, const IoResult& result, const std::string& path) {
   switch (result.status) {
     case IoStatus::kSystem:
@@ -445,6 +458,15 @@ class OpenWorker : public Napi::AsyncWorker {
   void Execute() override { result_ = OpenTpmPath(path_); }
 
   void OnOK() override {
+    SettleUnlessShuttingDown([this] { Settle(); });
+  }
+
+  void OnError(const Napi::Error& error) override {
+    SettleUnlessShuttingDown([&] { deferred_.Reject(error.Value()); });
+  }
+
+ private:
+  void Settle() {
     Napi::Env env = Env();
     if (result_.not_tpm != nullptr) {
       Napi::Error error =
@@ -470,9 +492,6 @@ class OpenWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
- private:
   Napi::FunctionReference* constructor_;
   Napi::Promise::Deferred deferred_;
   std::string path_;
@@ -492,6 +511,15 @@ class SnpReportWorker : public Napi::AsyncWorker {
   void Execute() override { result_ = SnpGetReport(request_); }
 
   void OnOK() override {
+    SettleUnlessShuttingDown([this] { Settle(); });
+  }
+
+  void OnError(const Napi::Error& error) override {
+    SettleUnlessShuttingDown([&] { deferred_.Reject(error.Value()); });
+  }
+
+ private:
+  void Settle() {
     Napi::Env env = Env();
     if (result_.err != 0) {
       Napi::Error error = MakeSystemError(env, result_.err, result_.syscall, request_.path);
@@ -507,9 +535,6 @@ class SnpReportWorker : public Napi::AsyncWorker {
     deferred_.Resolve(out);
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
- private:
   Napi::Promise::Deferred deferred_;
   SnpRequest request_;
   SnpResult result_;
@@ -523,7 +548,6 @@ class CvmSkrAddon : public Napi::Addon<CvmSkrAddon> {
                              InstanceMethod<&CvmSkrAddon::OpenTpm>("openTpm"),
                              InstanceMethod<&CvmSkrAddon::SnpGetReport>("snpGetReport"),
                              InstanceValue("supported", Napi::Boolean::New(env, true), napi_enumerable),
-                             InstanceValue("TpmHandle", tpm_handle_.Value(), napi_enumerable),
                          });
   }
 

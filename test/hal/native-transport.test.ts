@@ -19,6 +19,7 @@ import { loadAddon, tryLoadAddon } from '../../src/hal/addon.js';
 import { NativeTpmTransport } from '../../src/hal/native-transport.js';
 import { openTpm } from '../../src/hal/open-tpm.js';
 import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { getRandomResponse, startScriptedServer, startSilentServer } from '../helpers/unix-tpm-server.js';
 import {
   createPrimaryRsaCommand,
   flushContextCommand,
@@ -37,68 +38,6 @@ function requireAddon(t: import('ava').ExecutionContext): boolean {
   return false;
 }
 
-/** A Unix socket server that accepts TPM commands and never answers: a hung TPM. */
-async function startSilentServer(t: import('ava').ExecutionContext) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-silent-'));
-  const socketPath = path.join(dir, 'silent.sock');
-  const clients = new Set<net.Socket>();
-  const server = net.createServer((c) => {
-    clients.add(c);
-    c.on('close', () => clients.delete(c));
-    c.on('error', () => {});
-    c.resume(); // read and drop commands, so the end of the connection is noticed
-  });
-  server.listen(socketPath);
-  await once(server, 'listening');
-  t.teardown(async () => {
-    for (const c of clients) c.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { socketPath, clients, server };
-}
-
-/** A Unix socket server that answers each command through `answer(socket, command)`. */
-async function startScriptedServer(
-  t: import('ava').ExecutionContext,
-  answer: (socket: net.Socket, command: Buffer) => void,
-) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-scripted-'));
-  const socketPath = path.join(dir, 'tpm.sock');
-  const clients = new Set<net.Socket>();
-  const server = net.createServer((c) => {
-    clients.add(c);
-    c.on('close', () => clients.delete(c));
-    c.on('error', () => {});
-    let buffered = Buffer.alloc(0);
-    c.on('data', (d) => {
-      buffered = Buffer.concat([buffered, d]);
-      while (buffered.length >= 10 && buffered.length >= buffered.readUInt32BE(2)) {
-        const size = buffered.readUInt32BE(2);
-        answer(c, buffered.subarray(0, size));
-        buffered = buffered.subarray(size);
-      }
-    });
-  });
-  server.listen(socketPath);
-  await once(server, 'listening');
-  t.teardown(async () => {
-    for (const c of clients) c.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { socketPath, clients };
-}
-
-/** A TPM_RC_SUCCESS response to GetRandom(n): header, TPM2B of n bytes `fill`. */
-function getRandomResponse(n: number, fill = 0xab): Buffer {
-  const out = Buffer.alloc(12 + n, fill);
-  out.writeUInt16BE(0x8001, 0);
-  out.writeUInt32BE(12 + n, 2);
-  out.writeUInt32BE(0, 6);
-  out.writeUInt16BE(n, 10);
-  return out;
-}
 
 test('native transport: GetRandom round trip over swtpm Unix socket', async (t) => {
   if (!requireSwtpm(t) || !requireAddon(t)) return;
@@ -341,11 +280,6 @@ const addon = require(workerData.addonPath);
 (async () => {
   const handle = await addon.openTpm(workerData.socketPath, workerData.timeoutMs);
   const command = Uint8Array.from([0x80, 1, 0, 0, 0, 12, 0, 0, 1, 0x7b, 0, 8]);
-  if (workerData.hang) {
-    handle.transmit(command).catch(() => {});
-    parentPort.postMessage({ started: true });
-    return;
-  }
   const response = await handle.transmit(command);
   await handle.close();
   parentPort.postMessage({ length: response.length, rc: Buffer.from(response).readUInt32BE(6) });
@@ -365,23 +299,4 @@ test('native addon loads and works inside a worker thread', async (t) => {
   t.teardown(() => worker.terminate());
   const [message] = (await once(worker, 'message')) as [{ length?: number; rc?: number; error?: string }];
   t.deepEqual(message, { length: 20, rc: 0 });
-});
-
-test('terminating a worker with a command in flight closes its fd through the env cleanup hook', async (t) => {
-  if (!requireAddon(t)) return;
-  const silent = await startSilentServer(t);
-  const loaded = tryLoadAddon();
-  if (loaded instanceof Error) return t.fail();
-  const worker = new Worker(workerSource, {
-    eval: true,
-    // Without the cleanup hook, teardown would wait for this 10-minute timeout.
-    workerData: { addonPath: loaded.path, socketPath: silent.socketPath, timeoutMs: 600_000, hang: true },
-  });
-  const [message] = (await once(worker, 'message')) as [{ started?: boolean }];
-  t.true(message.started);
-  while (silent.clients.size === 0) await new Promise((r) => setTimeout(r, 10));
-  t.is(silent.clients.size, 1);
-  await worker.terminate();
-  while (silent.clients.size > 0) await new Promise((r) => setTimeout(r, 10));
-  t.is(silent.clients.size, 0, 'the worker closed its connection on teardown');
 });
