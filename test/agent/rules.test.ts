@@ -2,6 +2,7 @@
  * The agent's rules file: default deny, exact uid/gid/http match, `*` patterns over key ids with and without
  * version, and a strict parser (a typo must never widen access). No artifact: the format is this project's own.
  */
+import { existsSync } from 'node:fs';
 import test from 'ava';
 import { AgentRules } from '../../src/agent/rules.js';
 import { InvalidArgumentError } from '../../src/errors.js';
@@ -79,4 +80,32 @@ test('an error crosses the wire as the same class with its code and fields, and 
   );
   t.true(version instanceof KeyVersionUnavailableError);
   t.is(errorToWire(new Error('internal path /x')).message.includes('/x'), false, 'foreign errors are not passed on');
+});
+
+test('socket activation: fd 3 only when LISTEN_PID is this process and LISTEN_FDS ≥ 1, and the variables are then cleared (sd_listen_fds(3))', async (t) => {
+  const { socketActivationFd } = await import('../../src/cli/agent.js');
+  t.is(socketActivationFd({ LISTEN_PID: '1', LISTEN_FDS: '1' }, 2), undefined, 'meant for another process');
+  t.is(socketActivationFd({ LISTEN_PID: '2', LISTEN_FDS: '0' }, 2), undefined);
+  t.is(socketActivationFd({}, 2), undefined);
+  const env: NodeJS.ProcessEnv = { LISTEN_PID: '2', LISTEN_FDS: '1', LISTEN_FDNAMES: 'agent' };
+  t.is(socketActivationFd(env, 2), 3);
+  t.deepEqual(env, {}, 'children do not inherit them');
+});
+
+test('SecureKeyRelease uses the agent only when asked: agent option, or $CVM_SKR_AGENT_SOCKET without a platform object', async (t) => {
+  const { agentSocketFor } = await import('../../src/agent/client.js');
+  const saved = process.env.CVM_SKR_AGENT_SOCKET;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.CVM_SKR_AGENT_SOCKET;
+    else process.env.CVM_SKR_AGENT_SOCKET = saved;
+  });
+  delete process.env.CVM_SKR_AGENT_SOCKET;
+  t.is(agentSocketFor(undefined, undefined), undefined);
+  t.deepEqual(agentSocketFor({ socket: '/x.sock' }, undefined), { socket: '/x.sock' });
+  t.is(agentSocketFor('auto', undefined)?.socket, existsSync('/run/cvm-skr/agent.sock') ? '/run/cvm-skr/agent.sock' : undefined);
+  process.env.CVM_SKR_AGENT_SOCKET = '/env.sock';
+  t.deepEqual(agentSocketFor(undefined, 'auto'), { socket: '/env.sock' });
+  t.is(agentSocketFor(undefined, { kind: 'a platform' }), undefined, 'an explicit platform stays in-process');
+  t.is(agentSocketFor(false, undefined), undefined);
+  t.throws(() => agentSocketFor('always' as never, undefined), { instanceOf: InvalidArgumentError });
 });
