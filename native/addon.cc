@@ -3,6 +3,7 @@
 // a path and the SEV-SNP ioctl run in AsyncWorker::Execute on libuv worker threads and never touch JavaScript.
 // No static state: per-env data lives in the Napi::Addon instance, so the addon loads in worker_threads.
 #include <napi.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -547,6 +548,7 @@ class CvmSkrAddon : public Napi::Addon<CvmSkrAddon> {
     DefineAddon(exports, {
                              InstanceMethod<&CvmSkrAddon::OpenTpm>("openTpm"),
                              InstanceMethod<&CvmSkrAddon::SnpGetReport>("snpGetReport"),
+                             InstanceMethod<&CvmSkrAddon::PeerCredentials>("peerCredentials"),
                              InstanceValue("supported", Napi::Boolean::New(env, true), napi_enumerable),
                          });
   }
@@ -584,6 +586,26 @@ class CvmSkrAddon : public Napi::Addon<CvmSkrAddon> {
     Napi::Promise promise = worker->Promise();
     worker->Queue();
     return promise;
+  }
+
+  // peerCredentials(fd: number): { pid, uid, gid } of the process at the other end of a connected Unix
+  // socket, as the kernel recorded them at connect() (socket(7), SO_PEERCRED): the key agent's authorization
+  // needs them and Node has no API for them. Synchronous: getsockopt on a socket never blocks.
+  Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "peerCredentials(fd: number)");
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    if (fd < 0) throw Napi::RangeError::New(env, "fd must be a non-negative descriptor");
+    struct ucred cred {};
+    socklen_t length = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0 || length != sizeof(cred)) {
+      throw MakeSystemError(env, errno, "getsockopt", "SO_PEERCRED");
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("pid", Napi::Number::New(env, cred.pid));
+    out.Set("uid", Napi::Number::New(env, cred.uid));
+    out.Set("gid", Napi::Number::New(env, cred.gid));
+    return out;
   }
 
   Napi::FunctionReference tpm_handle_;

@@ -13,10 +13,17 @@ Napi::Value Unsupported(const Napi::CallbackInfo& info) {
   return deferred.Promise();
 }
 
+Napi::Value PeerCredentialsUnsupported(const Napi::CallbackInfo& info) {
+  Napi::Error error = Napi::Error::New(info.Env(), "peer credentials (SO_PEERCRED) are read on Linux only");
+  error.Set("kind", Napi::String::New(info.Env(), "unsupported"));
+  throw error;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", Napi::Boolean::New(env, false));
   exports.Set("openTpm", Napi::Function::New(env, Unsupported, "openTpm"));
   exports.Set("snpGetReport", Napi::Function::New(env, Unsupported, "snpGetReport"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentialsUnsupported, "peerCredentials"));
   return exports;
 }
 

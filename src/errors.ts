@@ -862,3 +862,30 @@ export class EmulatedVaultRequestError extends CvmSkrError {
 export class EmulatorCredentialError extends CvmSkrError {
   static override code = 'ERR_EMULATOR_CREDENTIAL';
 }
+
+// agent
+
+/**
+ * The key agent (`cvm-skr agent`) could not be reached or broke the connection: not running, restarting, or
+ * the socket path is wrong. Nothing was released; call again once it is back (`socket` says where it was
+ * looked for).
+ */
+export class AgentUnavailableError extends CvmSkrError {
+  static override code = 'ERR_AGENT_UNAVAILABLE';
+  readonly socket: string;
+
+  constructor(message: string, socket: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.socket = socket;
+  }
+}
+
+/** The key agent has as many requests pending as it accepts (`--max-pending`), or is shutting down; back off. */
+export class AgentBusyError extends CvmSkrError {
+  static override code = 'ERR_AGENT_BUSY';
+}
+
+/** The key agent refused this caller: no rule of its rules file lets this uid/gid (or token) have that key. */
+export class AgentForbiddenError extends CvmSkrError {
+  static override code = 'ERR_AGENT_FORBIDDEN';
+}

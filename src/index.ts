@@ -4,6 +4,7 @@
 // point, `cvm-skr/emulator`.
 
 export * from './errors.js';
+export { AgentClient, type AgentClientOptions } from './agent/client.js';
 
 // --- secure key release (the main job) ---
 export {
@@ -14,6 +15,7 @@ export {
   type PrewarmResult,
   type RetryOptions,
   SecureKeyRelease,
+  type SecureKeyReleaseAgentOptions,
   type SecureKeyReleaseOptions,
 } from './keyvault/secure-key-release.js';
 export { RELEASE_ENCRYPTIONS, type ReleaseEncryption } from './keyvault/key-wrap.js';

@@ -169,6 +169,48 @@ export async function runDemo(
     );
 
     await step(
+      'release through a key agent (cvm-skr agent) on a Unix socket: two clients, one attestation and one release',
+      async () => {
+        const { tryLoadAddon } = await import('../hal/addon.js');
+        if (tryLoadAddon() instanceof Error || typeof process.getuid !== 'function')
+          return { skipped: 'the agent authorizes callers by SO_PEERCRED, which needs the native addon on Linux' };
+        const { mkdtemp, rm } = await import('node:fs/promises');
+        const { tmpdir } = await import('node:os');
+        const path = await import('node:path');
+        const { AgentRules } = await import('../agent/rules.js');
+        const { startAgentServer } = await import('../agent/server.js');
+        const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-demo-agent-'));
+        cleanup.push(() => rm(dir, { recursive: true, force: true }));
+        const agentPlatform = await e.platform('emulated-azure-vtpm');
+        cleanup.push(() => agentPlatform.close());
+        const agentSkr = new SecureKeyRelease({ ...settings, platform: agentPlatform, agent: false });
+        const decisions: string[] = [];
+        const server = await startAgentServer({
+          skr: agentSkr,
+          attestationEndpoint: e.attestationUrl,
+          rules: new AgentRules([{ uid: process.getuid(), keys: [`${e.vaultUrl}/keys/demo-*`] }]),
+          socket: path.join(dir, 'agent.sock'),
+          mode: 0o600,
+          log: (entry) => {
+            if (entry.event === 'decision') decisions.push(`${String(entry.caller)}: ${entry.allowed ? 'allowed' : 'refused'}`);
+          },
+        });
+        cleanup.push(() => server.close());
+        const attestations = e.attestation.counters.attestations;
+        const released = e.vault.releaseDecisions().length;
+        const clients = [1, 2].map(() => new SecureKeyRelease({ agent: { socket: server.socket! } }));
+        cleanup.push(async () => void (await Promise.all(clients.map((c) => c.close()))));
+        const keys = await Promise.all(clients.map((c) => c.releaseKey(keyId)));
+        useKey(keys[0]!);
+        const attested = e.attestation.counters.attestations - attestations;
+        const releases = e.vault.releaseDecisions().length - released;
+        if (attested !== 1 || releases !== 1)
+          throw new CvmSkrError(`expected 1 attestation and 1 release, saw ${attested} and ${releases}`);
+        return `2 clients got ${keys[0]!.kid} as KeyObjects; ${attested} attestation, ${releases} release; rules: ${decisions.join(', ')}`;
+      },
+    );
+
+    await step(
       'a machine running another image asks for the key: refused, with the failing clause',
       async () => {
         const other: AttestationPlatform = await e.platform('emulated-azure-vtpm', {

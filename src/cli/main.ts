@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerAgent } from './agent.js';
 import { registerAttest } from './attest.js';
 import { registerDemo } from './demo.js';
 import { registerDoctor } from './doctor.js';
@@ -49,6 +50,7 @@ const program = new Command('cvm-skr')
   // With --json, stdout carries exactly one JSON document.
   .showHelpAfterError(json ? false : '(run with --help for usage)');
 
+registerAgent(program);
 registerAttest(program);
 registerDoctor(program);
 registerDemo(program);

@@ -29,6 +29,19 @@ export interface NativeAddon {
     vmpl: number,
     extended: boolean,
   ): Promise<NativeSnpReport>;
+  /**
+   * The pid, uid and gid of the process at the other end of a connected Unix socket, as the kernel recorded
+   * them at connect() (`getsockopt(SO_PEERCRED)`, socket(7)). Throws a `NativeError` (`kind: 'system'`) for a
+   * descriptor that is not a connected Unix socket, `kind: 'unsupported'` off Linux.
+   */
+  peerCredentials(fd: number): PeerCredentials;
+}
+
+/** Who connected to a Unix socket (`NativeAddon.peerCredentials`). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
 }
 
 /** Error shape of addon rejections: `kind` classifies; system errors add errno/syscall/path. */

@@ -20,6 +20,7 @@ import {
   ReleaseResponseInvalidError,
   TimeoutError,
 } from '../errors.js';
+import { AgentClient, type AgentClientOptions, agentSocketFor } from '../agent/client.js';
 import { detectPlatform } from '../hal/detect.js';
 import type { AttestationPlatform } from '../hal/types.js';
 import { AttestationClient, type AttestationResult } from '../maa/client.js';
@@ -99,7 +100,19 @@ export interface SecureKeyReleaseOptions {
    * the logs, and the first `releaseKey` attests again. Default false.
    */
   prewarm?: boolean;
+  /**
+   * Release through the machine's key agent (`cvm-skr agent`) instead of in this process: `{ socket }` or
+   * `true` (socket `$CVM_SKR_AGENT_SOCKET`, else `/run/cvm-skr/agent.sock`), `'auto'` (the agent when that
+   * socket exists), `false` (never). Unset: the agent when `$CVM_SKR_AGENT_SOCKET` is set and no platform
+   * object is passed. With an agent, the agent's own attestation endpoint, platform and vault settings apply.
+   */
+  agent?: AgentClientOptions | boolean | 'auto';
 }
+
+/** Options of a `SecureKeyRelease` that works through the key agent: only `agent` is needed. */
+export type SecureKeyReleaseAgentOptions = Partial<SecureKeyReleaseOptions> & {
+  agent: AgentClientOptions | true | 'auto';
+};
 
 /** What `prewarm()` achieved; it never rejects. */
 export type PrewarmResult = { ok: true } | { ok: false; error: Error };
@@ -231,8 +244,17 @@ export class SecureKeyRelease {
   #defaultCredential: TokenCredential | undefined;
   readonly #diagnostics: ReleaseDiagnostics;
   #closed = false;
+  /** Set when the key agent does the work (the `agent` option): the public calls delegate to it. */
+  readonly #agent: AgentClient | undefined;
 
-  constructor(options: SecureKeyReleaseOptions) {
+  constructor(given: SecureKeyReleaseOptions | SecureKeyReleaseAgentOptions) {
+    const agent =
+      typeof given === 'object' && given !== null ? agentSocketFor(given.agent, given.platform) : undefined;
+    // The agent attests with its own endpoint; the local attestation client below is then never used.
+    const options = (
+      agent ? { ...given, attestationEndpoint: given.attestationEndpoint ?? 'https://agent.invalid' } : given
+    ) as SecureKeyReleaseOptions;
+    this.#agent = agent && new AgentClient(agent);
     checkReleaseOptions(options);
     this.#options = options;
     this.#enc = options.enc ?? DEFAULT_RELEASE_ENCRYPTION;
@@ -256,6 +278,7 @@ export class SecureKeyRelease {
     if (this.#closed) {
       return { ok: false, error: new ClosedError('this SecureKeyRelease is closed; make a new one to prewarm') };
     }
+    if (this.#agent) return this.#agent.prewarm();
     const limit = deadline(
       this.#timeoutMs(),
       [this.#lifetime.signal],
@@ -278,6 +301,7 @@ export class SecureKeyRelease {
   async releaseKey(keyId: string, options?: ReleaseKeyCallOptions): Promise<ReleasedKey> {
     if (this.#closed)
       throw new ClosedError('this SecureKeyRelease is closed; make a new one to release more keys');
+    if (this.#agent) return this.#agent.releaseKey(keyId, options);
     // The fast path: a key id string already answered from the cache, and a plain (or no) signal that is not
     // aborted. Anything else (two signals, something that is not an AbortSignal) takes the full checks below.
     const fast = this.#fast.get(keyId);
@@ -364,6 +388,12 @@ export class SecureKeyRelease {
 
   /** Forgets cached keys (all, or those of one key name in one vault) so the next call releases again. */
   invalidate(keyId?: string): void {
+    // With an agent: asked of the agent; this client's next calls wait for its answer (a refusal is ignored).
+    if (this.#agent) {
+      if (keyId !== undefined) parseKeyRef(keyId);
+      void this.#agent.invalidate(keyId).catch(() => {});
+      return;
+    }
     this.#fast.clear();
     if (keyId === undefined) {
       this.#keys.clear();
@@ -390,6 +420,11 @@ export class SecureKeyRelease {
    */
   invalidateCurrentVersion(keyId: string): boolean {
     const ref = parseKeyRef(keyId);
+    // With an agent the answer is not known here: the agent is asked, and false is returned.
+    if (this.#agent) {
+      void this.#agent.invalidateCurrentVersion(keyId).catch(() => {});
+      return false;
+    }
     const versionless = ref.version ? ref.cacheKey.slice(0, ref.cacheKey.lastIndexOf('/')) : ref.cacheKey;
     const current = this.#current.get(versionless);
     if (current && current.cacheKey === ref.cacheKey) return false;

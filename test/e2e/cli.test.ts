@@ -164,7 +164,10 @@ test('cvm-skr demo --json completes every step on the embedded emulator', async 
     steps: { name: string; ok: boolean; skipped?: boolean; detail: string }[];
   };
   t.true(summary.ok, JSON.stringify(summary.steps.filter((s) => !s.ok)));
-  t.is(summary.steps.length, 8);
+  t.is(summary.steps.length, 9);
+  const agentStep = summary.steps.find((s) => s.name.includes('key agent'));
+  t.truthy(agentStep);
+  if (!agentStep?.skipped) t.regex(agentStep!.detail, /1 attestation, 1 release/);
   t.regex(summary.steps.at(-1)!.detail, /ERR_RELEASE_DENIED/);
   t.regex(summary.steps.at(-1)!.detail, /launchmeasurement/);
   if (process.env.CI === 'true')
