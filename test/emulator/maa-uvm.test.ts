@@ -18,6 +18,7 @@ import cbor from 'cbor';
 import { EMULATED_MEASUREMENT } from '../../src/emulator/hardware/amd.js';
 import { EmulatedSevGuestPlatform } from '../../src/emulator/hardware/emulated-sev-guest.js';
 import { EmulatedUvmSigner } from '../../src/emulator/hardware/uvm-signer.js';
+import * as verifier from '../../src/emulator/maa/uvm-endorsement.js';
 import { verifyUvmReferenceInfo } from '../../src/emulator/maa/uvm-endorsement.js';
 import { attest } from '../../src/maa/client.js';
 import { hardware, maa } from './_hardware.js';
@@ -197,4 +198,27 @@ test('a release policy on x-ms-compliance-status azure-compliant-uvm releases to
   t.truthy(released);
   const vm = await e.platform('emulated-sev-guest');
   await t.throwsAsync(releaseClient(t, e, vm).releaseKey(`${e.vaultUrl}/keys/container-key`), { instanceOf: ReleaseDeniedError });
+});
+
+test('malformed Endorsements never fail the request: each is an unverified endorsement with its reason', (t) => {
+  const { evaluateUvmEndorsements } = verifier;
+  const measurement = EMULATED_MEASUREMENT;
+  const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+  const cases: [unknown, RegExp][] = [
+    ['***', /not base64url/],
+    [b64('not json'), /not JSON/],
+    [b64({ Uvm: [] }), /list of 1 to 4/],
+    [b64({ Uvm: ['AAAA'] }), /CBOR item|COSE_Sign1/],
+    [b64({ Uvm: [b64('plain text')] }), /not CBOR|COSE_Sign1/],
+    [b64({ Uvm: [Buffer.from(cbor.encode(new cbor.Tagged(18, [1, 2, 3, 4]))).toString('base64url')] }), /byte string/],
+    [b64({ Uvm: [Buffer.from(signer.sign()).toString('base64url').slice(0, 200)] }), /CBOR/],
+  ];
+  for (const [value, reason] of cases) {
+    const outcome = evaluateUvmEndorsements(value, measurement, [signer.issuer], new Date());
+    t.false(outcome?.ok, String(value).slice(0, 40));
+    t.regex(outcome?.ok === false ? outcome.reason : '', reason);
+  }
+  t.is(evaluateUvmEndorsements(undefined, measurement, [signer.issuer], new Date()), undefined);
+  const valid = b64({ Uvm: [Buffer.from(signer.sign()).toString('base64url')] });
+  t.true(evaluateUvmEndorsements(valid, measurement, [signer.issuer], new Date())?.ok);
 });
