@@ -334,6 +334,21 @@ export class AkCertificateRenewalError extends CvmSkrError {
   static override code = 'ERR_AK_CERT_RENEWAL';
 }
 
+/**
+ * The container's UVM security context (microsoft/confidential-sidecar-containers pkg/common/info.go:
+ * `UVM_SECURITY_CONTEXT_DIR` with `reference-info-base64`, or `UVM_REFERENCE_INFO`) is unreadable or does not hold
+ * a base64 COSE_Sign1 document; `source` names the file or variable to check.
+ */
+export class UvmReferenceInfoError extends CvmSkrError {
+  static override code = 'ERR_UVM_REFERENCE_INFO';
+  readonly source: string;
+
+  constructor(message: string, source: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.source = source;
+  }
+}
+
 /** The TCG event log could not be read (usually: not root) and the caller asked for it to be required. */
 export class TcgLogUnreadableError extends CvmSkrError {
   static override code = 'ERR_TCG_LOG_UNREADABLE';

@@ -57,6 +57,12 @@ export {
 } from './hal/platforms/azure-vtpm.js';
 export { SevGuestPlatform, type SevGuestPlatformOptions } from './hal/platforms/sev-guest.js';
 export {
+  readUvmReferenceInfo,
+  UVM_REFERENCE_INFO_ENV,
+  UVM_REFERENCE_INFO_FILE,
+  UVM_SECURITY_CONTEXT_DIR_ENV,
+} from './hal/platforms/uvm-security-context.js';
+export {
   ConfigfsTsmProvider,
   DEFAULT_CONFIGFS_TSM_PATH,
   DEFAULT_SEV_GUEST_PATH,

@@ -17,6 +17,12 @@ export { EmulatorCredential, type EmulatorCredentialOptions } from './identity/c
 export { EmulatedSevGuestPlatform } from './hardware/emulated-sev-guest.js';
 export { EmulatedSnpReportProvider } from './hardware/emulated-snp-provider.js';
 export {
+  EMULATED_UVM_FEEDS,
+  EmulatedUvmSigner,
+  type UvmFlavour,
+  type UvmReferenceInfoOptions,
+} from './hardware/uvm-signer.js';
+export {
   type EmulatedAzureVtpmOptions,
   EmulatedAzureVtpmPlatform,
   type EmulatedPlatformOptions,

@@ -26,6 +26,7 @@ import {
   type AttestationEmulatorOptions,
   startAttestationEmulator,
 } from './maa/server.js';
+import type { UvmFlavour } from './hardware/uvm-signer.js';
 
 export interface EmulatorOptions {
   /** Loopback address for both services. Default 127.0.0.1. */
@@ -99,6 +100,8 @@ export interface Emulator {
       pcrs?: readonly number[];
       /** Emulator-only: the VM's transfer key pair (see `EmulatedPlatformOptions.transferKeyPair`). */
       transferKeyPair?: { privateKey: KeyObject; publicKey: KeyObject };
+      /** Emulated sev-guest only: run as a confidential container (see `EmulatedPlatformOptions`). */
+      uvmReferenceInfo?: Uint8Array | UvmFlavour;
     },
   ): Promise<AttestationPlatform>;
   /** A release policy (JSON) that this emulator's attestation tokens satisfy, for `createKey`. */
@@ -144,6 +147,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       ca: vault.ca,
       amd,
       akCa,
+      // the emulated UVM signer is loaded from the same cache as the platforms' (uvm-signer.ts)
+      ...(cache !== undefined ? { cache } : {}),
       now: () => vault.clock.now(),
       ...(options.tokenLifetimeSeconds !== undefined
         ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds }
@@ -192,6 +197,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       ...platformOptions,
       ...(extra.knobs ? { knobs: extra.knobs } : {}),
       ...(extra.transferKeyPair ? { transferKeyPair: extra.transferKeyPair } : {}),
+      ...(extra.uvmReferenceInfo ? { uvmReferenceInfo: extra.uvmReferenceInfo } : {}),
     };
     if (kind === 'emulated-sev-guest') return EmulatedSevGuestPlatform.create(common);
     const vtpm: EmulatedAzureVtpmOptions = { ...common, akCa, ...(extra.pcrs ? { pcrs: extra.pcrs } : {}) };

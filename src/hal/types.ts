@@ -68,6 +68,11 @@ export interface SevGuestEvidence {
   runtimeData: Uint8Array;
   /** VCEK (or VLEK), ASK (or ASVK), ARK as one PEM bundle. */
   vcekCertChain: string;
+  /**
+   * Confidential containers: the UVM reference information (a COSE_Sign1 document signed for the utility VM
+   * image) the container's security context provides, sent to the service as UVM endorsements.
+   */
+  uvmReferenceInfo?: Uint8Array;
 }
 
 export type Evidence = AzureVtpmEvidence | SevGuestEvidence;

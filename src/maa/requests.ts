@@ -18,10 +18,30 @@ export interface SevSnpVmRequest {
   nonce?: string;
 }
 
-/** `POST /attest/SevSnpVm` body. The nonce (already bound into the runtime data) is also sent as a string. */
+/**
+ * The report document's `Endorsements` for UVM reference information, as microsoft/confidential-sidecar-containers
+ * builds it (pkg/common/maa.go, commit fa8df58aa090, `newAttestSNPRequestBody`): base64url of the JSON
+ * `{"Uvm":[base64url(COSE_Sign1)]}`, both with Go's padded `base64.URLEncoding`.
+ */
+export function uvmEndorsements(referenceInfo: Uint8Array): string {
+  const uvm = Buffer.from(referenceInfo).toString('base64url');
+  return b64urlPadded(JSON.stringify({ Uvm: [padBase64(uvm)] }));
+}
+
+const padBase64 = (unpadded: string): string => unpadded + '='.repeat((4 - (unpadded.length % 4)) % 4);
+const b64urlPadded = (text: string): string => padBase64(Buffer.from(text, 'utf8').toString('base64url'));
+
+/**
+ * `POST /attest/SevSnpVm` body. The nonce (already bound into the runtime data) is also sent as a string. A
+ * confidential container's UVM reference information goes into the report document as `Endorsements`, after
+ * `SnpReport` and `VcekCertChain`, as the sidecar sends it; without one the field is absent (`omitempty`).
+ */
 export function buildSevSnpVmRequest(evidence: SevGuestEvidence, nonce?: Uint8Array): SevSnpVmRequest {
   const report: Record<string, string> = { SnpReport: b64url(evidence.report) };
   if (evidence.vcekCertChain) report.VcekCertChain = b64url(evidence.vcekCertChain);
+  if (evidence.uvmReferenceInfo && evidence.uvmReferenceInfo.length > 0) {
+    report.Endorsements = uvmEndorsements(evidence.uvmReferenceInfo);
+  }
   return {
     report: b64url(JSON.stringify(report)),
     runtimeData: { data: b64url(evidence.runtimeData), dataType: 'JSON' },

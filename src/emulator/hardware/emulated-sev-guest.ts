@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { AbortError, PlatformClosedError } from '../../errors.js';
 import type { AttestationPlatform, CollectEvidenceOptions, SevGuestEvidence } from '../../hal/types.js';
-import { EmulatedAmd } from './amd.js';
+import { EMULATED_MEASUREMENT, EmulatedAmd } from './amd.js';
+import { EmulatedUvmSigner } from './uvm-signer.js';
 import { type EmulatedPlatformOptions, loadOptions } from './emulated-vtpm.js';
 import { hclReportData } from './hcl-report.js';
 import { type EvidenceKnobs, finishReport, reportFieldsFor } from './knobs.js';
@@ -30,9 +31,10 @@ export class EmulatedSevGuestPlatform implements AttestationPlatform {
   readonly knobs: EvidenceKnobs;
   readonly #transferKey: InMemoryTransferKey;
   readonly #includeChain: boolean;
+  readonly #uvmReferenceInfo: Uint8Array | undefined;
   #closed = false;
 
-  private constructor(amd: EmulatedAmd, options: EmulatedPlatformOptions) {
+  private constructor(amd: EmulatedAmd, options: EmulatedPlatformOptions, uvmReferenceInfo?: Uint8Array) {
     this.amd = amd;
     this.#transferKey = options.transferKeyPair
       ? new InMemoryTransferKey(
@@ -43,11 +45,25 @@ export class EmulatedSevGuestPlatform implements AttestationPlatform {
       : InMemoryTransferKey.generate(SEV_GUEST_TRANSFER_KEY_KID);
     this.knobs = { ...options.knobs };
     this.#includeChain = options.includeVcekChain ?? true;
+    this.#uvmReferenceInfo = uvmReferenceInfo;
   }
 
   static async create(options: EmulatedPlatformOptions = {}): Promise<EmulatedSevGuestPlatform> {
     const amd = options.amd ?? (await EmulatedAmd.load(loadOptions(options)));
-    return new EmulatedSevGuestPlatform(amd, options);
+    const uvm = options.uvmReferenceInfo;
+    let uvmReferenceInfo: Uint8Array | undefined;
+    if (uvm instanceof Uint8Array) {
+      uvmReferenceInfo = uvm.length > 0 ? uvm : undefined;
+    } else if (uvm !== undefined) {
+      const signer = await EmulatedUvmSigner.load(
+        options.cache === undefined ? {} : { cache: options.cache },
+      );
+      uvmReferenceInfo = signer.sign({
+        flavour: uvm,
+        launchMeasurement: options.knobs?.measurement ?? EMULATED_MEASUREMENT,
+      });
+    }
+    return new EmulatedSevGuestPlatform(amd, options, uvmReferenceInfo);
   }
 
   async transferKey(): Promise<InMemoryTransferKey> {
@@ -67,7 +83,13 @@ export class EmulatedSevGuestPlatform implements AttestationPlatform {
     const fields = reportFieldsFor(this.amd, this.knobs, hclReportData(bound));
     const report = finishReport(await this.amd.signReport(fields), this.knobs);
     const chain = this.#includeChain ? await this.amd.chainFor(report) : undefined;
-    return { kind: 'sev-guest', report, runtimeData, vcekCertChain: chain ?? '' };
+    return {
+      kind: 'sev-guest',
+      report,
+      runtimeData,
+      vcekCertChain: chain ?? '',
+      ...(this.#uvmReferenceInfo === undefined ? {} : { uvmReferenceInfo: this.#uvmReferenceInfo }),
+    };
   }
 
   async close(): Promise<void> {

@@ -17,6 +17,7 @@ import { TPM_RH } from '../../tpm/constants.js';
 import { AK_TEMPLATE } from '../../tpm/provision.js';
 import { EmulatedAkCa } from './ak-ca.js';
 import { EmulatedAmd } from './amd.js';
+import type { UvmFlavour } from './uvm-signer.js';
 import { encodeHclReport, encodeHclRuntimeData, hclReportData } from './hcl-report.js';
 import { type EvidenceKnobs, finishReport, reportFieldsFor } from './knobs.js';
 import { emulatedBoot } from './tcg-log.js';
@@ -45,6 +46,12 @@ export interface EmulatedPlatformOptions {
    * `POST /emulator/vm-token`) can hand the private half to a client that unwraps released keys itself.
    */
   transferKeyPair?: { privateKey: KeyObject; publicKey: KeyObject };
+  /**
+   * Emulated SEV-SNP guest only: run as a confidential container whose security context provides UVM reference
+   * information, sent as UVM endorsements. `'aci'` or `'aks'`: signed by the emulated UVM signer (uvm-signer.ts)
+   * for this guest's launch measurement; bytes: that document as is.
+   */
+  uvmReferenceInfo?: Uint8Array | UvmFlavour;
 }
 
 export interface EmulatedAzureVtpmOptions extends EmulatedPlatformOptions {

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { toHex } from '../../snp/bytes.js';
 import { bootClaims } from './boot-log.js';
 import type { VerifiedAzureGuest, VerifiedSevSnpVm, VerifiedSnp } from './evidence.js';
+import type { UvmEndorsementOutcome } from './uvm-endorsement.js';
 
 export function snpClaims(snp: VerifiedSnp): Record<string, unknown> {
   const r = snp.report;
@@ -51,19 +52,34 @@ export function policyHash(text = EMULATED_POLICY_TEXT): string {
 export function sevSnpVmClaims(
   v: VerifiedSevSnpVm,
   nonce: string | number | undefined,
+  uvm?: UvmEndorsementOutcome,
 ): Record<string, unknown> {
   return {
     // The request's nonce, untransformed (MicrosoftDocs/azure-security-docs articles/attestation/claim-sets.md).
     ...(nonce === undefined ? {} : { nonce }),
     'x-ms-attestation-type': 'sevsnpvm',
     // The SevSnpVm sample token says azure-compliant-cvm (MicrosoftDocs/azure-security-docs
-    // articles/attestation/attestation-token-examples.md, commit e5e04f4e090a); azure-compliant-uvm needs UVM
-    // endorsements in the request, which the emulator does not evaluate.
-    ...(v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-cvm' } : {}),
+    // articles/attestation/attestation-token-examples.md, commit e5e04f4e090a); a request with UVM endorsements
+    // gets the container values instead (uvmClaims).
+    ...(uvm === undefined && v.compliant ? { 'x-ms-compliance-status': 'azure-compliant-cvm' } : {}),
+    ...uvmClaims(v, uvm),
     'x-ms-policy-hash': policyHash(),
     'x-ms-runtime': v.runtimeJson,
     ...snpClaims(v.snp),
     'x-ms-ver': '1.0',
+  };
+}
+
+/**
+ * Container claims of a SevSnpVm request that sent UVM endorsements (uvm-endorsement.ts): a verified endorsement
+ * for the report's launch measurement gives `x-ms-sevsnpvm-uvm-endorsement` (its payload) and, when the report
+ * also meets the compliance rules, `x-ms-compliance-status` of its UVM product; anything else gives neither.
+ */
+export function uvmClaims(v: VerifiedSevSnpVm, uvm: UvmEndorsementOutcome | undefined): Record<string, unknown> {
+  if (uvm === undefined || !uvm.ok) return {};
+  return {
+    ...(v.compliant ? { 'x-ms-compliance-status': uvm.status } : {}),
+    'x-ms-sevsnpvm-uvm-endorsement': uvm.endorsement.payload,
   };
 }
 

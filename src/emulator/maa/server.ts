@@ -33,6 +33,8 @@ import {
   verifySevSnpVmRequest,
 } from './evidence.js';
 import { FixedWindowThrottle, type ThrottleOptions } from '../throttle.js';
+import type { EmulatedUvmSigner } from '../hardware/uvm-signer.js';
+import { uvmEndorsementCheck } from './uvm-endorsement.js';
 
 /** api-versions the service has answered for these endpoints. */
 export const AZURE_GUEST_API_VERSIONS = ['2020-10-01', '2022-08-01', '2022-09-01-preview'] as const;
@@ -66,6 +68,10 @@ export interface AttestationEmulatorOptions {
   emulatorRoutes?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
   /** Opt-in: answer attestation requests past `limit` per `windowMs` with 429 and `Retry-After`. Default none. */
   throttle?: ThrottleOptions;
+  /** Signer of trusted UVM reference information. Default: the cached emulated UVM signer (uvm-signer.ts). */
+  uvmSigner?: EmulatedUvmSigner;
+  /** More did:x509 issuers of UVM reference information to trust. */
+  trustedUvmIssuers?: readonly string[];
 }
 
 export interface AttestationEmulatorCounters {
@@ -225,6 +231,11 @@ export async function startAttestationEmulator(
     throttled: 0,
   };
   const throttle = options.throttle ? new FixedWindowThrottle(options.throttle) : undefined;
+  const checkUvm = uvmEndorsementCheck({
+    ...cacheOption,
+    ...(options.uvmSigner === undefined ? {} : { signer: options.uvmSigner }),
+    ...(options.trustedUvmIssuers === undefined ? {} : { trustedIssuers: options.trustedUvmIssuers }),
+  });
   const kid = signer.x5t;
   // Keys and metadata are also served under the issuer's path, when the issuer names one on this host.
   const issuerPath = options.issuer ? new URL(options.issuer).pathname.replace(/\/+$/, '') : '';
@@ -272,7 +283,8 @@ export async function startAttestationEmulator(
         typeof body.nonce === 'string' || (typeof body.nonce === 'number' && Number.isFinite(body.nonce))
           ? body.nonce
           : undefined;
-      const token = await issue(sevSnpVmClaims(verified, nonce));
+      const uvm = await checkUvm(body, verified.snp.report.measurement, now());
+      const token = await issue(sevSnpVmClaims(verified, nonce, uvm));
       counters.sevSnpVm++;
       return { token };
     }

@@ -16,6 +16,7 @@ import type { TrustedRootInput } from '../../snp/roots.js';
 import type { SnpProduct } from '../../snp/tcb.js';
 import { VcekFetcher } from '../../snp/vcek-sources.js';
 import { InMemoryTransferKey } from '../memory-transfer-key.js';
+import { readUvmReferenceInfo } from './uvm-security-context.js';
 import type {
   AttestationPlatform,
   CollectEvidenceOptions,
@@ -40,6 +41,13 @@ export interface SevGuestPlatformOptions {
   vcekFetcher?: VcekFetcher | false;
   /** Roots besides AMD's used to complete the PEM chain (e.g. an emulator's). */
   trustedRoots?: readonly TrustedRootInput[];
+  /**
+   * UVM reference information sent as UVM endorsements (confidential containers). Default `'environment'`:
+   * the container's security context, found as microsoft/confidential-sidecar-containers finds it
+   * (`UVM_SECURITY_CONTEXT_DIR`/reference-info-base64, else `UVM_REFERENCE_INFO`; see uvm-security-context.ts),
+   * read once. Bytes: this document. `false`: never send any.
+   */
+  uvmReferenceInfo?: Uint8Array | 'environment' | false;
 }
 
 /**
@@ -52,6 +60,7 @@ export class SevGuestPlatform implements AttestationPlatform {
   readonly #options: SevGuestPlatformOptions;
   readonly #fetcher: VcekFetcher | undefined;
   #key: Promise<InMemoryTransferKey> | undefined;
+  #uvmInfo: Promise<Uint8Array | undefined> | undefined;
   #closed = false;
 
   constructor(options: SevGuestPlatformOptions) {
@@ -123,12 +132,29 @@ export class SevGuestPlatform implements AttestationPlatform {
       );
     }
     const certificates = await this.#certificates(report, result.certificateTable, options.signal);
+    const uvmReferenceInfo = await this.#uvmReferenceInfo();
     return {
       kind: 'sev-guest',
       report: report.raw,
       runtimeData,
       vcekCertChain: certificateBundlePem(certificates, report.signer, this.#options.trustedRoots),
+      ...(uvmReferenceInfo === undefined ? {} : { uvmReferenceInfo }),
     };
+  }
+
+  /** The container's UVM reference information, read once; a failed read is not kept. */
+  #uvmReferenceInfo(): Promise<Uint8Array | undefined> {
+    const option = this.#options.uvmReferenceInfo ?? 'environment';
+    if (option === false) return Promise.resolve(undefined);
+    if (option !== 'environment') return Promise.resolve(option.length > 0 ? option : undefined);
+    if (this.#uvmInfo === undefined) {
+      const pending = readUvmReferenceInfo();
+      this.#uvmInfo = pending;
+      pending.catch(() => {
+        if (this.#uvmInfo === pending) this.#uvmInfo = undefined;
+      });
+    }
+    return this.#uvmInfo;
   }
 
   async #certificates(

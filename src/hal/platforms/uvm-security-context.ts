@@ -1,0 +1,82 @@
+/**
+ * The UVM reference information a confidential container's security context provides, found where
+ * microsoft/confidential-sidecar-containers looks for it (pkg/common/info.go, commit fa8df58aa090):
+ *
+ * - `UVM_SECURITY_CONTEXT_DIR` set: the file `reference-info-base64` in that folder (the "files" scheme of
+ *   microsoft/hcsshim#1708; the sidecar fails when the file is missing);
+ * - otherwise the environment variable `UVM_REFERENCE_INFO` (the older scheme).
+ *
+ * Both hold standard base64 of a COSE_Sign1 document (pkg/common/security-context-test/reference-info-base64 in
+ * the same repository is a real one). The library forwards the bytes untouched as the sidecar does; it only
+ * checks the base64, a size bound, and that the bytes start like a tagged COSE_Sign1 (CBOR tag 18, an array of
+ * four), so a wrong file fails here rather than at the service.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { UvmReferenceInfoError } from '../../errors.js';
+
+export const UVM_SECURITY_CONTEXT_DIR_ENV = 'UVM_SECURITY_CONTEXT_DIR';
+export const UVM_REFERENCE_INFO_ENV = 'UVM_REFERENCE_INFO';
+export const UVM_REFERENCE_INFO_FILE = 'reference-info-base64';
+
+/** Real reference info is about 11 KB (10 864 bytes in the sidecar's test data); anything past this is not one. */
+export const MAX_UVM_REFERENCE_INFO_BYTES = 256 * 1024;
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Decodes the standard base64 text of a security-context entry; empty text means "none". */
+export function decodeUvmReferenceInfo(text: string, source: string): Uint8Array | undefined {
+  const trimmed = text.replace(/\s+/g, '');
+  if (trimmed.length === 0) return undefined;
+  if (trimmed.length > Math.ceil(MAX_UVM_REFERENCE_INFO_BYTES / 3) * 4) {
+    throw new UvmReferenceInfoError(
+      `${source} is larger than ${MAX_UVM_REFERENCE_INFO_BYTES} bytes of reference information`,
+      source,
+    );
+  }
+  if (!BASE64.test(trimmed) || trimmed.length % 4 !== 0) {
+    throw new UvmReferenceInfoError(`${source} is not standard base64`, source);
+  }
+  const bytes = new Uint8Array(Buffer.from(trimmed, 'base64'));
+  // 0xd2 = CBOR tag 18 (COSE_Sign1, RFC 9052 section 4.2), 0x84 = an array of four items.
+  if (bytes.length < 2 || bytes[0] !== 0xd2 || bytes[1] !== 0x84) {
+    throw new UvmReferenceInfoError(`${source} does not hold a tagged COSE_Sign1 document`, source);
+  }
+  return bytes;
+}
+
+/**
+ * The container's UVM reference information, or undefined when the environment provides none (not a
+ * confidential container, or an empty entry).
+ */
+export async function readUvmReferenceInfo(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Uint8Array | undefined> {
+  const dir = env[UVM_SECURITY_CONTEXT_DIR_ENV];
+  if (dir !== undefined && dir !== '') {
+    const file = path.join(dir, UVM_REFERENCE_INFO_FILE);
+    let text: string;
+    try {
+      const info = await stat(file);
+      if (!info.isFile()) throw new Error('not a regular file');
+      // base64 of the largest accepted document, plus room for line breaks
+      if (info.size > MAX_UVM_REFERENCE_INFO_BYTES * 2) {
+        throw new UvmReferenceInfoError(
+          `${file} is larger than ${MAX_UVM_REFERENCE_INFO_BYTES} bytes of reference information`,
+          file,
+        );
+      }
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      if (error instanceof UvmReferenceInfoError) throw error;
+      throw new UvmReferenceInfoError(
+        `${UVM_SECURITY_CONTEXT_DIR_ENV} is set but ${file} cannot be read: check the container's security context`,
+        file,
+        { cause: error },
+      );
+    }
+    return decodeUvmReferenceInfo(text, file);
+  }
+  const value = env[UVM_REFERENCE_INFO_ENV];
+  return value === undefined ? undefined : decodeUvmReferenceInfo(value, UVM_REFERENCE_INFO_ENV);
+}

@@ -1,0 +1,118 @@
+/**
+ * UVM endorsements in the SevSnpVm request, against microsoft/confidential-sidecar-containers (commit
+ * fa8df58aa0904504b6f7ae32497511083d95a3ac):
+ * - pkg/common/maa.go `newAttestSNPRequestBody`: the report document (JSON fields SnpReport, VcekCertChain,
+ *   Endorsements `omitempty`) gets `Endorsements` = base64.URLEncoding (padded) of `{"Uvm":[<padded base64url of
+ *   the reference info bytes>]}`; without reference info the field is absent.
+ * - pkg/common/info.go `GetUvmInformation`: `UVM_SECURITY_CONTEXT_DIR` set -> the file `reference-info-base64`
+ *   there (a missing file is an error); otherwise `UVM_REFERENCE_INFO`; both standard base64 (`base64.StdEncoding`).
+ * The real document is test/fixtures/uvm/reference-info-base64 (pkg/common/security-context-test/ of that repo).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { EmulatedSnpReportProvider } from '../../src/emulator/hardware/emulated-snp-provider.js';
+import { UvmReferenceInfoError } from '../../src/errors.js';
+import { SevGuestPlatform } from '../../src/hal/platforms/sev-guest.js';
+import {
+  decodeUvmReferenceInfo,
+  readUvmReferenceInfo,
+} from '../../src/hal/platforms/uvm-security-context.js';
+import { buildSevSnpVmRequest } from '../../src/maa/requests.js';
+import { hardware } from '../emulator/_hardware.js';
+
+const REAL_TEXT = readFileSync(new URL('../fixtures/uvm/reference-info-base64', import.meta.url), 'utf8');
+const REAL = new Uint8Array(Buffer.from(REAL_TEXT, 'base64'));
+
+const { amd } = await hardware();
+
+function reportDocument(body: { report: string }): Record<string, string> {
+  return JSON.parse(Buffer.from(body.report, 'base64url').toString('utf8')) as Record<string, string>;
+}
+
+async function evidenceWith(uvmReferenceInfo: Uint8Array | false) {
+  const platform = await SevGuestPlatform.open({
+    provider: new EmulatedSnpReportProvider(amd),
+    vcekFetcher: false,
+    trustedRoots: [amd.trustedRoot],
+    uvmReferenceInfo,
+  });
+  try {
+    return await platform.collectEvidence();
+  } finally {
+    await platform.close();
+  }
+}
+
+test('the report document carries Endorsements after SnpReport and VcekCertChain, encoded as maa.go does', async (t) => {
+  const evidence = await evidenceWith(REAL);
+  t.deepEqual(evidence.uvmReferenceInfo, REAL);
+  const doc = reportDocument(buildSevSnpVmRequest(evidence));
+  t.deepEqual(Object.keys(doc), ['SnpReport', 'VcekCertChain', 'Endorsements']);
+  // Go's base64.URLEncoding pads: 10 864 bytes of reference info end in "=="
+  t.is(REAL.length % 3, 1);
+  const endorsements = doc.Endorsements!;
+  t.regex(endorsements, /^[A-Za-z0-9_-]+={0,2}$/);
+  t.is(endorsements.length % 4, 0);
+  const json = Buffer.from(endorsements, 'base64url').toString('utf8');
+  const expectedEntry = Buffer.from(REAL).toString('base64url') + '==';
+  t.is(json, `{"Uvm":["${expectedEntry}"]}`);
+});
+
+test('without reference information the report document has no Endorsements field (omitempty)', async (t) => {
+  const doc = reportDocument(buildSevSnpVmRequest(await evidenceWith(false)));
+  t.deepEqual(Object.keys(doc), ['SnpReport', 'VcekCertChain']);
+});
+
+test('UVM_SECURITY_CONTEXT_DIR: reference-info-base64 is read from the folder, before UVM_REFERENCE_INFO', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-secctx-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'reference-info-base64'), REAL_TEXT);
+  const read = await readUvmReferenceInfo({ UVM_SECURITY_CONTEXT_DIR: dir, UVM_REFERENCE_INFO: 'AAAA' });
+  t.deepEqual(read, REAL);
+});
+
+test('UVM_REFERENCE_INFO is read when no security context folder is named; nothing set gives none', async (t) => {
+  t.deepEqual(await readUvmReferenceInfo({ UVM_REFERENCE_INFO: REAL_TEXT }), REAL);
+  t.is(await readUvmReferenceInfo({}), undefined);
+  t.is(await readUvmReferenceInfo({ UVM_REFERENCE_INFO: '' }), undefined);
+});
+
+test('a security context folder without reference-info-base64 is an UvmReferenceInfoError naming the file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-secctx-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const error = await t.throwsAsync(readUvmReferenceInfo({ UVM_SECURITY_CONTEXT_DIR: dir }), {
+    instanceOf: UvmReferenceInfoError,
+  });
+  t.is(error?.code, 'ERR_UVM_REFERENCE_INFO');
+  t.is(error?.source, path.join(dir, 'reference-info-base64'));
+});
+
+test('reference information that is not base64 or not a tagged COSE_Sign1 is refused', (t) => {
+  t.throws(() => decodeUvmReferenceInfo('not base64!', 'X'), { instanceOf: UvmReferenceInfoError, message: /base64/ });
+  t.throws(() => decodeUvmReferenceInfo(Buffer.from('{"json":1}').toString('base64'), 'X'), {
+    instanceOf: UvmReferenceInfoError,
+    message: /COSE_Sign1/,
+  });
+  t.throws(() => decodeUvmReferenceInfo('A'.repeat(400_000), 'X'), { instanceOf: UvmReferenceInfoError, message: /larger/ });
+});
+
+test.serial('by default SevGuestPlatform sends what the container environment provides, read once', async (t) => {
+  const saved = process.env.UVM_REFERENCE_INFO;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.UVM_REFERENCE_INFO;
+    else process.env.UVM_REFERENCE_INFO = saved;
+  });
+  process.env.UVM_REFERENCE_INFO = REAL_TEXT;
+  const platform = await SevGuestPlatform.open({
+    provider: new EmulatedSnpReportProvider(amd),
+    vcekFetcher: false,
+    trustedRoots: [amd.trustedRoot],
+  });
+  t.teardown(() => platform.close());
+  t.deepEqual((await platform.collectEvidence()).uvmReferenceInfo, REAL);
+  process.env.UVM_REFERENCE_INFO = '';
+  t.deepEqual((await platform.collectEvidence()).uvmReferenceInfo, REAL);
+});
