@@ -115,9 +115,9 @@ test('with the emulator clock injected, a release after the token expired by tha
   t.true(e.vault.releaseDecisions().every((d) => d.allowed), 'the vault never saw the stale token');
 });
 
-test('two virtual years on, releases still work: the AK certificate is renewed through the emulated IMDS', async (t) => {
+test('two and three virtual years on, releases still work: the AK certificate is renewed through the emulated IMDS, the release signer on the vault clock', async (t) => {
   const e = await emulator(t);
-  for (const name of ['a', 'b', 'c']) await exportableKey(e, name, 'oct-HSM');
+  for (const name of ['a', 'b', 'c', 'd']) await exportableKey(e, name, 'oct-HSM');
   const platform = (await e.platform('emulated-azure-vtpm')) as EmulatedAzureVtpmPlatform;
   t.teardown(() => platform.close());
   const first = new X509Certificate(platform.akCertificate);
@@ -143,6 +143,13 @@ test('two virtual years on, releases still work: the AK certificate is renewed t
   t.like(e.attestation.counters, { attestations: 3, rejected: 0 });
   t.is(e.imds.counters.renew, 1);
   t.like(skr.stats(), { attestations: 3, releases: 3, releaseFailures: 0 });
+
+  // A year later still, past the renewed certificate and the vault's first release signer (825 days): the
+  // certificate is renewed again and the vault signs with a signer issued on its clock.
+  await e.clock.advance('P1Y');
+  await skr.releaseKey(`${e.vaultUrl}/keys/d`);
+  t.is(e.imds.counters.renew, 2);
+  t.like(skr.stats(), { attestations: 4, releases: 4, releaseFailures: 0 });
 });
 
 test('without renewal, the emulated attestation service refuses an AK certificate expired by the virtual clock', async (t) => {

@@ -167,13 +167,28 @@ test('release answers verify at the injected clock, and a pinned signer that doe
   const rootSpki = createHash('sha256')
     .update(new X509Certificate(e.caPem).publicKey.export({ format: 'der', type: 'spki' }))
     .digest('base64');
+  const seen = capture(vault);
   const pinned = client({ releaseSignerPins: [{ spkiSha256: rootSpki }] });
   t.is((await pinned.releaseKey(id)).keyType, 'RSA-HSM');
-  // Three virtual years on, the emulator's release signer (valid 825 days from its start) has expired by the
-  // clock the client is given (tokens and the AK certificate follow that clock, and stay valid).
+  const early = seen.jws!;
+
+  // Three virtual years on. The vault signs with a signer issued on its clock; the client, given that clock,
+  // accepts it although by the system clock it is not valid yet ...
   await e.clock.advance('P3Y');
   const later = client({ clock: () => e.clock.now() });
-  await t.throwsAsync(later.releaseKey(id), { instanceOf: ReleaseResponseInvalidError, message: /not valid at/ });
+  t.is((await later.releaseKey(id)).keyType, 'RSA-HSM');
+  const signer = (jws: string) =>
+    new X509Certificate(
+      Buffer.from((JSON.parse(Buffer.from(jws.split('.')[0]!, 'base64url').toString('utf8')) as { x5c: string[] }).x5c[0]!, 'base64'),
+    );
+  t.true(new Date(signer(seen.jws!).validFrom).getTime() > Date.now(), 'the signer is not valid yet by the system clock');
+  // ... and refuses an answer signed by the first signer (valid 825 days), expired by that clock.
+  vault.plan = (r) => (isRelease(r) ? answer(early) : 'pass');
+  const error = await t.throwsAsync(client({ clock: () => e.clock.now() }).releaseKey(id), {
+    instanceOf: ReleaseResponseInvalidError,
+    message: /not valid at/,
+  });
+  t.is((error as ReleaseResponseInvalidError).check, 'chain');
 });
 
 test('a refusal is explained with key-version dates judged at the injected clock', async (t) => {
