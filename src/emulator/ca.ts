@@ -63,6 +63,11 @@ export interface ReleaseSigningCertificateOptions {
   commonName: string;
   dnsNames?: string[];
   ipAddresses?: string[];
+  /**
+   * Issue time (the vault's clock, e.g. the emulator's virtual clock): the signer and, when the one it has is
+   * not valid then, the issuing CA are valid from a day before it. Default: the system time.
+   */
+  now?: Date;
 }
 
 export interface SavedEmulatorCa {
@@ -164,8 +169,8 @@ export class EmulatorCa {
     extensions: x509.Extension[],
     validDays: number,
     via?: { cert: x509.X509Certificate; key: CryptoKey },
+    now: number = Date.now(),
   ): Promise<IssuedCertificate> {
-    const now = Date.now();
     const issuer = via ?? { cert: this.#cert, key: this.#key };
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
@@ -244,10 +249,13 @@ export class EmulatorCa {
    * "Microsoft Azure TLS Issuing CA 01" under "DigiCert Global Root G2", with KU keyCertSign, cRLSign,
    * digitalSignature and EKU serverAuth, clientAuth). Clients trust only the root, so it need not be saved.
    */
-  #issuingCa(): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> {
+  async #issuingCa(now: number): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> {
+    const current = await this.#intermediate?.catch(() => undefined);
+    // A clock moved past (or before) the one there is gets a new one, as a CA is renewed before it expires.
+    if (current && (now < current.cert.notBefore.getTime() || now > current.cert.notAfter.getTime() - 900 * DAY_MS))
+      this.#intermediate = undefined;
     this.#intermediate ??= (async () => {
       const keys = (await webcrypto.subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-      const now = Date.now();
       const cert = await x509.X509CertificateGenerator.create({
         serialNumber: randomSerial(),
         subject: [{ CN: [`${EMULATOR_ORGANIZATION} issuing CA`] }, { O: [EMULATOR_ORGANIZATION] }],
@@ -305,7 +313,8 @@ export class EmulatorCa {
         ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names, false)] : []),
       ],
       825,
-      await this.#issuingCa(),
+      await this.#issuingCa(options.now?.getTime() ?? Date.now()),
+      options.now?.getTime(),
     );
   }
 }

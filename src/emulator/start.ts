@@ -92,7 +92,11 @@ export interface Emulator {
   readonly akCa: EmulatedAkCa;
   /** An SDK client for the vault, trusting the emulator CA. */
   keyClient(options?: KeyClientOptions & { clientId?: string }): KeyClient;
-  /** An emulated platform whose evidence this attestation service accepts (unless knobs spoil it). */
+  /**
+   * An emulated platform whose evidence this attestation service accepts (unless knobs spoil it). The vTPM's
+   * AK certificate is issued at the virtual clock's now and renewed through `imds` when that clock nears its
+   * expiry; pass `clock: () => e.clock.now()` to `SecureKeyRelease` so the client judges by the same clock.
+   */
   platform(
     kind: EmulatedPlatformKind,
     options?: {
@@ -200,7 +204,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       ...(extra.uvmReferenceInfo ? { uvmReferenceInfo: extra.uvmReferenceInfo } : {}),
     };
     if (kind === 'emulated-sev-guest') return EmulatedSevGuestPlatform.create(common);
-    const vtpm: EmulatedAzureVtpmOptions = { ...common, akCa, ...(extra.pcrs ? { pcrs: extra.pcrs } : {}) };
+    // The VM lives on the emulator's clock: its AK certificate is issued at virtual now, and renewed through
+    // this emulator's IMDS when the virtual clock comes within 90 days of its expiry.
+    const vtpm: EmulatedAzureVtpmOptions = {
+      ...common,
+      akCa,
+      clock: () => vault.clock.now(),
+      imdsUrl: imds.url,
+      ...(extra.pcrs ? { pcrs: extra.pcrs } : {}),
+    };
     return EmulatedAzureVtpmPlatform.create(vtpm);
   };
   routes.context = {
@@ -213,7 +225,12 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         transferKeyPair,
       });
       try {
-        const result = await attest(platform, { endpoint: attestation.url, ca: vault.caPem });
+        // Judged by the clock that issued it (tokens carry virtual iat/nbf/exp).
+        const result = await attest(platform, {
+          endpoint: attestation.url,
+          ca: vault.caPem,
+          now: () => vault.clock.now(),
+        });
         return {
           token: result.token,
           expiresAt: result.expiresAt.toISOString(),

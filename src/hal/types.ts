@@ -81,6 +81,11 @@ export interface CollectEvidenceOptions {
   /** Caller nonce; bound into the quote (vTPM) or the runtime data (SNP guest). */
   nonce?: Uint8Array;
   signal?: AbortSignal;
+  /**
+   * vTPM: the time the AK certificate's lifetime is judged at (renewal through IMDS from 90 days before its
+   * notAfter). Default: the system clock. The attestation client passes its injected clock.
+   */
+  now?: Date;
 }
 
 export interface AttestationPlatform {

@@ -74,10 +74,11 @@ export interface SecureKeyReleaseOptions {
    */
   releaseSignerPins?: ReadonlyArray<ReleaseSignerPin>;
   /**
-   * The time used to verify release answers (certificate validity) and to judge key-version dates
-   * (`notBefore`/`expiresOn`) when explaining a refusal. Default: the system clock. Pass an emulator's virtual
-   * clock (`() => e.clock.now()`) or a recorded answer's time. Tokens are judged by the system clock; a token
-   * the vault refuses as stale by its own clock is replaced once (see `releaseKey`).
+   * The one clock of this instance: attestation tokens (`exp`/`nbf`, and when to attest again), the vTPM AK
+   * certificate's lifetime (renewal through IMDS when it is due), release answers (certificate validity) and
+   * key-version dates (`notBefore`/`expiresOn`) when explaining a refusal. Default: the system clock. Pass an
+   * emulator's virtual clock (`() => e.clock.now()`) or a recorded answer's time. A token the vault still
+   * refuses as stale by its own clock is replaced once (see `releaseKey`).
    */
   clock?: () => Date;
   retry?: RetryOptions;
@@ -262,6 +263,8 @@ export class SecureKeyRelease {
     this.#attestation = new AttestationClient({
       endpoint: options.attestationEndpoint,
       ...(options.attestationCa !== undefined ? { ca: options.attestationCa } : {}),
+      // Tokens and the AK certificate follow the injected clock too, as the service that issues them does.
+      ...(options.clock !== undefined ? { now: options.clock } : {}),
     });
     // prewarm() never rejects, so nothing is left unhandled.
     if (options.prewarm === true) void this.prewarm();
@@ -660,7 +663,7 @@ export class SecureKeyRelease {
 
   /** One attestation at a time; its token serves every key and vault until shortly before it expires. */
   #attest(signal: AbortSignal, tracingOptions?: OperationTracingOptions): Promise<AttestationResult> {
-    const now = Date.now();
+    const now = this.#now().getTime();
     if (this.#token && now < this.#token.refreshAt) return Promise.resolve(this.#token.result);
     if (!this.#tokenInFlight) {
       this.#tokenInFlight = this.#diagnostics
@@ -669,7 +672,7 @@ export class SecureKeyRelease {
           this.#attestWithRetry(signal, inner ? { tracingOptions: inner } : {}),
         )
         .then((result) => {
-          const lifetime = result.expiresAt.getTime() - Date.now();
+          const lifetime = result.expiresAt.getTime() - this.#now().getTime();
           const margin = Math.min(this.#options.tokenRefreshMarginMs ?? 5 * 60_000, lifetime / 2);
           if (!this.#closed)
             this.#token = {

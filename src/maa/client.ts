@@ -26,7 +26,10 @@ export const SEV_SNP_VM_API_VERSION = '2022-08-01';
 export interface AttestationClientOptions extends MaaHttpOptions {
   /** The attestation provider, e.g. `https://sharedeus.eus.attest.azure.net`; also the pinned token issuer. */
   endpoint: string;
-  /** Clock for token `exp`/`nbf`. */
+  /**
+   * Clock for token `exp`/`nbf`, and for the vTPM AK certificate's lifetime (renewal when it is due). Default:
+   * the system clock.
+   */
   now?: () => Date;
   clockSkewSeconds?: number;
   /** OS fields of the AzureGuest request; default from /etc/os-release. */
@@ -149,6 +152,7 @@ export class AttestationClient {
       platform.collectEvidence({
         ...(evidenceNonce ? { nonce: evidenceNonce } : {}),
         ...(signal ? { signal } : {}),
+        ...(this.#options.now ? { now: this.#options.now() } : {}),
       }),
     );
     check();

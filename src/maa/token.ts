@@ -177,8 +177,12 @@ export class AttestationTokenVerifier {
 
 function mapJoseError(error: unknown, host: string, errors: typeof JoseErrors): AttestationTokenError {
   const options = { cause: error };
+  // A token just issued that is already expired or not yet valid means the two clocks disagree.
+  const clocks =
+    "by this client's clock: check that the system clock (or the `clock` option, e.g. an emulator's virtual " +
+    "clock) agrees with the attestation service's";
   if (error instanceof errors.JWTExpired)
-    return new AttestationTokenExpiredError('the attestation token has expired', options);
+    return new AttestationTokenExpiredError(`the attestation token has expired ${clocks}`, options);
   if (error instanceof errors.JWTClaimValidationFailed) {
     if (error.claim === 'iss') {
       return new AttestationTokenIssuerError(
@@ -187,7 +191,7 @@ function mapJoseError(error: unknown, host: string, errors: typeof JoseErrors): 
       );
     }
     if (error.claim === 'nbf' || error.claim === 'iat') {
-      return new AttestationTokenExpiredError('the attestation token is not valid yet (nbf)', options);
+      return new AttestationTokenExpiredError(`the attestation token is not valid yet (nbf) ${clocks}`, options);
     }
     return new AttestationTokenMalformedError(
       `the token claim ${error.claim} is invalid: ${error.reason}`,

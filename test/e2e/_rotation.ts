@@ -6,8 +6,8 @@ import { EnvelopeCipher } from '../../src/rotation/envelope.js';
 import { emulator, releaseClient } from './_emulator.js';
 
 /**
- * Attestation tokens outlive the virtual years these tests skip: `SecureKeyRelease` judges token freshness by
- * the real clock, the vault by the virtual one, and a needless re-attestation is what the tests count.
+ * Attestation tokens outlive the virtual years these tests skip, so that the attestations the tests count are
+ * the ones rotation causes, not token expiry (test/e2e/one-clock.test.ts covers expiry).
  */
 export const LONG_TOKEN_SECONDS = 10 * 366 * 86_400;
 
@@ -19,12 +19,16 @@ export async function rotationEmulator(t: ExecutionContext): Promise<Emulator> {
 export async function skrFor(t: ExecutionContext, e: Emulator): Promise<SecureKeyRelease> {
   const platform = await e.platform('emulated-azure-vtpm');
   t.teardown(() => platform.close());
-  return releaseClient(t, e, platform, { retry: { maxRetries: 1, baseDelayMs: 10, maxDelayMs: 50 } });
+  // One clock: the client judges tokens, the AK certificate and key dates by the emulator's virtual clock.
+  return releaseClient(t, e, platform, {
+    clock: () => e.clock.now(),
+    retry: { maxRetries: 1, baseDelayMs: 10, maxDelayMs: 50 },
+  });
 }
 
 /**
- * Attests now, by releasing an unrelated key, so that `skr` holds a token before a test moves the virtual
- * clock: a token issued in the virtual future is not valid yet for the client, whose clock is real.
+ * Attests now, by releasing an unrelated key, so that `skr` holds a cached token when a test moves the virtual
+ * clock (a refusal with a cached token is retried once with a fresh attestation).
  */
 export async function attestNow(e: Emulator, skr: SecureKeyRelease): Promise<void> {
   const client = e.keyClient();

@@ -12,7 +12,7 @@
  */
 import { createHash, createPublicKey, sign, verify, X509Certificate } from 'node:crypto';
 import test from 'ava';
-import { KeyVersionUnavailableError, ReleaseResponseInvalidError } from '../../src/errors.js';
+import { KeyVersionUnavailableError, ReleaseDeniedError, ReleaseResponseInvalidError } from '../../src/errors.js';
 import type { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
 import type { FaultProxy, ProxiedRequest } from '../helpers/fault-proxy.js';
 import { exportableKey, proxiedEmulator, releaseClient, vaultPublicKey } from './_emulator.js';
@@ -161,31 +161,50 @@ test('release answers verify at the injected clock, and a pinned signer that doe
   const { e, vault, client } = await setup(t);
   await exportableKey(e, 'k', 'RSA-HSM');
   const id = `${vault.url}/keys/k`;
-  // Ten years on, the emulator's release signer (valid 825 days) has expired.
-  const later = client({ clock: () => new Date(Date.now() + 3650 * 86_400_000) });
-  await t.throwsAsync(later.releaseKey(id), { instanceOf: ReleaseResponseInvalidError, message: /not valid at/ });
   const pinnedElsewhere = client({ releaseSignerPins: [{ spkiSha256: 'A'.repeat(43) + '=' }] });
   await t.throwsAsync(pinnedElsewhere.releaseKey(id), { instanceOf: ReleaseResponseInvalidError, message: /pinned/ });
   // Pinned to the emulator root's key: accepted.
   const rootSpki = createHash('sha256')
     .update(new X509Certificate(e.caPem).publicKey.export({ format: 'der', type: 'spki' }))
     .digest('base64');
+  const seen = capture(vault);
   const pinned = client({ releaseSignerPins: [{ spkiSha256: rootSpki }] });
   t.is((await pinned.releaseKey(id)).keyType, 'RSA-HSM');
+  const early = seen.jws!;
+
+  // Three virtual years on. The vault signs with a signer issued on its clock; the client, given that clock,
+  // accepts it although by the system clock it is not valid yet ...
+  await e.clock.advance('P3Y');
+  const later = client({ clock: () => e.clock.now() });
+  t.is((await later.releaseKey(id)).keyType, 'RSA-HSM');
+  const signer = (jws: string) =>
+    new X509Certificate(
+      Buffer.from((JSON.parse(Buffer.from(jws.split('.')[0]!, 'base64url').toString('utf8')) as { x5c: string[] }).x5c[0]!, 'base64'),
+    );
+  t.true(new Date(signer(seen.jws!).validFrom).getTime() > Date.now(), 'the signer is not valid yet by the system clock');
+  // ... and refuses an answer signed by the first signer (valid 825 days), expired by that clock.
+  vault.plan = (r) => (isRelease(r) ? answer(early) : 'pass');
+  const error = await t.throwsAsync(client({ clock: () => e.clock.now() }).releaseKey(id), {
+    instanceOf: ReleaseResponseInvalidError,
+    message: /not valid at/,
+  });
+  t.is((error as ReleaseResponseInvalidError).check, 'chain');
 });
 
 test('a refusal is explained with key-version dates judged at the injected clock', async (t) => {
   const { e, client } = await setup(t);
-  const dayMs = 86_400_000;
+  const hourMs = 3_600_000;
   await exportableKey(e, 'early', 'RSA-HSM');
   const keys = e.keyClient();
   const version = (await keys.getKey('early')).properties.version!;
-  await keys.updateKeyProperties('early', version, { notBefore: new Date(Date.now() + dayMs) });
+  await keys.updateKeyProperties('early', version, { notBefore: new Date(Date.now() + hourMs) });
   const vaultId = (await keys.getKey('early')).id!;
   // The vault (its clock is now) refuses; at the system time the version is not yet valid ...
   const now = await t.throwsAsync(client().releaseKey(vaultId), { instanceOf: KeyVersionUnavailableError });
   t.is((now as KeyVersionUnavailableError).reason, 'not-yet-valid');
-  // ... while a clock two days on sees a valid version, so the refusal is not put down to its dates.
-  const later = await t.throwsAsync(client({ clock: () => new Date(Date.now() + 2 * dayMs) }).releaseKey(vaultId));
+  // ... while a clock two hours on (the 8-hour token is still valid by it) sees a valid version, so the
+  // refusal is not put down to its dates.
+  const later = await t.throwsAsync(client({ clock: () => new Date(Date.now() + 2 * hourMs) }).releaseKey(vaultId));
   t.false(later instanceof KeyVersionUnavailableError, later?.message);
+  t.true(later instanceof ReleaseDeniedError, later?.message);
 });

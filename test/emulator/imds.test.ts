@@ -186,6 +186,22 @@ test('an expired AK certificate is renewed through IMDS and written back to NV 0
   t.true(stored.publicKey.equals(provisioned.layout.ak.publicKey));
 });
 
+test("the AK certificate's lifetime is judged at the attestation client's clock: 300 days on, it is renewed through IMDS (TpmCertOperations.cpp, 90 days)", async (t) => {
+  if (!requireSwtpm(t)) return;
+  // One clock 300 days ahead for the client and both services: the certificate, valid for a year from now,
+  // has 65 days left by it (the system clock alone would see 365 and not renew).
+  const later = () => new Date(Date.now() + 300 * DAY);
+  const server = await maa(t, { amd, akCa, now: later });
+  const { platform, metadata } = await rig(t, { imds: { amd, akCa, now: later } });
+  t.false((await platform.akCertificateStatus()).renewalDue, 'not due by the system clock');
+  const result = await attest(platform, { endpoint: server.url, ca: server.caPem, now: later });
+  t.is(metadata!.counters.renew, 1);
+  t.regex(result.diagnostics.join('\n'), /AK certificate expires .*; renewed through IMDS/);
+  const renewed = await platform.akCertificateStatus(later());
+  t.false(renewed.renewalDue);
+  t.true(new Date(renewed.notBefore).getTime() > Date.now() + 298 * DAY, 'issued at the services\' clock');
+});
+
 test('without renewal the expired AK certificate is sent and the service refuses it (ak-certificate)', async (t) => {
   if (!requireSwtpm(t)) return;
   const server = await maa(t, { amd, akCa });

@@ -22,6 +22,7 @@ import { encodeHclReport, encodeHclRuntimeData, hclReportData } from './hcl-repo
 import { type EvidenceKnobs, finishReport, reportFieldsFor } from './knobs.js';
 import { emulatedBoot } from './tcg-log.js';
 import { InMemoryTransferKey } from '../../hal/memory-transfer-key.js';
+import { akCertificateForAttestation, requestAkCertificateRenewal } from '../../hal/platforms/ak-certificate.js';
 import {
   type SoftPublic,
   type SoftSigner,
@@ -58,7 +59,21 @@ export interface EmulatedAzureVtpmOptions extends EmulatedPlatformOptions {
   akCa?: EmulatedAkCa;
   /** SHA-256 PCRs quoted and bound into the transfer key's policy. Default 0-7. */
   pcrs?: readonly number[];
+  /**
+   * The VM's clock: its AK certificate is issued at its "now" (valid from a day before for a year, like a
+   * renewed one), and the guest judges the certificate's lifetime by it unless the caller passes `now` to
+   * `collectEvidence`. Default: the system clock. `startEmulator` passes its virtual clock.
+   */
+  clock?: () => Date;
+  /**
+   * IMDS that renews the AK certificate (an emulated IMDS). When set, a certificate within 90 days of its
+   * notAfter is renewed through it before evidence is collected, by the same code the `azure-vtpm` platform
+   * uses, and kept as the vTPM's certificate from then on. Default: no renewal.
+   */
+  imdsUrl?: string;
 }
+
+const DAY_MS = 86_400_000;
 
 function rsaKey(): { privateKey: KeyObject; publicKey: KeyObject } {
   return generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -70,7 +85,11 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
   readonly akCa: EmulatedAkCa;
   readonly knobs: EvidenceKnobs;
   readonly #ak: SoftSigner & { public: SoftPublic };
-  readonly #akCert: Uint8Array;
+  /** What NV 0x01C101D0 holds: replaced when a renewal succeeds. */
+  #akCert: Uint8Array;
+  #renewal: Promise<Uint8Array> | undefined;
+  readonly #clock: () => Date;
+  readonly #imdsUrl: string | undefined;
   readonly #pcrs: PcrValue[];
   /** The firmware event log; `#pcrs` are its replay. */
   readonly #tcgLog: Uint8Array;
@@ -95,6 +114,8 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     const akPublic = softPublic(AK_TEMPLATE, ak.publicKey, TPM_RH.ENDORSEMENT);
     this.#ak = { key: ak.privateKey, qualifiedName: akPublic.qualifiedName, public: akPublic };
     this.#akCert = akCert;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#imdsUrl = options.imdsUrl;
     const boot = emulatedBoot(options.pcrs ?? [0, 1, 2, 3, 4, 5, 6, 7], { secureBoot: !this.knobs.secureBootOff });
     this.#pcrs = boot.pcrs;
     this.#tcgLog = boot.tcgLog;
@@ -124,7 +145,11 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     const akCa =
       options.akCa ?? (await EmulatedAkCa.load(options.cache === undefined ? {} : { cache: options.cache }));
     const ak = rsaKey();
-    const akCert = await akCa.issue(ak.publicKey);
+    const issuedAt = (options.clock?.() ?? new Date()).getTime();
+    const akCert = await akCa.issue(ak.publicKey, undefined, {
+      notBefore: new Date(issuedAt - DAY_MS),
+      notAfter: new Date(issuedAt + 365 * DAY_MS),
+    });
     const platform = new EmulatedAzureVtpmPlatform(amd, akCa, ak, akCert, options);
     await platform.#hclReport;
     return platform;
@@ -185,6 +210,14 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     this.#checkOpen();
     if (options.signal?.aborted)
       throw new AbortError('the operation was aborted', { cause: options.signal.reason });
+    const diagnostics: string[] = [];
+    // What the guest library does before every attestation (renewal when due), by the code the azure-vtpm
+    // platform runs: hal/platforms/ak-certificate.ts.
+    const akCert = await akCertificateForAttestation(this.#akCert, {
+      now: options.now ?? this.#clock(),
+      renew: this.#imdsUrl === undefined ? undefined : () => this.#renew(options.signal),
+      diagnostics,
+    });
     const hclReport = await this.#hclReport;
     // The weakQuote knob's SHA-1 bank quotes SHA-1 values of the same PCRs.
     const pcrs =
@@ -196,7 +229,7 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
     const evidence: AzureVtpmEvidence = {
       kind: 'azure-vtpm',
       hclReport,
-      akCert: this.#akCert,
+      akCert,
       akPub: this.#ak.public.public2b,
       quote: quote.attestBytes,
       quoteSignature: quote.signature,
@@ -205,12 +238,29 @@ export class EmulatedAzureVtpmPlatform implements AttestationPlatform {
       encKeyCertifyInfo: certified.attestBytes,
       encKeyCertifyInfoSignature: certified.signature,
       tcgLog: new Uint8Array(this.#tcgLog),
+      ...(diagnostics.length > 0 ? { diagnostics } : {}),
     };
     if (this.#includeChain) {
       const chain = await this.amd.chainFor(hclReport.subarray(0x20, 0x20 + 1184));
       if (chain !== undefined) evidence.vcekCertChain = chain;
     }
     return evidence;
+  }
+
+  /** One renewal at a time; the renewed certificate replaces the stored one, as the guest writes it to NV. */
+  #renew(signal: AbortSignal | undefined): Promise<Uint8Array> {
+    this.#renewal ??= requestAkCertificateRenewal(this.#akCert, {
+      imdsUrl: this.#imdsUrl!,
+      ...(signal ? { signal } : {}),
+    })
+      .then((renewed) => {
+        if (!this.#closed) this.#akCert = renewed;
+        return renewed;
+      })
+      .finally(() => {
+        this.#renewal = undefined;
+      });
+    return this.#renewal;
   }
 
   async close(): Promise<void> {

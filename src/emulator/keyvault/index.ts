@@ -15,6 +15,7 @@
  * `IDENTITY_ENDPOINT=<tokenUrl>` and `IDENTITY_HEADER=<identityHeader>` in the environment. Like App
  * Service's identity endpoint, the token endpoint is plain http on loopback, so MSAL needs no CA.
  */
+import { X509Certificate } from 'node:crypto';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, isIP } from 'node:net';
@@ -309,19 +310,30 @@ async function startVault(
   }
   const removeTask = clock.addTask(store);
 
-  let signing: Promise<IssuedCertificate> | undefined;
-  const signer = () => {
+  // The release signer lives on the vault's clock: issued at its now, and issued again once that clock comes
+  // within 30 days of its notAfter (or is before its notBefore), as the service rolls its signing certificate,
+  // so releases verify at the same (virtual) time as tokens and key dates.
+  let signing: Promise<{ issued: IssuedCertificate; from: number; until: number }> | undefined;
+  const signer = async (): Promise<IssuedCertificate> => {
+    const now = clock.nowMs();
+    const current = await signing?.catch(() => undefined);
+    if (current && (now < current.from || now > current.until - 30 * 86_400_000)) signing = undefined;
     signing ??= ca
       .issueReleaseSigningCertificate({
         commonName: `key vault ${vaultName} release signing`,
         // Clients check that the release signer names the vault host they asked.
         ...(isIP(host) ? { ipAddresses: [host] } : { dnsNames: [host] }),
+        now: new Date(now),
       })
-      .catch((e) => {
+      .then((issued) => {
+        const cert = new X509Certificate(issued.certDer);
+        return { issued, from: new Date(cert.validFrom).getTime(), until: new Date(cert.validTo).getTime() };
+      })
+      .catch((e: unknown) => {
         signing = undefined;
         throw e;
       });
-    return signing;
+    return (await signing).issued;
   };
   const decisions: ReleaseDecision[] = [];
   const record = (d: ReleaseDecision) => {

@@ -18,7 +18,13 @@
  *   `/metadata/THIM/tvm/certificate/query`) is not implemented here.
  */
 import { randomUUID, X509Certificate } from 'node:crypto';
-import { AbortError, AkCertificateRenewalError, InvalidArgumentError } from '../../errors.js';
+import {
+  AbortError,
+  AkCertificateNotProvisionedError,
+  AkCertificateRenewalError,
+  CvmSkrError,
+  InvalidArgumentError,
+} from '../../errors.js';
 
 /** Issuer prefix of the placeholder certificate (TpmCertOperations.cpp, `Trusted_VM_CERT_ISSUER_NAME_PREFIX`). */
 export const PLACEHOLDER_AK_ISSUER = 'CN=MICROSOFT AZURE TRUSTED VM RSA';
@@ -166,4 +172,59 @@ export async function requestAkCertificateRenewal(
     );
   }
   return new Uint8Array(renewed.raw);
+}
+
+export interface AkCertificateLifecycleOptions {
+  /**
+   * The time the certificate's lifetime is judged at: the guest's clock. Callers that inject a clock (an
+   * emulator's virtual clock, a replayed recording's time) pass it here, so renewal follows that clock.
+   */
+  now: Date;
+  /**
+   * Renews through IMDS and stores the new certificate where the AK certificate lives, resolving with it;
+   * undefined when renewal is off.
+   */
+  renew: (() => Promise<Uint8Array>) | undefined;
+  /** Receives what happened (renewed, renewal off, renewal failed), as the guest library logs it. */
+  diagnostics: string[];
+}
+
+/**
+ * The AK certificate to send, after the guest library's checks before every attestation (see the top of this
+ * file): the placeholder is refused with `AkCertificateNotProvisionedError`; a certificate within 90 days of
+ * its notAfter (or past it) at `now` is renewed when renewal is on; a failed renewal is a diagnostic and the
+ * current certificate is sent (AttestationClientImpl.cpp attests whatever the renewal's outcome).
+ */
+export async function akCertificateForAttestation(
+  der: Uint8Array,
+  options: AkCertificateLifecycleOptions,
+): Promise<Uint8Array> {
+  let status: AkCertificateStatus;
+  try {
+    status = akCertificateStatus(der, options.now);
+  } catch {
+    return der; // not X.509: the service says what is wrong with it
+  }
+  if (status.placeholder) {
+    throw new AkCertificateNotProvisionedError(
+      `the AK certificate is still the placeholder (issuer ${status.issuer}): Azure provisions the confidential ` +
+        "VM's own a few minutes after the first boot; try again later",
+    );
+  }
+  if (!status.renewalDue) return der;
+  const when = `${status.daysLeft < 0 ? 'expired' : 'expires'} ${status.notAfter} (renewal is due 90 days before)`;
+  if (options.renew === undefined) {
+    options.diagnostics.push(`the AK certificate ${when} and renewal through IMDS is off`);
+    return der;
+  }
+  try {
+    const renewed = await options.renew();
+    options.diagnostics.push(`the AK certificate ${when}; renewed through IMDS`);
+    return renewed;
+  } catch (error) {
+    if (error instanceof AbortError) throw error;
+    const reason = error instanceof CvmSkrError ? error.message : String(error);
+    options.diagnostics.push(`the AK certificate ${when}; renewal through IMDS failed: ${reason}`);
+    return der;
+  }
 }

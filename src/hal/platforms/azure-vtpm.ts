@@ -1,8 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import {
   AbortError,
-  AkCertificateNotProvisionedError,
-  CvmSkrError,
   DeviceNotFoundError,
   DevicePermissionError,
   HclUserDataTimeoutError,
@@ -57,7 +55,12 @@ import type {
   TpmTransport,
   TransferKey,
 } from '../types.js';
-import { type AkCertificateStatus, akCertificateStatus, requestAkCertificateRenewal } from './ak-certificate.js';
+import {
+  type AkCertificateStatus,
+  akCertificateForAttestation,
+  akCertificateStatus,
+  requestAkCertificateRenewal,
+} from './ak-certificate.js';
 import { hclUserData } from './hcl-user-data.js';
 
 export interface AzureVtpmPlatformOptions {
@@ -585,37 +588,18 @@ export class AzureVtpmPlatform implements AttestationPlatform {
   }
 
   /** The AK certificate after the guest library's lifecycle checks (placeholder refused, renewal when due). */
-  async #checkedAkCertificate(diagnostics: string[], signal: AbortSignal | undefined): Promise<Uint8Array> {
-    const der = await this.readAkCertificate();
-    let status: AkCertificateStatus;
-    try {
-      status = akCertificateStatus(der);
-    } catch {
-      return der; // not X.509: the service says what is wrong with it
-    }
-    if (status.placeholder) {
-      throw new AkCertificateNotProvisionedError(
-        `the AK certificate is still the placeholder (issuer ${status.issuer}): Azure provisions the confidential ` +
-          "VM's own a few minutes after the first boot; try again later",
-      );
-    }
-    if (!status.renewalDue) return der;
-    const when = `${status.daysLeft < 0 ? 'expired' : 'expires'} ${status.notAfter} (renewal is due 90 days before)`;
-    if (!this.#renewAk) {
-      diagnostics.push(`the AK certificate ${when} and renewal through IMDS is off`);
-      return der;
-    }
-    try {
-      const renewed = await this.#exclusive(() => this.renewAkCertificate(signal ? { signal } : {}));
-      diagnostics.push(`the AK certificate ${when}; renewed through IMDS`);
-      return renewed;
-    } catch (error) {
-      if (error instanceof AbortError) throw error;
-      // As the guest library: a failed renewal does not stop the attestation.
-      const reason = error instanceof CvmSkrError ? error.message : String(error);
-      diagnostics.push(`the AK certificate ${when}; renewal through IMDS failed: ${reason}`);
-      return der;
-    }
+  async #checkedAkCertificate(
+    diagnostics: string[],
+    signal: AbortSignal | undefined,
+    now: Date | undefined,
+  ): Promise<Uint8Array> {
+    return akCertificateForAttestation(await this.readAkCertificate(), {
+      now: now ?? new Date(),
+      renew: this.#renewAk
+        ? () => this.#exclusive(() => this.renewAkCertificate(signal ? { signal } : {}))
+        : undefined,
+      diagnostics,
+    });
   }
 
   /** The VCEK chain as Microsoft's clients send it: THIM's vcekCert PEM followed by its certificateChain PEM. */
@@ -644,7 +628,7 @@ export class AzureVtpmPlatform implements AttestationPlatform {
     const { signal } = options;
     checkSignal(signal);
     const diagnostics: string[] = [];
-    const akCert = await this.#checkedAkCertificate(diagnostics, signal);
+    const akCert = await this.#checkedAkCertificate(diagnostics, signal, options.now);
     const [hclReport, akPub, key, tcgLog] = await Promise.all([
       this.readHclReport(),
       this.readAkPublic(),
