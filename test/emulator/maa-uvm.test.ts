@@ -21,6 +21,9 @@ import { EmulatedUvmSigner } from '../../src/emulator/hardware/uvm-signer.js';
 import * as verifier from '../../src/emulator/maa/uvm-endorsement.js';
 import { verifyUvmReferenceInfo } from '../../src/emulator/maa/uvm-endorsement.js';
 import { attest } from '../../src/maa/client.js';
+import { httpsRequest, jsonAnswer } from '../../src/maa/http.js';
+import { buildSevSnpVmRequest } from '../../src/maa/requests.js';
+import { decodeJwt } from 'jose';
 import { hardware, maa } from './_hardware.js';
 
 const REAL = new Uint8Array(
@@ -221,4 +224,26 @@ test('malformed Endorsements never fail the request: each is an unverified endor
   t.is(evaluateUvmEndorsements(undefined, measurement, [signer.issuer], new Date()), undefined);
   const valid = b64({ Uvm: [Buffer.from(signer.sign()).toString('base64url')] });
   t.true(evaluateUvmEndorsements(valid, measurement, [signer.issuer], new Date())?.ok);
+});
+
+test('a JSON-number nonce, as the sidecar sends it (pkg/common/maa.go, uint64), comes back as its exact decimal digits, as in the ACI sample token', async (t) => {
+  const server = await maa(t, { amd, akCa, cache: false });
+  const platform = await EmulatedSevGuestPlatform.create({ amd, cache: false, uvmReferenceInfo: 'aci' });
+  t.teardown(() => platform.close());
+  const evidence = await platform.collectEvidence();
+  // The sample's own nonce is above 2^53: JSON.parse alone would round it.
+  const sampleNonce = ACI_SAMPLE.nonce as string;
+  t.is(sampleNonce, '3413764049005270139');
+  const body = JSON.stringify(buildSevSnpVmRequest(evidence)).replace(/}$/, `,"nonce":${sampleNonce}}`);
+  const response = jsonAnswer(
+    await httpsRequest(new URL(`${server.url}/attest/SevSnpVm?api-version=2022-08-01`), {
+      method: 'POST',
+      body,
+      ca: server.caPem,
+    }),
+    'attestation',
+  );
+  const claims = decodeJwt(response.token as string);
+  t.is(claims.nonce, sampleNonce);
+  t.is(typeof claims.nonce, typeof ACI_SAMPLE.nonce);
 });

@@ -51,7 +51,7 @@ export function policyHash(text = EMULATED_POLICY_TEXT): string {
 
 export function sevSnpVmClaims(
   v: VerifiedSevSnpVm,
-  nonce: string | number | undefined,
+  nonce: string | undefined,
   uvm?: UvmEndorsementOutcome,
 ): Record<string, unknown> {
   return {

@@ -138,6 +138,21 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
+/**
+ * The SevSnpVm `nonce` claim: the request's nonce as a string. The REST API documents a string nonce, copied
+ * untransformed (MicrosoftDocs/azure-security-docs articles/attestation/claim-sets.md);
+ * microsoft/confidential-sidecar-containers pkg/common/maa.go sends a JSON number (uint64), and the service
+ * answers it as its decimal digits: the ACI sample token has `"nonce": "3413764049005270139"`
+ * (test/fixtures/maa-samples/sevsnpvm-aci-docs-sample.json). A uint64 above 2^53 does not survive JSON.parse,
+ * so the digits are taken from the request text itself.
+ */
+function sevSnpVmNonce(parsed: unknown, raw: Buffer): string | undefined {
+  if (typeof parsed === 'string') return parsed;
+  if (typeof parsed !== 'number' || !Number.isInteger(parsed) || parsed < 0) return undefined;
+  const digits = /"nonce"\s*:\s*(\d{1,20})\s*[,}]/.exec(raw.toString('utf8'))?.[1];
+  return digits !== undefined && Number(digits) === parsed ? digits : String(parsed);
+}
+
 function jsonBody(buffer: Buffer): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(buffer.toString('utf8'));
@@ -273,16 +288,11 @@ export async function startAttestationEmulator(
         `api-version ${apiVersion} is not supported; use one of ${allowed.join(', ')}`,
       );
     }
-    const body = jsonBody(await readBody(req));
+    const raw = await readBody(req);
+    const body = jsonBody(raw);
     if (kind === 'SevSnpVm') {
       const verified = await verifySevSnpVmRequest(body, context());
-      // Copied untransformed into the `nonce` claim (MicrosoftDocs/azure-security-docs
-      // articles/attestation/claim-sets.md). The REST API documents a string; microsoft/confidential-sidecar-containers
-      // pkg/attest/maa.go sends a JSON number (uint64), which is copied as the number.
-      const nonce =
-        typeof body.nonce === 'string' || (typeof body.nonce === 'number' && Number.isFinite(body.nonce))
-          ? body.nonce
-          : undefined;
+      const nonce = sevSnpVmNonce(body.nonce, raw);
       const uvm = await checkUvm(body, verified.snp.report.measurement, now());
       const token = await issue(sevSnpVmClaims(verified, nonce, uvm));
       counters.sevSnpVm++;
