@@ -26,7 +26,13 @@ export interface AgentFixture {
   start(extra?: string[]): Promise<RunningAgent>;
 }
 
-export async function agentFixture(t: ExecutionContext, e: Emulator, rules: AgentRule[]): Promise<AgentFixture> {
+export async function agentFixture(
+  t: ExecutionContext,
+  e: Emulator,
+  rules: AgentRule[],
+  /** Replaces entries of the emulator's environment, e.g. the attestation URL of a proxy in front of it. */
+  environment: Record<string, string> = {},
+): Promise<AgentFixture> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-agent-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const caFile = path.join(dir, 'ca.pem');
@@ -34,7 +40,7 @@ export async function agentFixture(t: ExecutionContext, e: Emulator, rules: Agen
   const rulesFile = path.join(dir, 'rules.json');
   await writeFile(rulesFile, JSON.stringify({ rules }));
   const socket = path.join(dir, 'agent.sock');
-  const env = { ...e.environment(), CVM_SKR_CA_FILE: caFile };
+  const env = { ...e.environment(), CVM_SKR_CA_FILE: caFile, ...environment };
   const start = async (extra: string[] = []): Promise<RunningAgent> => {
     const child = spawn(
       process.execPath,

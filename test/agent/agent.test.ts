@@ -3,14 +3,17 @@
  * clients are other processes (or this one) on its Unix socket. Attestations and releases are counted where
  * they happen, at the emulated attestation service and vault.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { once } from 'node:events';
+import path from 'node:path';
 import { request } from 'node:http';
 import test, { type ExecutionContext } from 'ava';
 import { AgentBusyError, AgentForbiddenError, AgentUnavailableError, ReleaseDeniedError } from '../../src/errors.js';
 import { AgentClient } from '../../src/agent/client.js';
 import { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
-import { emulator, exportableKey, releaseClient } from '../e2e/_emulator.js';
+import { emulator, exportableKey, proxiedEmulator, releaseClient } from '../e2e/_emulator.js';
+import { gatedTest } from '../helpers/swtpm.js';
 import { agentFixture } from './_agent.js';
 
 const uid = process.getuid!();
@@ -179,15 +182,27 @@ test('a killed agent gives clients AgentUnavailableError, and the same client re
 });
 
 test('SIGTERM lets a release in flight finish, then the agent exits 0 and removes its socket', async (t) => {
-  const e = await emulator(t);
+  // The attestation service is behind a proxy that holds the agent's attestation request until SIGTERM has
+  // been handled, so the release is certainly in flight when the signal arrives.
+  const { e, maa } = await proxiedEmulator(t);
   await exportableKey(e, 'last-one', 'RSA-HSM');
-  const agent = await agentFixture(t, e, [{ uid, keys: ['*'] }]);
+  let letThrough!: () => void;
+  const gate = new Promise<void>((resolve) => (letThrough = resolve));
+  maa.plan = async (r) => {
+    if (r.path.startsWith('/attest/')) await gate;
+    return 'pass' as const;
+  };
+  const agent = await agentFixture(t, e, [{ uid, keys: ['*'] }], { CVM_SKR_ATTESTATION_URL: maa.url });
   const running = await agent.start();
   const client = new AgentClient({ socket: agent.socket });
   const inFlight = client.releaseKey(`${e.vaultUrl}/keys/last-one`);
-  // Once the agent has authorized the request it is in flight (attestation and release follow).
-  while (!running.log().includes('"allowed":true')) await new Promise((r) => setTimeout(r, 5));
+  while (!maa.requests.some((r) => r.path.startsWith('/attest/'))) await new Promise((r) => setTimeout(r, 5));
   running.child.kill('SIGTERM');
+  while (!running.log().includes('"event":"shutdown"')) await new Promise((r) => setTimeout(r, 5));
+  t.is(running.child.exitCode, null, 'still running while the release waits');
+  // No new connections once shutting down: the socket file is gone at once.
+  await t.throwsAsync(client.status(), { instanceOf: AgentUnavailableError });
+  letThrough();
   const released = await inFlight;
   t.is(released.name, 'last-one');
   t.is(await running.exited, 0);
@@ -296,4 +311,44 @@ test('loopback HTTP is opt-in and needs the token: 401 without it, the key with 
   t.is(ok.status, 200);
   t.is(((await ok.json()) as { key: { jwk: { kty: string } } }).key.jwk.kty, 'oct');
   t.false(running.log().includes(secret), 'the token is never logged');
+});
+
+const haveActivator = spawnSync('sh', ['-c', 'command -v systemd-socket-activate'], { stdio: 'ignore' }).status === 0;
+
+// systemd-socket-activate comes with the systemd package (.ci/run installs it).
+gatedTest(haveActivator)('socket activation: under systemd-socket-activate the agent serves the socket systemd passes as fd 3', async (t) => {
+  // systemd-socket-activate(1) binds the socket, then execs the service with LISTEN_FDS=1, LISTEN_PID and the
+  // socket as fd 3: the protocol sd_listen_fds(3) reads, as a .socket unit gives it.
+  const e = await emulator(t);
+  await exportableKey(e, 'activated', 'oct-HSM');
+  const agent = await agentFixture(t, e, [{ uid, keys: ['*'] }]);
+  const rulesFile = path.join(agent.dir, 'rules.json');
+  const child = spawn(
+    'systemd-socket-activate',
+    // The activator passes on only the variables named with -E.
+    ['-l', agent.socket, ...Object.keys(agent.env).flatMap((name) => ['-E', name]), process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'agent', '--emulator', '--rules', rulesFile],
+    { env: { ...process.env, ...agent.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = once(child, 'exit');
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // The activator listens before the agent starts: the first connection starts it (with --accept unset, one
+  // instance gets the listening socket).
+  while (!existsSync(agent.socket)) {
+    if (child.exitCode !== null) return t.fail(`systemd-socket-activate exited: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const client = new AgentClient({ socket: agent.socket });
+  const released = await client.releaseKey(`${e.vaultUrl}/keys/activated`).catch((error: unknown) => {
+    t.log(stderr);
+    throw error;
+  });
+  t.is(released.name, 'activated');
+  t.regex(stderr, /"event":"listening","fd":3/, 'the agent served the inherited fd, not a socket of its own');
 });

@@ -11,7 +11,7 @@ const haveAddon = !(tryLoadAddon() instanceof Error);
  * (ava lists them), never as passed. Under CI=true they always run, so a CI machine without swtpm or the addon
  * fails instead of passing by skipping.
  */
-function gatedTest(available: boolean): TestFn {
+export function gatedTest(available: boolean): TestFn {
   if (available || process.env.CI === 'true') return test;
   const skipped = ((...args: Parameters<TestFn['skip']>) => test.skip(...args)) as unknown as TestFn;
   return Object.assign(skipped, { serial: test.serial.skip });
