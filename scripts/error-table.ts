@@ -6,14 +6,12 @@ export function errorRows(source: string): { name: string; code: string; doc: st
   let section = 'general';
   const lines = source.split('\n');
   for (let i = 0; i < lines.length; i++) {
-    const sectionMatch =
-      /^\/\/ (general|hal|tpm|snp \/ hcl evidence|maa \/ keyvault \/ rotation \/ emulator|rotation|keyvault \+ emulator|maa \+ emulated hardware)\b/.exec(
-        lines[i]!,
-      );
+    // A section is the comment line under a line of dashes: `// hal: native addon, devices, transports`.
+    const sectionMatch = lines[i - 1]?.startsWith('// ---') ? /^\/\/ ([a-z][^:]*)/.exec(lines[i]!) : null;
     if (sectionMatch) section = sectionMatch[1]!;
     const classMatch = /^export class (\w+) extends \w+/.exec(lines[i]!);
     if (!classMatch) continue;
-    const code = /static override code = '([A-Z0-9_]+)'/.exec(lines.slice(i, i + 4).join('\n'))?.[1];
+    const code = /static override readonly code: CvmSkrErrorCode = '([A-Z0-9_]+)'/.exec(lines.slice(i, i + 4).join('\n'))?.[1];
     if (!code) continue;
     let doc = '';
     for (let j = i - 1; j >= 0 && j >= i - 12; j--) {

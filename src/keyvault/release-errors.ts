@@ -34,10 +34,10 @@ export interface RefusalContext {
   now: Date;
 }
 
-function restFields(error: unknown): { status?: number; serviceCode?: string; serviceMessage: string } {
+function restFields(error: unknown): { statusCode?: number; serviceCode?: string; serviceMessage: string } {
   const rest = (typeof error === 'object' && error !== null ? error : {}) as RestErrorLike;
   return {
-    ...(typeof rest.statusCode === 'number' ? { status: rest.statusCode } : {}),
+    ...(typeof rest.statusCode === 'number' ? { statusCode: rest.statusCode } : {}),
     ...(typeof rest.code === 'string' ? { serviceCode: rest.code } : {}),
     serviceMessage: typeof rest.message === 'string' ? rest.message : String(error),
   };
@@ -54,8 +54,8 @@ function isPermissionRefusal(serviceMessage: string): boolean {
 
 /** True when the refusal can only be explained with the key's state (a 403 about the attestation or policy). */
 export function refusalNeedsKeyState(error: unknown): boolean {
-  const { status, serviceMessage } = restFields(error);
-  return status === 403 && !isPermissionRefusal(serviceMessage);
+  const { statusCode, serviceMessage } = restFields(error);
+  return statusCode === 403 && !isPermissionRefusal(serviceMessage);
 }
 
 /** The key's state from what `KeyClient.getKey` returns; an unparsable release policy is left out. */
@@ -109,7 +109,7 @@ export function keyVersionUnavailable(
  * kept as `cause`.
  */
 export function releaseRefusalError(error: unknown, ref: KeyRef, context: RefusalContext): CvmSkrError {
-  const { status, serviceCode, serviceMessage } = restFields(error);
+  const { statusCode: status, serviceCode, serviceMessage } = restFields(error);
   const service = serviceCode ? { serviceCode } : {};
   if (status === 403) {
     if (isPermissionRefusal(serviceMessage)) {

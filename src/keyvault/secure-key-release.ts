@@ -663,7 +663,7 @@ export class SecureKeyRelease {
         });
       } catch (error) {
         if (error instanceof AttestationRequestError) {
-          if (error.status === 400) {
+          if (error.statusCode === 400) {
             throw new AttestationRejectedError(
               `the attestation service rejected this machine's evidence: ${error.message}`,
               {
@@ -673,15 +673,15 @@ export class SecureKeyRelease {
               { cause: error },
             );
           }
-          const isThrottled = error.status === 429 && error.retryAfterMs !== undefined;
+          const isThrottled = error.statusCode === 429 && error.retryAfterMs !== undefined;
           const budgetLeft = isThrottled ? throttled < MAX_THROTTLED_RETRIES : attempt - throttled < maxRetries;
-          if (isRetryableStatus(error.status) && budgetLeft && !signal.aborted) {
+          if (isRetryableStatus(error.statusCode) && budgetLeft && !signal.aborted) {
             if (isThrottled) throttled++;
             const delayMs = retryDelay(attempt, error.retryAfterMs, retry);
             notify(this.#onRetry, {
               step: 'attestation',
               attempt: attempt + 1,
-              reason: error.status === undefined ? 'no answer' : `HTTP ${error.status}`,
+              reason: error.statusCode === undefined ? 'no answer' : `HTTP ${error.statusCode}`,
               delayMs,
             });
             await sleep(delayMs, signal);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import test from 'ava';
 import {
+  type CvmSkrErrorCode,
   EvidenceVerificationError,
   MalformedSnpReportError,
   SnpCertificateError,
@@ -244,7 +245,7 @@ test('a product the caller does not expect: ERR_SNP_PRODUCT_MISMATCH', (t) => {
 
 test('policy options fail with their own codes', (t) => {
   const base = { certificates: aciThim(), now: NOW };
-  const cases: [Record<string, unknown>, string][] = [
+  const cases: [Record<string, unknown>, CvmSkrErrorCode][] = [
     [{ vmpl: 1 }, 'ERR_SNP_VMPL'],
     [{ measurement: new Uint8Array(48) }, 'ERR_SNP_MEASUREMENT'],
     [{ hostData: new Uint8Array(32) }, 'ERR_SNP_HOST_DATA'],

@@ -340,12 +340,12 @@ export function createVaultHandler(
       if (e instanceof EmulatedVaultRequestError) {
         // A refusal (a 409 on a name a concurrent create just took) must not tell of state a crash could undo.
         if (o.commit) await o.commit().catch(() => {});
-        const challenge = e.status === 401 && !req.headers.authorization;
+        const challenge = e.statusCode === 401 && !req.headers.authorization;
         send(
           res,
-          e.status,
+          e.statusCode,
           challenge && !o.dataPlane.flavour.challengeBody ? undefined : errorBody(e),
-          e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {},
+          e.statusCode === 401 ? { 'www-authenticate': challengeHeader(o) } : {},
         );
         return;
       }

@@ -96,7 +96,7 @@ const MAX_BODY = 1024 * 1024;
 
 class HttpError extends Error {
   constructor(
-    readonly status: number,
+    readonly statusCode: number,
     readonly serviceCode: string,
     message: string,
   ) {
@@ -349,7 +349,7 @@ export async function startAttestationEmulator(
       throw new HttpError(404, 'NotFound', `no such endpoint: ${method} ${path}`);
     } catch (error) {
       if (error instanceof HttpError) {
-        send(res, error.status, { error: { code: error.serviceCode, message: error.message } });
+        send(res, error.statusCode, { error: { code: error.serviceCode, message: error.message } });
       } else if (error instanceof EvidenceVerificationError) {
         send(res, 400, {
           error: {

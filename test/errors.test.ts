@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import test from 'ava';
+import {
+  CvmSkrError,
+  type CvmSkrErrorCode,
+  InvalidArgumentError,
+  ReleaseDeniedError,
+  TimeoutError,
+  VcekFetchError,
+} from '../src/errors.js';
+import * as errors from '../src/errors.js';
+import { errorRows } from '../scripts/error-table.js';
+
+const source = readFileSync(new URL('../src/errors.ts', import.meta.url), 'utf8');
+
+/** The keys of an interface in `text`, e.g. the codes of `CvmSkrErrorCodes`. */
+function interfaceKeys(text: string, name: string): string[] {
+  const body = new RegExp(`interface ${name} (?:extends [\\w, ]+ )?\\{([\\s\\S]*?)\\n\\s*\\}`).exec(text)?.[1] ?? '';
+  return [...body.matchAll(/^\s*([A-Z][A-Z0-9_]+): true;/gm)].map((m) => m[1]!);
+}
+
+test('CvmSkrErrorCode lists exactly the codes of the classes and their documented variants', (t) => {
+  const listed = interfaceKeys(source, 'CvmSkrErrorCodes');
+  t.true(listed.includes('ERR_RELEASE_DENIED'), 'the scan finds the union');
+  const documented = ['ERR_CVM_SKR', ...errorRows(source).map((r) => r.code)];
+  t.deepEqual([...listed].sort(), [...new Set(documented)].sort());
+});
+
+test('each class has its own static code, and its instances carry it', (t) => {
+  const classes = Object.values(errors).filter(
+    (value): value is typeof CvmSkrError => typeof value === 'function' && value.prototype instanceof Error,
+  );
+  t.true(classes.length > 20);
+  const codes = classes.map((c) => c.code);
+  t.is(new Set(codes).size, codes.length, 'no two classes share a code');
+  const denied = new ReleaseDeniedError('refused');
+  const code: CvmSkrErrorCode = denied.code;
+  t.is(code, ReleaseDeniedError.code);
+  t.is(new TimeoutError('late', { timeoutMs: 1 }).code, 'ERR_TIMEOUT');
+  t.true(new TimeoutError('late', { timeoutMs: 1 }) instanceof CvmSkrError);
+  t.is(new InvalidArgumentError('bad').name, 'InvalidArgumentError');
+});
+
+test('an HTTP status is statusCode on every error that carries one', (t) => {
+  t.is(new VcekFetchError('THIM answered 404', 404).statusCode, 404);
+  t.is(new errors.AttestationRequestError('429', { statusCode: 429 }).statusCode, 429);
+  t.false('status' in new errors.AttestationRequestError('429', { statusCode: 429 }));
+  t.is(new errors.KeyVaultRequestError('404', { statusCode: 404 }).statusCode, 404);
+  t.is(new errors.RotationRequestError('403', { statusCode: 403 }).statusCode, 403);
+  t.is(new errors.EventDeliveryError('bad', 400).statusCode, 400);
+  t.is(new ReleaseDeniedError('refused', { statusCode: 403 }).statusCode, 403);
+  // No class declares another name for it.
+  t.notRegex(source, /readonly (status|httpStatus)\??:/);
+});
+
+test('src/errors.ts has no placeholder comments', (t) => {
+  t.notRegex(source, /go here|TODO|placeholder for/i);
+});
