@@ -16,7 +16,7 @@ export interface CvmSkrErrorOptions {
  * static `code` must be one of them, which the compiler checks. `cvm-skr/emulator` adds the codes of its own
  * errors by declaration merging, so the main entry point's types name no emulator error.
  */
-export interface CvmSkrErrorCodes {
+export interface CvmSkrErrorCodes extends EvidenceFailureCodes, AttestationTokenFailureCodes {
   ERR_CVM_SKR: true;
   ERR_INVALID_ARGUMENT: true;
   ERR_UNSUPPORTED_PLATFORM: true;
@@ -55,47 +55,10 @@ export interface CvmSkrErrorCodes {
   ERR_AK_CERT_RENEWAL: true;
   ERR_TCG_LOG_UNREADABLE: true;
   ERR_EVIDENCE_VERIFICATION: true;
-  ERR_SNP_CHAIN: true;
-  ERR_SNP_UNTRUSTED_ROOT: true;
-  ERR_SNP_SIGNER_MISMATCH: true;
-  ERR_SNP_CHIP_ID_MISMATCH: true;
-  ERR_SNP_TCB_MISMATCH: true;
-  ERR_SNP_PRODUCT_MISMATCH: true;
-  ERR_SNP_CERTIFICATE_VALIDITY: true;
-  ERR_SNP_SIGNATURE: true;
-  ERR_SNP_DEBUG: true;
-  ERR_SNP_VMPL: true;
-  ERR_SNP_MEASUREMENT: true;
-  ERR_SNP_HOST_DATA: true;
-  ERR_SNP_REPORT_DATA: true;
-  ERR_SNP_TCB_TOO_LOW: true;
-  ERR_SNP_ID_KEY_DIGEST: true;
-  ERR_SNP_GUEST_SVN: true;
-  ERR_SNP_FAMILY_ID: true;
-  ERR_SNP_IMAGE_ID: true;
-  ERR_SNP_PROVISIONAL_FIRMWARE: true;
-  ERR_HCL_BINDING: true;
-  ERR_HCL_UNSUPPORTED_REPORT: true;
-  ERR_HCL_RUNTIME_DATA: true;
-  ERR_QUOTE_SIGNATURE: true;
-  ERR_QUOTE_NONCE: true;
-  ERR_QUOTE_PCR_DIGEST: true;
   ERR_TRANSFER_KEY_DECRYPT: true;
   ERR_ATTESTATION_REQUEST: true;
   ERR_ATTESTATION_RESPONSE: true;
   ERR_ATTESTATION_TOKEN: true;
-  ERR_ATTESTATION_TOKEN_MALFORMED: true;
-  ERR_ATTESTATION_TOKEN_ALGORITHM: true;
-  ERR_ATTESTATION_TOKEN_SIGNATURE: true;
-  ERR_ATTESTATION_TOKEN_ISSUER: true;
-  ERR_ATTESTATION_TOKEN_EXPIRED: true;
-  ERR_ATTESTATION_TOKEN_KEY: true;
-  ERR_AK_MISMATCH: true;
-  ERR_VCEK_CHAIN_MISSING: true;
-  ERR_AK_CERTIFICATE: true;
-  ERR_TRANSFER_KEY_CERTIFY: true;
-  ERR_RUNTIME_DATA_BINDING: true;
-  ERR_ATTESTATION_POLICY: true;
   ERR_ENVELOPE_FORMAT: true;
   ERR_ENVELOPE_AUTHENTICATION: true;
   ERR_ENVELOPE_KEY: true;
@@ -456,143 +419,102 @@ export interface EvidenceCheck {
 }
 
 /**
- * Evidence failed a check. `check` names it; `checks` lists every check run so far (the last one failed).
- * Each failing check has its own subclass and code.
+ * The codes of an `EvidenceVerificationError`, one per rule the evidence can break (the keys; the values mean
+ * nothing). Callers that tell failures apart compare `error.code`; none needs a class of its own.
+ */
+export interface EvidenceFailureCodes {
+  /** A certificate in the chain is not signed by its issuer, or the chain cannot be built. */
+  ERR_SNP_CHAIN: true;
+  /** The certificate chain ends in a root that is neither an embedded AMD root nor one the caller added. */
+  ERR_SNP_UNTRUSTED_ROOT: true;
+  /** The report's signing key (VCEK, VLEK, none) does not match the certificate that is meant to sign it. */
+  ERR_SNP_SIGNER_MISMATCH: true;
+  /** The VCEK's hwID is not the report's chip_id: a VCEK of another chip. */
+  ERR_SNP_CHIP_ID_MISMATCH: true;
+  /** A TCB extension of the VCEK differs from the report's reported_tcb. */
+  ERR_SNP_TCB_MISMATCH: true;
+  /** The product (Milan, Genoa, Turin) of the report, the VCEK and the root disagree, or is unknown. */
+  ERR_SNP_PRODUCT_MISMATCH: true;
+  /** A certificate of the chain is not valid at the verification time. */
+  ERR_SNP_CERTIFICATE_VALIDITY: true;
+  /** The report's ECDSA P-384 signature does not verify under the VCEK/VLEK. */
+  ERR_SNP_SIGNATURE: true;
+  /** The guest policy allows debugging and the caller did not allow it. */
+  ERR_SNP_DEBUG: true;
+  /** The report's VMPL is not the expected one. */
+  ERR_SNP_VMPL: true;
+  /** The launch measurement is not the expected one. */
+  ERR_SNP_MEASUREMENT: true;
+  /** host_data is not the expected value. */
+  ERR_SNP_HOST_DATA: true;
+  /** report_data is not the expected value. */
+  ERR_SNP_REPORT_DATA: true;
+  /** A component of reported_tcb is below the caller's minimum. */
+  ERR_SNP_TCB_TOO_LOW: true;
+  /** id_key_digest is not the expected value. */
+  ERR_SNP_ID_KEY_DIGEST: true;
+  /** guest_svn is below the caller's minimum. */
+  ERR_SNP_GUEST_SVN: true;
+  /** family_id is not the expected value. */
+  ERR_SNP_FAMILY_ID: true;
+  /** image_id is not the expected value. */
+  ERR_SNP_IMAGE_ID: true;
+  /**
+   * The firmware is provisional: committed TCB or version differs from the current one, and the caller refuses
+   * that.
+   */
+  ERR_SNP_PROVISIONAL_FIRMWARE: true;
+  /** The HCL report's runtime data does not hash to the SNP report's report_data. */
+  ERR_HCL_BINDING: true;
+  /** The HCL report carries a hardware report this library cannot verify (TDX, TVM). */
+  ERR_HCL_UNSUPPORTED_REPORT: true;
+  /** The runtime data lacks a usable key or field (HCLAkPub, malformed JSON). */
+  ERR_HCL_RUNTIME_DATA: true;
+  /** The TPM quote is not signed by the AK from the runtime data. */
+  ERR_QUOTE_SIGNATURE: true;
+  /** The TPM quote does not carry the expected nonce in extraData. */
+  ERR_QUOTE_NONCE: true;
+  /** The TPM quote's PCR digest does not match the PCR values, or its selection differs from them. */
+  ERR_QUOTE_PCR_DIGEST: true;
+  /** The AK in the TPM evidence is not the AK the HCL report (`HCLAkPub`) or the AK certificate names. */
+  ERR_AK_MISMATCH: true;
+  /** AzureGuest or SevSnpVm evidence came without the VCEK chain (Proof.VcekCertChain / VcekCertChain). */
+  ERR_VCEK_CHAIN_MISSING: true;
+  /** The AK certificate is unusable or not issued by a trusted vTPM CA. */
+  ERR_AK_CERTIFICATE: true;
+  /** The transfer key's certification by the AK does not verify, or the key is not a TPM-bound decryption key. */
+  ERR_TRANSFER_KEY_CERTIFY: true;
+  /** The runtime data of a SevSnpVm request is not what the report binds, or not usable JSON with a key. */
+  ERR_RUNTIME_DATA_BINDING: true;
+  /** Evidence verified but an attestation policy rule of the (emulated) service refuses it. */
+  ERR_ATTESTATION_POLICY: true;
+}
+
+/** The code an `EvidenceVerificationError` carries: the rule the evidence broke. */
+export type EvidenceFailureCode = keyof EvidenceFailureCodes;
+
+/**
+ * Evidence failed a check. `code` names the rule it broke (`ERR_SNP_SIGNATURE`, `ERR_QUOTE_NONCE`, ...; the
+ * table below), `check` the step of the verification that ran it (`report-signature`), and `checks` lists
+ * every check run so far (the last one failed). `ERR_EVIDENCE_VERIFICATION` is the code of a failure no
+ * finer code names.
  */
 export class EvidenceVerificationError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_EVIDENCE_VERIFICATION';
+  declare readonly code: 'ERR_EVIDENCE_VERIFICATION' | EvidenceFailureCode;
   readonly check: string;
   checks: EvidenceCheck[] = [];
 
-  constructor(message: string, check: string, options?: CvmSkrErrorOptions) {
+  constructor(
+    code: 'ERR_EVIDENCE_VERIFICATION' | EvidenceFailureCode,
+    message: string,
+    check: string,
+    options?: CvmSkrErrorOptions,
+  ) {
     super(message, options);
+    this.code = code;
     this.check = check;
   }
-}
-
-/** A certificate in the chain is not signed by its issuer, or the chain cannot be built. */
-export class SnpChainError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_CHAIN';
-}
-
-/** The certificate chain ends in a root that is neither an embedded AMD root nor one the caller added. */
-export class SnpUntrustedRootError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_UNTRUSTED_ROOT';
-}
-
-/** The report's signing key (VCEK, VLEK, none) does not match the certificate that is meant to sign it. */
-export class SnpSignerMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_SIGNER_MISMATCH';
-}
-
-/** The VCEK's hwID is not the report's chip_id: a VCEK of another chip. */
-export class SnpChipIdMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_CHIP_ID_MISMATCH';
-}
-
-/** A TCB extension of the VCEK differs from the report's reported_tcb. */
-export class SnpTcbMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_TCB_MISMATCH';
-}
-
-/** The product (Milan, Genoa, Turin) of the report, the VCEK and the root disagree, or is unknown. */
-export class SnpProductMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_PRODUCT_MISMATCH';
-}
-
-/** A certificate of the chain is not valid at the verification time. */
-export class SnpCertificateValidityError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_CERTIFICATE_VALIDITY';
-}
-
-/** The report's ECDSA P-384 signature does not verify under the VCEK/VLEK. */
-export class SnpSignatureError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_SIGNATURE';
-}
-
-/** The guest policy allows debugging and the caller did not allow it. */
-export class SnpDebugPolicyError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_DEBUG';
-}
-
-/** The report's VMPL is not the expected one. */
-export class SnpVmplMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_VMPL';
-}
-
-/** The launch measurement is not the expected one. */
-export class SnpMeasurementMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_MEASUREMENT';
-}
-
-/** host_data is not the expected value. */
-export class SnpHostDataMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_HOST_DATA';
-}
-
-/** report_data is not the expected value. */
-export class SnpReportDataMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_REPORT_DATA';
-}
-
-/** A component of reported_tcb is below the caller's minimum. */
-export class SnpTcbTooLowError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_TCB_TOO_LOW';
-}
-
-/** id_key_digest is not the expected value. */
-export class SnpIdKeyDigestMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_ID_KEY_DIGEST';
-}
-
-/** guest_svn is below the caller's minimum. */
-export class SnpGuestSvnTooLowError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_GUEST_SVN';
-}
-
-/** family_id is not the expected value. */
-export class SnpFamilyIdMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_FAMILY_ID';
-}
-
-/** image_id is not the expected value. */
-export class SnpImageIdMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_IMAGE_ID';
-}
-
-/** The firmware is provisional: committed TCB or version differs from the current one, and the caller refuses that. */
-export class SnpProvisionalFirmwareError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_PROVISIONAL_FIRMWARE';
-}
-
-/** The HCL report's runtime data does not hash to the SNP report's report_data. */
-export class HclBindingError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_HCL_BINDING';
-}
-
-/** The HCL report carries a hardware report this library cannot verify (TDX, TVM). */
-export class HclUnsupportedReportError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_HCL_UNSUPPORTED_REPORT';
-}
-
-/** The runtime data lacks a usable key or field (HCLAkPub, malformed JSON). */
-export class HclRuntimeDataError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_HCL_RUNTIME_DATA';
-}
-
-/** The TPM quote is not signed by the AK from the runtime data. */
-export class QuoteSignatureError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_QUOTE_SIGNATURE';
-}
-
-/** The TPM quote does not carry the expected nonce in extraData. */
-export class QuoteNonceError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_QUOTE_NONCE';
-}
-
-/** The TPM quote's PCR digest does not match the PCR values, or its selection differs from them. */
-export class QuotePcrDigestError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_QUOTE_PCR_DIGEST';
 }
 
 /** An in-memory (sev-guest) transfer key could not decrypt: wrong key, wrong scheme, or corrupted ciphertext. */
@@ -631,72 +553,37 @@ export class AttestationResponseError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_RESPONSE';
 }
 
+/** The codes of an `AttestationTokenError`: why the token was rejected (the keys; the values mean nothing). */
+export interface AttestationTokenFailureCodes {
+  /** The token is not a compact JWS with a JSON header and payload. */
+  ERR_ATTESTATION_TOKEN_MALFORMED: true;
+  /** The token's `alg` is not RS256 (e.g. `none` or HS256). */
+  ERR_ATTESTATION_TOKEN_ALGORITHM: true;
+  /** The token's signature does not verify under the attestation service's key. */
+  ERR_ATTESTATION_TOKEN_SIGNATURE: true;
+  /** The token's `iss` is not the configured attestation endpoint. */
+  ERR_ATTESTATION_TOKEN_ISSUER: true;
+  /** The token is expired or not yet valid (`exp`/`nbf`, with the allowed clock skew). */
+  ERR_ATTESTATION_TOKEN_EXPIRED: true;
+  /** No signing key for the token: unknown `kid` (after one refetch), or a `jku` outside the configured host. */
+  ERR_ATTESTATION_TOKEN_KEY: true;
+}
+
+/** The code an `AttestationTokenError` carries. */
+export type AttestationTokenFailureCode = keyof AttestationTokenFailureCodes;
+
 /**
- * An attestation token was rejected. Subclasses say why (signature, issuer, validity, key, algorithm); the
- * token itself is never part of the message.
+ * An attestation token was rejected. `code` says why (format, algorithm, signature, issuer, validity, key);
+ * the token itself is never part of the message.
  */
 export class AttestationTokenError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN';
-}
+  declare readonly code: AttestationTokenFailureCode;
 
-/** The token is not a compact JWS with a JSON header and payload. */
-export class AttestationTokenMalformedError extends AttestationTokenError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN_MALFORMED';
-}
-
-/** The token's `alg` is not RS256 (e.g. `none` or HS256). */
-export class AttestationTokenAlgorithmError extends AttestationTokenError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN_ALGORITHM';
-}
-
-/** The token's signature does not verify under the attestation service's key. */
-export class AttestationTokenSignatureError extends AttestationTokenError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN_SIGNATURE';
-}
-
-/** The token's `iss` is not the configured attestation endpoint. */
-export class AttestationTokenIssuerError extends AttestationTokenError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN_ISSUER';
-}
-
-/** The token is expired or not yet valid (`exp`/`nbf`, with the allowed clock skew). */
-export class AttestationTokenExpiredError extends AttestationTokenError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN_EXPIRED';
-}
-
-/** No signing key for the token: unknown `kid` (after one refetch), or a `jku` outside the configured host. */
-export class AttestationTokenKeyError extends AttestationTokenError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN_KEY';
-}
-
-/** The AK in the TPM evidence is not the AK the HCL report (`HCLAkPub`) or the AK certificate names. */
-export class AkMismatchError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_AK_MISMATCH';
-}
-
-/** AzureGuest or SevSnpVm evidence came without the VCEK chain (Proof.VcekCertChain / VcekCertChain). */
-export class VcekChainMissingError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_VCEK_CHAIN_MISSING';
-}
-
-/** The AK certificate is unusable or not issued by a trusted vTPM CA. */
-export class AkCertificateError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_AK_CERTIFICATE';
-}
-
-/** The transfer key's certification by the AK does not verify, or the key is not a TPM-bound decryption key. */
-export class TransferKeyCertifyError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_TRANSFER_KEY_CERTIFY';
-}
-
-/** The runtime data of a SevSnpVm request is not what the report binds, or not usable JSON with a key. */
-export class RuntimeDataBindingError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_RUNTIME_DATA_BINDING';
-}
-
-/** Evidence verified but an attestation policy rule of the (emulated) service refuses it. */
-export class AttestationPolicyError extends EvidenceVerificationError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_POLICY';
+  constructor(code: AttestationTokenFailureCode, message: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------

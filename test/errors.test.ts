@@ -20,7 +20,9 @@ function interfaceKeys(text: string, name: string): string[] {
 }
 
 test('CvmSkrErrorCode lists exactly the codes of the classes and their documented variants', (t) => {
-  const listed = interfaceKeys(source, 'CvmSkrErrorCodes');
+  const parents = /interface CvmSkrErrorCodes extends ([\w, ]+) \{/.exec(source)?.[1]?.split(', ') ?? [];
+  t.deepEqual(parents, ['EvidenceFailureCodes', 'AttestationTokenFailureCodes']);
+  const listed = ['CvmSkrErrorCodes', ...parents].flatMap((name) => interfaceKeys(source, name));
   t.true(listed.includes('ERR_RELEASE_DENIED'), 'the scan finds the union');
   const documented = ['ERR_CVM_SKR', ...errorRows(source).map((r) => r.code)];
   t.deepEqual([...listed].sort(), [...new Set(documented)].sort());

@@ -34,7 +34,9 @@ export function checkTcgLog(
       state = secureBootState(log);
     } catch (error) {
       if (error instanceof MalformedTcgLogError) {
-        throw new EvidenceVerificationError(`TcgLogs: ${error.message}`, 'tcg-log', { cause: error });
+        throw new EvidenceVerificationError('ERR_EVIDENCE_VERIFICATION', `TcgLogs: ${error.message}`, 'tcg-log', {
+          cause: error,
+        });
       }
       throw error;
     }
@@ -42,6 +44,7 @@ export function checkTcgLog(
       const replayed = replay.get(p.index) ?? new Uint8Array(32);
       if (!bytesEqual(replayed, p.digest)) {
         throw new EvidenceVerificationError(
+          'ERR_EVIDENCE_VERIFICATION',
           `the TCG log does not replay to the quoted PCR ${p.index} (log ${toHex(replayed).slice(0, 16)}..., ` +
             `quote ${toHex(p.digest).slice(0, 16)}...): send the log of the boot the quote was made in`,
           'tcg-log',
