@@ -75,11 +75,6 @@ export interface CvmSkrErrorCodes extends EvidenceFailureCodes, AttestationToken
   ERR_ATTESTATION_REJECTED: true;
   ERR_RELEASE_RESPONSE_INVALID: true;
   ERR_UNWRAP_FAILED: true;
-  ERR_EMULATOR: true;
-  ERR_EMULATOR_STATE: true;
-  ERR_EMULATOR_STATE_LOCKED: true;
-  ERR_EMULATED_VAULT_REQUEST: true;
-  ERR_EMULATOR_CREDENTIAL: true;
 }
 
 /** The union of every error code: compare `error.code` against it, e.g. `error.code === 'ERR_RELEASE_DENIED'`. */
@@ -476,18 +471,8 @@ export interface EvidenceFailureCodes {
   ERR_QUOTE_NONCE: true;
   /** The TPM quote's PCR digest does not match the PCR values, or its selection differs from them. */
   ERR_QUOTE_PCR_DIGEST: true;
-  /** The AK in the TPM evidence is not the AK the HCL report (`HCLAkPub`) or the AK certificate names. */
-  ERR_AK_MISMATCH: true;
-  /** AzureGuest or SevSnpVm evidence came without the VCEK chain (Proof.VcekCertChain / VcekCertChain). */
-  ERR_VCEK_CHAIN_MISSING: true;
-  /** The AK certificate is unusable or not issued by a trusted vTPM CA. */
-  ERR_AK_CERTIFICATE: true;
   /** The transfer key's certification by the AK does not verify, or the key is not a TPM-bound decryption key. */
   ERR_TRANSFER_KEY_CERTIFY: true;
-  /** The runtime data of a SevSnpVm request is not what the report binds, or not usable JSON with a key. */
-  ERR_RUNTIME_DATA_BINDING: true;
-  /** Evidence verified but an attestation policy rule of the (emulated) service refuses it. */
-  ERR_ATTESTATION_POLICY: true;
 }
 
 /** The code an `EvidenceVerificationError` carries: the rule the evidence broke. */
@@ -788,64 +773,4 @@ export class ReleaseResponseInvalidError extends CvmSkrError {
 /** The released key could not be unwrapped with the transfer key (wrong key, damaged or truncated ciphertext). */
 export class UnwrapFailedError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_UNWRAP_FAILED';
-}
-
-/** The emulator could not start or was used after close. */
-export class EmulatorError extends CvmSkrError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_EMULATOR';
-}
-
-/** The emulator state file exists but cannot be read as emulator state; it is left untouched. */
-export class EmulatorStateError extends CvmSkrError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_EMULATOR_STATE';
-  readonly path: string;
-  /** Byte offset of the unreadable record, when the problem is inside the file (the journal). */
-  readonly offset?: number;
-
-  constructor(message: string, path: string, options?: CvmSkrErrorOptions & { offset?: number }) {
-    super(message, options);
-    this.path = path;
-    if (options?.offset !== undefined) this.offset = options.offset;
-  }
-}
-
-/**
- * Another live process owns the emulator state file (its `<state>.lock` names that pid); a second emulator on
- * the same file would overwrite the first one's writes.
- */
-export class EmulatorStateLockedError extends EmulatorStateError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_EMULATOR_STATE_LOCKED';
-  /** The process holding the lock. */
-  readonly pid: number;
-  readonly lockPath: string;
-
-  constructor(message: string, path: string, lockPath: string, pid: number) {
-    super(message, path);
-    this.lockPath = lockPath;
-    this.pid = pid;
-  }
-}
-
-/**
- * A request to the emulated Key Vault fails the way the service would: HTTP status, service error code
- * (`BadParameter`, `KeyNotFound`, `Forbidden`, ...) and optional inner code. The server turns it into the
- * service's `{"error":{"code","message","innererror"}}` body.
- */
-export class EmulatedVaultRequestError extends CvmSkrError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_EMULATED_VAULT_REQUEST';
-  readonly statusCode: number;
-  readonly serviceCode: string;
-  readonly innerCode?: string;
-
-  constructor(statusCode: number, serviceCode: string, message: string, innerCode?: string) {
-    super(message);
-    this.statusCode = statusCode;
-    this.serviceCode = serviceCode;
-    if (innerCode !== undefined) this.innerCode = innerCode;
-  }
-}
-
-/** The emulator token endpoint refused or did not answer a token request. */
-export class EmulatorCredentialError extends CvmSkrError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_EMULATOR_CREDENTIAL';
 }

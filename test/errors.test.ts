@@ -12,6 +12,7 @@ import * as errors from '../src/errors.js';
 import { errorRows } from '../scripts/error-table.js';
 
 const source = readFileSync(new URL('../src/errors.ts', import.meta.url), 'utf8');
+const emulatorSource = readFileSync(new URL('../src/emulator/errors.ts', import.meta.url), 'utf8');
 
 /** The keys of an interface in `text`, e.g. the codes of `CvmSkrErrorCodes`. */
 function interfaceKeys(text: string, name: string): string[] {
@@ -26,6 +27,18 @@ test('CvmSkrErrorCode lists exactly the codes of the classes and their documente
   t.true(listed.includes('ERR_RELEASE_DENIED'), 'the scan finds the union');
   const documented = ['ERR_CVM_SKR', ...errorRows(source).map((r) => r.code)];
   t.deepEqual([...listed].sort(), [...new Set(documented)].sort());
+});
+
+test('cvm-skr/emulator adds exactly the codes of its classes and evidence rules to the union', (t) => {
+  const listed = ['CvmSkrErrorCodes', 'EvidenceFailureCodes'].flatMap((name) => interfaceKeys(emulatorSource, name));
+  t.true(listed.includes('ERR_EMULATOR_STATE'), 'the scan finds the augmentation');
+  t.deepEqual([...listed].sort(), errorRows(emulatorSource).map((r) => r.code).sort());
+  const mainCodes = new Set(errorRows(source).map((r) => r.code));
+  t.deepEqual(
+    listed.filter((code) => mainCodes.has(code)),
+    [],
+    'no code is defined twice',
+  );
 });
 
 test('each class has its own static code, and its instances carry it', (t) => {
@@ -52,7 +65,7 @@ test('an HTTP status is statusCode on every error that carries one', (t) => {
   t.is(new errors.EventDeliveryError('bad', 400).statusCode, 400);
   t.is(new ReleaseDeniedError('refused', { statusCode: 403 }).statusCode, 403);
   // No class declares another name for it.
-  t.notRegex(source, /readonly (status|httpStatus)\??:/);
+  t.notRegex(source + emulatorSource, /readonly (status|httpStatus)\??:/);
 });
 
 test('src/errors.ts has no placeholder comments', (t) => {

@@ -3,7 +3,9 @@ import test from 'ava';
 import { errorRows, errorTables } from '../scripts/error-table.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-const rows = errorRows(readFileSync(new URL('../src/errors.ts', import.meta.url), 'utf8'));
+const rows = ['../src/errors.ts', '../src/emulator/errors.ts'].flatMap((file) =>
+  errorRows(readFileSync(new URL(file, import.meta.url), 'utf8')),
+);
 
 test('every error code is unique and documented in the README', (t) => {
   t.true(rows.length > 50);

@@ -7,7 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { EmulatedVaultRequestError, EmulatorStateError, InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { EmulatedVaultRequestError, EmulatorStateError } from '../errors.js';
 import type { KeyPermission, VaultAuth } from './auth.js';
 import { type DataPlaneContext, dataPlaneRoute } from './data-plane.js';
 import { type ReleaseContext, releaseKey } from './release.js';
