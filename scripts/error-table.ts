@@ -17,6 +17,7 @@ export interface ErrorRow {
 const FAILURE_CODES_OF: Record<string, string> = {
   EvidenceFailureCodes: 'EvidenceVerificationError',
   AttestationTokenFailureCodes: 'AttestationTokenError',
+  MalformedDataFailureCodes: 'MalformedDataError',
 };
 
 /** The first sentence of the doc comment that ends just above line `i`, or ''. */

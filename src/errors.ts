@@ -16,7 +16,10 @@ export interface CvmSkrErrorOptions {
  * static `code` must be one of them, which the compiler checks. `cvm-skr/emulator` adds the codes of its own
  * errors by declaration merging, so the main entry point's types name no emulator error.
  */
-export interface CvmSkrErrorCodes extends EvidenceFailureCodes, AttestationTokenFailureCodes {
+export interface CvmSkrErrorCodes
+  extends EvidenceFailureCodes,
+    AttestationTokenFailureCodes,
+    MalformedDataFailureCodes {
   ERR_CVM_SKR: true;
   ERR_INVALID_ARGUMENT: true;
   ERR_UNSUPPORTED_PLATFORM: true;
@@ -41,14 +44,9 @@ export interface CvmSkrErrorCodes extends EvidenceFailureCodes, AttestationToken
   ERR_TPM_POLICY: true;
   ERR_TPM_NV_NOT_DEFINED: true;
   ERR_TPM_KEY_NOT_FOUND: true;
-  ERR_TPM_MALFORMED: true;
   ERR_HCL_USER_DATA_TIMEOUT: true;
   ERR_TPM_PCRS_UNSTABLE: true;
   ERR_PLATFORM_CLOSED: true;
-  ERR_SNP_REPORT_MALFORMED: true;
-  ERR_HCL_REPORT_MALFORMED: true;
-  ERR_QUOTE_MALFORMED: true;
-  ERR_TCG_LOG_MALFORMED: true;
   ERR_SNP_CERTIFICATE: true;
   ERR_VCEK_FETCH: true;
   ERR_AK_CERT_NOT_PROVISIONED: true;
@@ -59,7 +57,6 @@ export interface CvmSkrErrorCodes extends EvidenceFailureCodes, AttestationToken
   ERR_ATTESTATION_REQUEST: true;
   ERR_ATTESTATION_RESPONSE: true;
   ERR_ATTESTATION_TOKEN: true;
-  ERR_ENVELOPE_FORMAT: true;
   ERR_ENVELOPE_AUTHENTICATION: true;
   ERR_ENVELOPE_KEY: true;
   ERR_KEY_VERSION_UNAVAILABLE: true;
@@ -139,9 +136,37 @@ export class ServiceAnswerError extends CvmSkrError {
   }
 }
 
-/** Untrusted bytes did not parse: truncated, inconsistent, or out of range. */
+/** The codes of a `MalformedDataError`: which format did not parse (the keys; the values mean nothing). */
+export interface MalformedDataFailureCodes {
+  /** A TPM response or TPM structure is truncated, inconsistent or uses values this library does not know. */
+  ERR_TPM_MALFORMED: true;
+  /** An SNP attestation report did not parse: wrong size, unknown version, or nonzero reserved bytes. */
+  ERR_SNP_REPORT_MALFORMED: true;
+  /** An Azure HCL report (vTPM NV blob) did not parse. */
+  ERR_HCL_REPORT_MALFORMED: true;
+  /** A TPM quote (TPMS_ATTEST) did not parse. */
+  ERR_QUOTE_MALFORMED: true;
+  /** A TCG event log (the firmware measurement log) did not parse: truncated, not crypto-agile, or inconsistent. */
+  ERR_TCG_LOG_MALFORMED: true;
+  /** An envelope (`EnvelopeCipher`) does not parse: wrong magic, unknown format version, bad lengths, truncated. */
+  ERR_ENVELOPE_FORMAT: true;
+}
+
+/** The code a `MalformedDataError` carries. */
+export type MalformedDataFailureCode = keyof MalformedDataFailureCodes;
+
+/**
+ * Untrusted bytes did not parse: truncated, inconsistent, or out of range. `code` names the format (a TPM
+ * structure, an SNP or HCL report, a quote, a TCG log, an envelope).
+ */
 export class MalformedDataError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_MALFORMED_DATA';
+  declare readonly code: MalformedDataFailureCode;
+
+  constructor(code: MalformedDataFailureCode, message: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -324,11 +349,6 @@ export class TpmKeyNotFoundError extends TpmError {
   }
 }
 
-/** A TPM response or TPM structure is truncated, inconsistent or uses values this library does not know. */
-export class TpmMalformedDataError extends MalformedDataError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_TPM_MALFORMED';
-}
-
 /** After writing user data, the HCL report did not carry it before the deadline. */
 export class HclUserDataTimeoutError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_HCL_USER_DATA_TIMEOUT';
@@ -347,26 +367,6 @@ export class PlatformClosedError extends CvmSkrError {
 // ---------------------------------------------------------------------------------------------------------
 // snp / hcl evidence
 // ---------------------------------------------------------------------------------------------------------
-
-/** An SNP attestation report did not parse: wrong size, unknown version, or nonzero reserved bytes. */
-export class MalformedSnpReportError extends MalformedDataError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_REPORT_MALFORMED';
-}
-
-/** An Azure HCL report (vTPM NV blob) did not parse. */
-export class MalformedHclReportError extends MalformedDataError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_HCL_REPORT_MALFORMED';
-}
-
-/** A TPM quote (TPMS_ATTEST) did not parse. */
-export class MalformedQuoteError extends MalformedDataError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_QUOTE_MALFORMED';
-}
-
-/** A TCG event log (the firmware measurement log) did not parse: truncated, not crypto-agile, or inconsistent. */
-export class MalformedTcgLogError extends MalformedDataError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_TCG_LOG_MALFORMED';
-}
 
 /** Certificates for an SNP report are missing or unusable (not X.509, no VCEK/VLEK among them). */
 export class SnpCertificateError extends CvmSkrError {
@@ -575,11 +575,6 @@ export class AttestationTokenError extends CvmSkrError {
 // rotation
 // ---------------------------------------------------------------------------------------------------------
 
-/** An envelope (`EnvelopeCipher`) does not parse: wrong magic, unknown format version, bad lengths, truncated. */
-export class EnvelopeFormatError extends MalformedDataError {
-  static override readonly code: CvmSkrErrorCode = 'ERR_ENVELOPE_FORMAT';
-}
-
 /**
  * An envelope failed authentication: its data key did not unwrap under the version it names, or AES-GCM
  * rejected the tag. The envelope was altered or damaged, or the `aad` differs from the one used to encrypt.
@@ -641,7 +636,7 @@ export class InvalidDurationError extends InvalidArgumentError {
 }
 
 /** A rotation policy document is not shaped like one (wrong types, unknown action); `field` is its path. */
-export class RotationPolicyFormatError extends MalformedDataError {
+export class RotationPolicyFormatError extends InvalidArgumentError {
   static override readonly code: CvmSkrErrorCode = 'ERR_ROTATION_POLICY_FORMAT';
   readonly field: string;
 

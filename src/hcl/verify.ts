@@ -1,11 +1,5 @@
 import { constants, createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import {
-  type EvidenceCheck,
-  EvidenceVerificationError,
-  InvalidArgumentError,
-  MalformedDataError,
-  MalformedQuoteError,
-} from '../errors.js';
+import { type EvidenceCheck, EvidenceVerificationError, InvalidArgumentError, MalformedDataError } from '../errors.js';
 import { bytesEqual, bytesFrom, toHex } from '../snp/bytes.js';
 import {
   runCheck,
@@ -315,7 +309,7 @@ export function verifyAzureVtpmEvidence(
       attest = parseAttest(quoteBytes);
     } catch (error) {
       if (error instanceof MalformedDataError)
-        throw new MalformedQuoteError(`quote: ${error.message}`, { cause: error });
+        throw new MalformedDataError('ERR_QUOTE_MALFORMED', `quote: ${error.message}`, { cause: error });
       throw error;
     }
     if (attest.type !== TPM_ST_ATTEST_QUOTE || !('quote' in attest)) {

@@ -1,10 +1,6 @@
 import { createHash } from 'node:crypto';
 import test from 'ava';
-import {
-  EvidenceVerificationError,
-  MalformedSnpReportError,
-  SnpCertificateError,
-} from '../../src/errors.js';
+import { EvidenceVerificationError, MalformedDataError, SnpCertificateError } from '../../src/errors.js';
 import { buildCertTable } from '../../src/snp/cert-table.js';
 import { parsePemCertificates } from '../../src/snp/certificate.js';
 import { loadSnpCertificates } from '../../src/snp/certificates.js';
@@ -213,7 +209,7 @@ test('a truncated report: ERR_SNP_REPORT_MALFORMED', (t) => {
   expectCode(
     t,
     () => verifySnpReport(aciReport().subarray(0, 1000), { certificates: aciThim(), now: NOW }),
-    MalformedSnpReportError,
+    MalformedDataError,
     'ERR_SNP_REPORT_MALFORMED',
   );
   const outcome = checkSnpReport(aciReport().subarray(0, 1000), { certificates: aciThim(), now: NOW });
