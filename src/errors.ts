@@ -1,10 +1,12 @@
 /**
  * The one error hierarchy of cvm-skr.
  *
- * Every error the library throws is a `CvmSkrError` with a stable `code` string (also available as a
- * static `code` on the class, so callers can compare without an instance). Messages say what to check;
- * they never contain key material, tokens or private keys. Where a lower-level error caused ours, it is
- * kept as `cause`.
+ * Every error the library throws is a `CvmSkrError` with a stable `code` (typed `CvmSkrErrorCode`, also the
+ * static `code` of its class, so callers can compare without an instance). A class exists only where callers
+ * act differently; finer detail is a field, or for `EvidenceVerificationError`, `AttestationTokenError` and
+ * `MalformedDataError` a finer code from their `...FailureCodes`. Messages say what to check; they never contain
+ * key material, tokens or private keys. Where a lower-level error caused ours, it is kept as `cause`. The
+ * emulator's errors are in src/emulator/errors.ts.
  */
 
 export interface CvmSkrErrorOptions {
