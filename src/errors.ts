@@ -1,19 +1,91 @@
 /**
  * The one error hierarchy of cvm-skr.
  *
- * Every error the library throws is a `CvmSkrError` with a stable `code` string (also available as a
- * static `code` on the class, so callers can compare without an instance). Messages say what to check;
- * they never contain key material, tokens or private keys. Where a lower-level error caused ours, it is
- * kept as `cause`.
+ * Every error the library throws is a `CvmSkrError` with a stable `code` (typed `CvmSkrErrorCode`, also the
+ * static `code` of its class, so callers can compare without an instance). A class exists only where callers
+ * act differently; finer detail is a field, or for `EvidenceVerificationError`, `AttestationTokenError` and
+ * `MalformedDataError` a finer code from their `...FailureCodes`. Messages say what to check; they never contain
+ * key material, tokens or private keys. Where a lower-level error caused ours, it is kept as `cause`. The
+ * emulator's errors are in src/emulator/errors.ts.
  */
 
 export interface CvmSkrErrorOptions {
   cause?: unknown;
 }
 
+/**
+ * Every `code` a `CvmSkrError` can carry, as the keys of this interface (the values mean nothing). Each class's
+ * static `code` must be one of them, which the compiler checks. `cvm-skr/emulator` adds the codes of its own
+ * errors by declaration merging, so the main entry point's types name no emulator error.
+ */
+export interface CvmSkrErrorCodes
+  extends EvidenceFailureCodes,
+    AttestationTokenFailureCodes,
+    MalformedDataFailureCodes {
+  ERR_CVM_SKR: true;
+  ERR_INVALID_ARGUMENT: true;
+  ERR_UNSUPPORTED_PLATFORM: true;
+  ERR_ABORTED: true;
+  ERR_TIMEOUT: true;
+  ERR_CLOSED: true;
+  ERR_SERVICE_ANSWER: true;
+  ERR_MALFORMED_DATA: true;
+  ERR_ADDON_LOAD: true;
+  ERR_DEVICE: true;
+  ERR_DEVICE_NOT_FOUND: true;
+  ERR_DEVICE_PERMISSION: true;
+  ERR_NOT_A_TPM: true;
+  ERR_TRANSPORT_CLOSED: true;
+  ERR_TRANSPORT_TIMEOUT: true;
+  ERR_TRANSPORT: true;
+  ERR_TPM_COMMAND_REJECTED: true;
+  ERR_SNP_FIRMWARE: true;
+  ERR_CONFIGFS_TSM: true;
+  ERR_NOT_CONFIDENTIAL: true;
+  ERR_TPM_RC: true;
+  ERR_TPM_POLICY: true;
+  ERR_TPM_NV_NOT_DEFINED: true;
+  ERR_TPM_KEY_NOT_FOUND: true;
+  ERR_HCL_USER_DATA_TIMEOUT: true;
+  ERR_TPM_PCRS_UNSTABLE: true;
+  ERR_PLATFORM_CLOSED: true;
+  ERR_SNP_CERTIFICATE: true;
+  ERR_VCEK_FETCH: true;
+  ERR_AK_CERT_NOT_PROVISIONED: true;
+  ERR_AK_CERT_RENEWAL: true;
+  ERR_TCG_LOG_UNREADABLE: true;
+  ERR_EVIDENCE_VERIFICATION: true;
+  ERR_TRANSFER_KEY_DECRYPT: true;
+  ERR_ATTESTATION_REQUEST: true;
+  ERR_ATTESTATION_RESPONSE: true;
+  ERR_ATTESTATION_TOKEN: true;
+  ERR_ENVELOPE_AUTHENTICATION: true;
+  ERR_ENVELOPE_KEY: true;
+  ERR_KEY_VERSION_UNAVAILABLE: true;
+  ERR_EVENT_DELIVERY: true;
+  ERR_INVALID_DURATION: true;
+  ERR_ROTATION_POLICY_FORMAT: true;
+  ERR_ROTATION_POLICY_INVALID: true;
+  ERR_ROTATION_REQUEST: true;
+  ERR_RELEASE_POLICY_PARSE: true;
+  ERR_KEY_WRAP: true;
+  ERR_RELEASE_DENIED: true;
+  ERR_KEYVAULT_REQUEST: true;
+  ERR_ATTESTATION_REJECTED: true;
+  ERR_RELEASE_RESPONSE_INVALID: true;
+  ERR_UNWRAP_FAILED: true;
+  ERR_UVM_REFERENCE_INFO: true;
+  ERR_AGENT_UNAVAILABLE: true;
+  ERR_AGENT_BUSY: true;
+  ERR_AGENT_FORBIDDEN: true;
+}
+
+/** The union of every error code: compare `error.code` against it, e.g. `error.code === 'ERR_RELEASE_DENIED'`. */
+export type CvmSkrErrorCode = keyof CvmSkrErrorCodes;
+
 export class CvmSkrError extends Error {
-  static code = 'ERR_CVM_SKR';
-  readonly code: string;
+  static readonly code: CvmSkrErrorCode = 'ERR_CVM_SKR';
+  readonly code: CvmSkrErrorCode;
 
   constructor(message: string, options?: CvmSkrErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -28,22 +100,22 @@ export class CvmSkrError extends Error {
 
 /** A caller passed a value the API cannot use. */
 export class InvalidArgumentError extends CvmSkrError {
-  static override code = 'ERR_INVALID_ARGUMENT';
+  static override readonly code: CvmSkrErrorCode = 'ERR_INVALID_ARGUMENT';
 }
 
 /** The running OS or architecture has no support for the requested hardware backend. */
 export class UnsupportedPlatformError extends CvmSkrError {
-  static override code = 'ERR_UNSUPPORTED_PLATFORM';
+  static override readonly code: CvmSkrErrorCode = 'ERR_UNSUPPORTED_PLATFORM';
 }
 
 /** The operation was cancelled through an AbortSignal. */
 export class AbortError extends CvmSkrError {
-  static override code = 'ERR_ABORTED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ABORTED';
 }
 
 /** A call ran out of its time (`timeoutMs`, the CLI's `--timeout`). `timeoutMs` says which limit. */
 export class TimeoutError extends AbortError {
-  static override code = 'ERR_TIMEOUT';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TIMEOUT';
   readonly timeoutMs: number;
 
   constructor(message: string, details: { timeoutMs: number }, options?: CvmSkrErrorOptions) {
@@ -54,12 +126,12 @@ export class TimeoutError extends AbortError {
 
 /** A `SecureKeyRelease` (or another client) was used after its `close()`. */
 export class ClosedError extends CvmSkrError {
-  static override code = 'ERR_CLOSED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_CLOSED';
 }
 
 /** A remote service answered with an error: its HTTP status and its own error code, when it gave one. */
 export class ServiceAnswerError extends CvmSkrError {
-  static override code = 'ERR_SERVICE_ANSWER';
+  static override readonly code: CvmSkrErrorCode = 'ERR_SERVICE_ANSWER';
   readonly statusCode?: number;
   readonly serviceCode?: string;
 
@@ -70,9 +142,39 @@ export class ServiceAnswerError extends CvmSkrError {
   }
 }
 
-/** Untrusted bytes did not parse: truncated, inconsistent, or out of range. */
+/** The codes of a `MalformedDataError`: which format did not parse (the keys; the values mean nothing). */
+export interface MalformedDataFailureCodes {
+  /** A TPM response or TPM structure is truncated, inconsistent or uses values this library does not know. */
+  ERR_TPM_MALFORMED: true;
+  /** An SNP attestation report did not parse: wrong size, unknown version, or nonzero reserved bytes. */
+  ERR_SNP_REPORT_MALFORMED: true;
+  /** An Azure HCL report (vTPM NV blob) did not parse. */
+  ERR_HCL_REPORT_MALFORMED: true;
+  /** A TPM quote (TPMS_ATTEST) did not parse. */
+  ERR_QUOTE_MALFORMED: true;
+  /** A TCG event log (the firmware measurement log) did not parse: truncated, not crypto-agile, or inconsistent. */
+  ERR_TCG_LOG_MALFORMED: true;
+  /** An envelope (`EnvelopeCipher`) does not parse: wrong magic, unknown format version, bad lengths, truncated. */
+  ERR_ENVELOPE_FORMAT: true;
+  /** The key agent's answer did not parse: the socket is not a cvm-skr agent, or one of another version. */
+  ERR_AGENT_ANSWER_MALFORMED: true;
+}
+
+/** The code a `MalformedDataError` carries. */
+export type MalformedDataFailureCode = keyof MalformedDataFailureCodes;
+
+/**
+ * Untrusted bytes did not parse: truncated, inconsistent, or out of range. `code` names the format (a TPM
+ * structure, an SNP or HCL report, a quote, a TCG log, an envelope).
+ */
 export class MalformedDataError extends CvmSkrError {
-  static override code = 'ERR_MALFORMED_DATA';
+  static override readonly code: CvmSkrErrorCode = 'ERR_MALFORMED_DATA';
+  declare readonly code: MalformedDataFailureCode;
+
+  constructor(code: MalformedDataFailureCode, message: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -81,7 +183,7 @@ export class MalformedDataError extends CvmSkrError {
 
 /** The native addon could not be loaded; the message lists what was tried and how to build it. */
 export class AddonLoadError extends CvmSkrError {
-  static override code = 'ERR_ADDON_LOAD';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ADDON_LOAD';
 }
 
 export interface SystemErrorDetails {
@@ -95,7 +197,7 @@ export interface SystemErrorDetails {
 
 /** A system call on a device or socket failed. `cause` is a Node-style system error. */
 export class DeviceError extends CvmSkrError implements SystemErrorDetails {
-  static override code = 'ERR_DEVICE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_DEVICE';
   readonly systemCode: string;
   readonly errno: number;
   readonly syscall: string;
@@ -112,12 +214,12 @@ export class DeviceError extends CvmSkrError implements SystemErrorDetails {
 
 /** The device or socket does not exist (ENOENT, ENXIO, ECONNREFUSED on a socket path). */
 export class DeviceNotFoundError extends DeviceError {
-  static override code = 'ERR_DEVICE_NOT_FOUND';
+  static override readonly code: CvmSkrErrorCode = 'ERR_DEVICE_NOT_FOUND';
 }
 
 /** The process may not open the device (EACCES, EPERM). */
 export class DevicePermissionError extends DeviceError {
-  static override code = 'ERR_DEVICE_PERMISSION';
+  static override readonly code: CvmSkrErrorCode = 'ERR_DEVICE_PERMISSION';
 }
 
 /**
@@ -125,7 +227,7 @@ export class DevicePermissionError extends DeviceError {
  * directory, a FIFO): refused before anything is written to it. `fileType` says what it is.
  */
 export class NotATpmError extends InvalidArgumentError {
-  static override code = 'ERR_NOT_A_TPM';
+  static override readonly code: CvmSkrErrorCode = 'ERR_NOT_A_TPM';
   readonly path: string;
   readonly fileType: string;
 
@@ -138,27 +240,27 @@ export class NotATpmError extends InvalidArgumentError {
 
 /** A transport was used after `close()`, or closed while a command was queued or in flight. */
 export class TransportClosedError extends CvmSkrError {
-  static override code = 'ERR_TRANSPORT_CLOSED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TRANSPORT_CLOSED';
 }
 
 /** The device did not answer within the transport's timeout. */
 export class TransportTimeoutError extends CvmSkrError {
-  static override code = 'ERR_TRANSPORT_TIMEOUT';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TRANSPORT_TIMEOUT';
 }
 
 /** The connection broke (peer closed, reset) or the device returned an unusable frame. */
 export class TransportError extends CvmSkrError {
-  static override code = 'ERR_TRANSPORT';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TRANSPORT';
 }
 
 /** A TPM command was refused before it reached the device (too large, or its header size is wrong). */
 export class TpmCommandRejectedError extends CvmSkrError {
-  static override code = 'ERR_TPM_COMMAND_REJECTED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TPM_COMMAND_REJECTED';
 }
 
 /** The SEV-SNP firmware or the hypervisor refused a guest request. */
 export class SnpFirmwareError extends CvmSkrError {
-  static override code = 'ERR_SNP_FIRMWARE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_FIRMWARE';
   readonly firmwareError: number;
   readonly vmmError: number;
 
@@ -171,18 +273,17 @@ export class SnpFirmwareError extends CvmSkrError {
 
 /** A configfs-tsm report entry gave an unusable answer, or another process raced us on it. */
 export class ConfigfsTsmError extends CvmSkrError {
-  static override code = 'ERR_CONFIGFS_TSM';
+  static override readonly code: CvmSkrErrorCode = 'ERR_CONFIGFS_TSM';
 }
 
 /** No confidential-computing backend is available on this machine. */
 export class NotConfidentialError extends CvmSkrError {
-  static override code = 'ERR_NOT_CONFIDENTIAL';
+  static override readonly code: CvmSkrErrorCode = 'ERR_NOT_CONFIDENTIAL';
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // tpm
 // ---------------------------------------------------------------------------------------------------------
-// (TPM command layer errors go here)
 
 /** Where a format-1 response code points: the handle, parameter or session it blames (1-based). */
 export interface TpmErrorDetails {
@@ -203,7 +304,7 @@ export interface TpmErrorDetails {
 
 /** The TPM refused a command. `rc`, `rcName` and the format-1 index say exactly what it blamed. */
 export class TpmError extends CvmSkrError implements TpmErrorDetails {
-  static override code = 'ERR_TPM_RC';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TPM_RC';
   readonly rc: number;
   readonly baseRc: number;
   readonly rcName: string;
@@ -231,12 +332,12 @@ export class TpmError extends CvmSkrError implements TpmErrorDetails {
  * PCR-bound key this means the PCRs changed since the key was made.
  */
 export class TpmPolicyError extends TpmError {
-  static override code = 'ERR_TPM_POLICY';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TPM_POLICY';
 }
 
 /** An NV index the operation needs is not defined on this TPM. */
 export class NvIndexNotDefinedError extends TpmError {
-  static override code = 'ERR_TPM_NV_NOT_DEFINED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TPM_NV_NOT_DEFINED';
   readonly nvIndex: number;
 
   constructor(message: string, nvIndex: number, details: TpmErrorDetails, options?: CvmSkrErrorOptions) {
@@ -247,7 +348,7 @@ export class NvIndexNotDefinedError extends TpmError {
 
 /** A persistent key the operation needs (e.g. the AK at 0x81000003) is not present in the TPM. */
 export class TpmKeyNotFoundError extends TpmError {
-  static override code = 'ERR_TPM_KEY_NOT_FOUND';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TPM_KEY_NOT_FOUND';
   readonly handle: number;
 
   constructor(message: string, handle: number, details: TpmErrorDetails, options?: CvmSkrErrorOptions) {
@@ -256,68 +357,42 @@ export class TpmKeyNotFoundError extends TpmError {
   }
 }
 
-/** A TPM response or TPM structure is truncated, inconsistent or uses values this library does not know. */
-export class TpmMalformedDataError extends MalformedDataError {
-  static override code = 'ERR_TPM_MALFORMED';
-}
-
 /** After writing user data, the HCL report did not carry it before the deadline. */
 export class HclUserDataTimeoutError extends CvmSkrError {
-  static override code = 'ERR_HCL_USER_DATA_TIMEOUT';
+  static override readonly code: CvmSkrErrorCode = 'ERR_HCL_USER_DATA_TIMEOUT';
 }
 
 /** PCRs changed between reading them and quoting them, again and again. */
 export class PcrsUnstableError extends CvmSkrError {
-  static override code = 'ERR_TPM_PCRS_UNSTABLE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TPM_PCRS_UNSTABLE';
 }
 
 /** A platform (and its TPM handles) was used after `close()`. */
 export class PlatformClosedError extends CvmSkrError {
-  static override code = 'ERR_PLATFORM_CLOSED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_PLATFORM_CLOSED';
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // snp / hcl evidence
 // ---------------------------------------------------------------------------------------------------------
-// (evidence parsing and verification errors go here)
-
-/** An SNP attestation report did not parse: wrong size, unknown version, or nonzero reserved bytes. */
-export class MalformedSnpReportError extends MalformedDataError {
-  static override code = 'ERR_SNP_REPORT_MALFORMED';
-}
-
-/** An Azure HCL report (vTPM NV blob) did not parse. */
-export class MalformedHclReportError extends MalformedDataError {
-  static override code = 'ERR_HCL_REPORT_MALFORMED';
-}
-
-/** A TPM quote (TPMS_ATTEST) did not parse. */
-export class MalformedQuoteError extends MalformedDataError {
-  static override code = 'ERR_QUOTE_MALFORMED';
-}
-
-/** A TCG event log (the firmware measurement log) did not parse: truncated, not crypto-agile, or inconsistent. */
-export class MalformedTcgLogError extends MalformedDataError {
-  static override code = 'ERR_TCG_LOG_MALFORMED';
-}
 
 /** Certificates for an SNP report are missing or unusable (not X.509, no VCEK/VLEK among them). */
 export class SnpCertificateError extends CvmSkrError {
-  static override code = 'ERR_SNP_CERTIFICATE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_SNP_CERTIFICATE';
 }
 
 /**
- * Fetching a VCEK or its chain (THIM, AMD KDS, container file) failed. `status` is the HTTP status if any;
+ * Fetching a VCEK or its chain (THIM, AMD KDS, container file) failed. `statusCode` is the HTTP status if any;
  * `tried` lists every source asked and why each failed, when several were tried.
  */
 export class VcekFetchError extends CvmSkrError {
-  static override code = 'ERR_VCEK_FETCH';
-  readonly status?: number;
+  static override readonly code: CvmSkrErrorCode = 'ERR_VCEK_FETCH';
+  readonly statusCode?: number;
   tried: readonly string[] = [];
 
-  constructor(message: string, status?: number, options?: CvmSkrErrorOptions) {
+  constructor(message: string, statusCode?: number, options?: CvmSkrErrorOptions) {
     super(message, options);
-    if (status !== undefined) this.status = status;
+    if (statusCode !== undefined) this.statusCode = statusCode;
   }
 }
 
@@ -326,12 +401,12 @@ export class VcekFetchError extends CvmSkrError {
  * is provisioned (issuer "Microsoft Azure Trusted VM RSA ..."): try again in a few minutes.
  */
 export class AkCertificateNotProvisionedError extends CvmSkrError {
-  static override code = 'ERR_AK_CERT_NOT_PROVISIONED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_AK_CERT_NOT_PROVISIONED';
 }
 
 /** Renewing the AK certificate through IMDS failed (no VM id, IMDS refused, or its answer had no certificate). */
 export class AkCertificateRenewalError extends CvmSkrError {
-  static override code = 'ERR_AK_CERT_RENEWAL';
+  static override readonly code: CvmSkrErrorCode = 'ERR_AK_CERT_RENEWAL';
 }
 
 /**
@@ -340,7 +415,7 @@ export class AkCertificateRenewalError extends CvmSkrError {
  * a base64 COSE_Sign1 document; `source` names the file or variable to check.
  */
 export class UvmReferenceInfoError extends CvmSkrError {
-  static override code = 'ERR_UVM_REFERENCE_INFO';
+  static override readonly code: CvmSkrErrorCode = 'ERR_UVM_REFERENCE_INFO';
   readonly source: string;
 
   constructor(message: string, source: string, options?: CvmSkrErrorOptions) {
@@ -351,7 +426,7 @@ export class UvmReferenceInfoError extends CvmSkrError {
 
 /** The TCG event log could not be read (usually: not root) and the caller asked for it to be required. */
 export class TcgLogUnreadableError extends CvmSkrError {
-  static override code = 'ERR_TCG_LOG_UNREADABLE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TCG_LOG_UNREADABLE';
 }
 
 /** The outcome of one named evidence check. */
@@ -362,162 +437,109 @@ export interface EvidenceCheck {
 }
 
 /**
- * Evidence failed a check. `check` names it; `checks` lists every check run so far (the last one failed).
- * Each failing check has its own subclass and code.
+ * The codes of an `EvidenceVerificationError`, one per rule the evidence can break (the keys; the values mean
+ * nothing). Callers that tell failures apart compare `error.code`; none needs a class of its own.
+ */
+export interface EvidenceFailureCodes {
+  /** A certificate in the chain is not signed by its issuer, or the chain cannot be built. */
+  ERR_SNP_CHAIN: true;
+  /** The certificate chain ends in a root that is neither an embedded AMD root nor one the caller added. */
+  ERR_SNP_UNTRUSTED_ROOT: true;
+  /** The report's signing key (VCEK, VLEK, none) does not match the certificate that is meant to sign it. */
+  ERR_SNP_SIGNER_MISMATCH: true;
+  /** The VCEK's hwID is not the report's chip_id: a VCEK of another chip. */
+  ERR_SNP_CHIP_ID_MISMATCH: true;
+  /** A TCB extension of the VCEK differs from the report's reported_tcb. */
+  ERR_SNP_TCB_MISMATCH: true;
+  /** The product (Milan, Genoa, Turin) of the report, the VCEK and the root disagree, or is unknown. */
+  ERR_SNP_PRODUCT_MISMATCH: true;
+  /** A certificate of the chain is not valid at the verification time. */
+  ERR_SNP_CERTIFICATE_VALIDITY: true;
+  /** The report's ECDSA P-384 signature does not verify under the VCEK/VLEK. */
+  ERR_SNP_SIGNATURE: true;
+  /** The guest policy allows debugging and the caller did not allow it. */
+  ERR_SNP_DEBUG: true;
+  /** The report's VMPL is not the expected one. */
+  ERR_SNP_VMPL: true;
+  /** The launch measurement is not the expected one. */
+  ERR_SNP_MEASUREMENT: true;
+  /** host_data is not the expected value. */
+  ERR_SNP_HOST_DATA: true;
+  /** report_data is not the expected value. */
+  ERR_SNP_REPORT_DATA: true;
+  /** A component of reported_tcb is below the caller's minimum. */
+  ERR_SNP_TCB_TOO_LOW: true;
+  /** id_key_digest is not the expected value. */
+  ERR_SNP_ID_KEY_DIGEST: true;
+  /** guest_svn is below the caller's minimum. */
+  ERR_SNP_GUEST_SVN: true;
+  /** family_id is not the expected value. */
+  ERR_SNP_FAMILY_ID: true;
+  /** image_id is not the expected value. */
+  ERR_SNP_IMAGE_ID: true;
+  /**
+   * The firmware is provisional: committed TCB or version differs from the current one, and the caller refuses
+   * that.
+   */
+  ERR_SNP_PROVISIONAL_FIRMWARE: true;
+  /** The HCL report's runtime data does not hash to the SNP report's report_data. */
+  ERR_HCL_BINDING: true;
+  /** The HCL report carries a hardware report this library cannot verify (TDX, TVM). */
+  ERR_HCL_UNSUPPORTED_REPORT: true;
+  /** The runtime data lacks a usable key or field (HCLAkPub, malformed JSON). */
+  ERR_HCL_RUNTIME_DATA: true;
+  /** The TPM quote is not signed by the AK from the runtime data. */
+  ERR_QUOTE_SIGNATURE: true;
+  /** The TPM quote does not carry the expected nonce in extraData. */
+  ERR_QUOTE_NONCE: true;
+  /** The TPM quote's PCR digest does not match the PCR values, or its selection differs from them. */
+  ERR_QUOTE_PCR_DIGEST: true;
+  /** The transfer key's certification by the AK does not verify, or the key is not a TPM-bound decryption key. */
+  ERR_TRANSFER_KEY_CERTIFY: true;
+}
+
+/** The code an `EvidenceVerificationError` carries: the rule the evidence broke. */
+export type EvidenceFailureCode = keyof EvidenceFailureCodes;
+
+/**
+ * Evidence failed a check. `code` names the rule it broke (`ERR_SNP_SIGNATURE`, `ERR_QUOTE_NONCE`, ...; the
+ * table below), `check` the step of the verification that ran it (`report-signature`), and `checks` lists
+ * every check run so far (the last one failed). `ERR_EVIDENCE_VERIFICATION` is the code of a failure no
+ * finer code names.
  */
 export class EvidenceVerificationError extends CvmSkrError {
-  static override code = 'ERR_EVIDENCE_VERIFICATION';
+  static override readonly code: CvmSkrErrorCode = 'ERR_EVIDENCE_VERIFICATION';
+  declare readonly code: 'ERR_EVIDENCE_VERIFICATION' | EvidenceFailureCode;
   readonly check: string;
   checks: EvidenceCheck[] = [];
 
-  constructor(message: string, check: string, options?: CvmSkrErrorOptions) {
+  constructor(
+    code: 'ERR_EVIDENCE_VERIFICATION' | EvidenceFailureCode,
+    message: string,
+    check: string,
+    options?: CvmSkrErrorOptions,
+  ) {
     super(message, options);
+    this.code = code;
     this.check = check;
   }
 }
 
-/** A certificate in the chain is not signed by its issuer, or the chain cannot be built. */
-export class SnpChainError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_CHAIN';
-}
-
-/** The certificate chain ends in a root that is neither an embedded AMD root nor one the caller added. */
-export class SnpUntrustedRootError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_UNTRUSTED_ROOT';
-}
-
-/** The report's signing key (VCEK, VLEK, none) does not match the certificate that is meant to sign it. */
-export class SnpSignerMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_SIGNER_MISMATCH';
-}
-
-/** The VCEK's hwID is not the report's chip_id: a VCEK of another chip. */
-export class SnpChipIdMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_CHIP_ID_MISMATCH';
-}
-
-/** A TCB extension of the VCEK differs from the report's reported_tcb. */
-export class SnpTcbMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_TCB_MISMATCH';
-}
-
-/** The product (Milan, Genoa, Turin) of the report, the VCEK and the root disagree, or is unknown. */
-export class SnpProductMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_PRODUCT_MISMATCH';
-}
-
-/** A certificate of the chain is not valid at the verification time. */
-export class SnpCertificateValidityError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_CERTIFICATE_VALIDITY';
-}
-
-/** The report's ECDSA P-384 signature does not verify under the VCEK/VLEK. */
-export class SnpSignatureError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_SIGNATURE';
-}
-
-/** The guest policy allows debugging and the caller did not allow it. */
-export class SnpDebugPolicyError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_DEBUG';
-}
-
-/** The report's VMPL is not the expected one. */
-export class SnpVmplMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_VMPL';
-}
-
-/** The launch measurement is not the expected one. */
-export class SnpMeasurementMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_MEASUREMENT';
-}
-
-/** host_data is not the expected value. */
-export class SnpHostDataMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_HOST_DATA';
-}
-
-/** report_data is not the expected value. */
-export class SnpReportDataMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_REPORT_DATA';
-}
-
-/** A component of reported_tcb is below the caller's minimum. */
-export class SnpTcbTooLowError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_TCB_TOO_LOW';
-}
-
-/** id_key_digest is not the expected value. */
-export class SnpIdKeyDigestMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_ID_KEY_DIGEST';
-}
-
-/** guest_svn is below the caller's minimum. */
-export class SnpGuestSvnTooLowError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_GUEST_SVN';
-}
-
-/** family_id is not the expected value. */
-export class SnpFamilyIdMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_FAMILY_ID';
-}
-
-/** image_id is not the expected value. */
-export class SnpImageIdMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_IMAGE_ID';
-}
-
-/** The firmware is provisional: committed TCB or version differs from the current one, and the caller refuses that. */
-export class SnpProvisionalFirmwareError extends EvidenceVerificationError {
-  static override code = 'ERR_SNP_PROVISIONAL_FIRMWARE';
-}
-
-/** The HCL report's runtime data does not hash to the SNP report's report_data. */
-export class HclBindingError extends EvidenceVerificationError {
-  static override code = 'ERR_HCL_BINDING';
-}
-
-/** The HCL report carries a hardware report this library cannot verify (TDX, TVM). */
-export class HclUnsupportedReportError extends EvidenceVerificationError {
-  static override code = 'ERR_HCL_UNSUPPORTED_REPORT';
-}
-
-/** The runtime data lacks a usable key or field (HCLAkPub, malformed JSON). */
-export class HclRuntimeDataError extends EvidenceVerificationError {
-  static override code = 'ERR_HCL_RUNTIME_DATA';
-}
-
-/** The TPM quote is not signed by the AK from the runtime data. */
-export class QuoteSignatureError extends EvidenceVerificationError {
-  static override code = 'ERR_QUOTE_SIGNATURE';
-}
-
-/** The TPM quote does not carry the expected nonce in extraData. */
-export class QuoteNonceError extends EvidenceVerificationError {
-  static override code = 'ERR_QUOTE_NONCE';
-}
-
-/** The TPM quote's PCR digest does not match the PCR values, or its selection differs from them. */
-export class QuotePcrDigestError extends EvidenceVerificationError {
-  static override code = 'ERR_QUOTE_PCR_DIGEST';
-}
-
 /** An in-memory (sev-guest) transfer key could not decrypt: wrong key, wrong scheme, or corrupted ciphertext. */
 export class TransferKeyDecryptError extends CvmSkrError {
-  static override code = 'ERR_TRANSFER_KEY_DECRYPT';
+  static override readonly code: CvmSkrErrorCode = 'ERR_TRANSFER_KEY_DECRYPT';
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// maa / keyvault / rotation / emulator
+// maa: the attestation service and its tokens
 // ---------------------------------------------------------------------------------------------------------
-// (attestation, release, rotation and emulator errors go here)
-// maa + emulated hardware
 
 /**
- * The attestation service answered with an error (HTTP status other than 200). `status` is the HTTP status;
+ * The attestation service answered with an error (HTTP status other than 200). `statusCode` is the HTTP status;
  * `serviceCode` the service's error code when its body had one. The message quotes the service's reason.
  */
 export class AttestationRequestError extends ServiceAnswerError {
-  static override code = 'ERR_ATTESTATION_REQUEST';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_REQUEST';
   /** The evidence check the (emulated) service names as failed, when it names one. */
   readonly check?: string;
   /** The wait the service asked for with `Retry-After` (e.g. on 429), in ms. */
@@ -525,118 +547,68 @@ export class AttestationRequestError extends ServiceAnswerError {
 
   constructor(
     message: string,
-    details: { status?: number; serviceCode?: string; check?: string; retryAfterMs?: number } = {},
+    details: { statusCode?: number; serviceCode?: string; check?: string; retryAfterMs?: number } = {},
     options?: CvmSkrErrorOptions,
   ) {
-    super(
-      message,
-      {
-        ...(details.status !== undefined ? { statusCode: details.status } : {}),
-        ...(details.serviceCode !== undefined ? { serviceCode: details.serviceCode } : {}),
-      },
-      options,
-    );
+    super(message, details, options);
     if (details.check !== undefined) this.check = details.check;
     if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs;
-  }
-
-  /** The HTTP status (same as `statusCode`). */
-  get status(): number | undefined {
-    return this.statusCode;
   }
 }
 
 /** The attestation service's answer is not shaped as expected, or its encrypted token could not be opened. */
 export class AttestationResponseError extends CvmSkrError {
-  static override code = 'ERR_ATTESTATION_RESPONSE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_RESPONSE';
 }
+
+/** The codes of an `AttestationTokenError`: why the token was rejected (the keys; the values mean nothing). */
+export interface AttestationTokenFailureCodes {
+  /** The token is not a compact JWS with a JSON header and payload. */
+  ERR_ATTESTATION_TOKEN_MALFORMED: true;
+  /** The token's `alg` is not RS256 (e.g. `none` or HS256). */
+  ERR_ATTESTATION_TOKEN_ALGORITHM: true;
+  /** The token's signature does not verify under the attestation service's key. */
+  ERR_ATTESTATION_TOKEN_SIGNATURE: true;
+  /** The token's `iss` is not the configured attestation endpoint. */
+  ERR_ATTESTATION_TOKEN_ISSUER: true;
+  /** The token is expired or not yet valid (`exp`/`nbf`, with the allowed clock skew). */
+  ERR_ATTESTATION_TOKEN_EXPIRED: true;
+  /** No signing key for the token: unknown `kid` (after one refetch), or a `jku` outside the configured host. */
+  ERR_ATTESTATION_TOKEN_KEY: true;
+}
+
+/** The code an `AttestationTokenError` carries. */
+export type AttestationTokenFailureCode = keyof AttestationTokenFailureCodes;
 
 /**
- * An attestation token was rejected. Subclasses say why (signature, issuer, validity, key, algorithm); the
- * token itself is never part of the message.
+ * An attestation token was rejected. `code` says why (format, algorithm, signature, issuer, validity, key);
+ * the token itself is never part of the message.
  */
 export class AttestationTokenError extends CvmSkrError {
-  static override code = 'ERR_ATTESTATION_TOKEN';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_TOKEN';
+  declare readonly code: AttestationTokenFailureCode;
+
+  constructor(code: AttestationTokenFailureCode, message: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
 }
 
-/** The token is not a compact JWS with a JSON header and payload. */
-export class AttestationTokenMalformedError extends AttestationTokenError {
-  static override code = 'ERR_ATTESTATION_TOKEN_MALFORMED';
-}
-
-/** The token's `alg` is not RS256 (e.g. `none` or HS256). */
-export class AttestationTokenAlgorithmError extends AttestationTokenError {
-  static override code = 'ERR_ATTESTATION_TOKEN_ALGORITHM';
-}
-
-/** The token's signature does not verify under the attestation service's key. */
-export class AttestationTokenSignatureError extends AttestationTokenError {
-  static override code = 'ERR_ATTESTATION_TOKEN_SIGNATURE';
-}
-
-/** The token's `iss` is not the configured attestation endpoint. */
-export class AttestationTokenIssuerError extends AttestationTokenError {
-  static override code = 'ERR_ATTESTATION_TOKEN_ISSUER';
-}
-
-/** The token is expired or not yet valid (`exp`/`nbf`, with the allowed clock skew). */
-export class AttestationTokenExpiredError extends AttestationTokenError {
-  static override code = 'ERR_ATTESTATION_TOKEN_EXPIRED';
-}
-
-/** No signing key for the token: unknown `kid` (after one refetch), or a `jku` outside the configured host. */
-export class AttestationTokenKeyError extends AttestationTokenError {
-  static override code = 'ERR_ATTESTATION_TOKEN_KEY';
-}
-
-/** The AK in the TPM evidence is not the AK the HCL report (`HCLAkPub`) or the AK certificate names. */
-export class AkMismatchError extends EvidenceVerificationError {
-  static override code = 'ERR_AK_MISMATCH';
-}
-
-/** AzureGuest or SevSnpVm evidence came without the VCEK chain (Proof.VcekCertChain / VcekCertChain). */
-export class VcekChainMissingError extends EvidenceVerificationError {
-  static override code = 'ERR_VCEK_CHAIN_MISSING';
-}
-
-/** The AK certificate is unusable or not issued by a trusted vTPM CA. */
-export class AkCertificateError extends EvidenceVerificationError {
-  static override code = 'ERR_AK_CERTIFICATE';
-}
-
-/** The transfer key's certification by the AK does not verify, or the key is not a TPM-bound decryption key. */
-export class TransferKeyCertifyError extends EvidenceVerificationError {
-  static override code = 'ERR_TRANSFER_KEY_CERTIFY';
-}
-
-/** The runtime data of a SevSnpVm request is not what the report binds, or not usable JSON with a key. */
-export class RuntimeDataBindingError extends EvidenceVerificationError {
-  static override code = 'ERR_RUNTIME_DATA_BINDING';
-}
-
-/** Evidence verified but an attestation policy rule of the (emulated) service refuses it. */
-export class AttestationPolicyError extends EvidenceVerificationError {
-  static override code = 'ERR_ATTESTATION_POLICY';
-}
-
+// ---------------------------------------------------------------------------------------------------------
 // rotation
-
-/** An envelope (`EnvelopeCipher`) does not parse: wrong magic, unknown format version, bad lengths, truncated. */
-export class EnvelopeFormatError extends MalformedDataError {
-  static override code = 'ERR_ENVELOPE_FORMAT';
-}
+// ---------------------------------------------------------------------------------------------------------
 
 /**
  * An envelope failed authentication: its data key did not unwrap under the version it names, or AES-GCM
  * rejected the tag. The envelope was altered or damaged, or the `aad` differs from the one used to encrypt.
  */
 export class EnvelopeAuthenticationError extends CvmSkrError {
-  static override code = 'ERR_ENVELOPE_AUTHENTICATION';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ENVELOPE_AUTHENTICATION';
 }
 
 /** The key cannot protect envelopes (EC keys sign; they do not encrypt), or an envelope names another key. */
 export class EnvelopeKeyError extends CvmSkrError {
-  static override code = 'ERR_ENVELOPE_KEY';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ENVELOPE_KEY';
   readonly reason: 'unsupported-key-type' | 'foreign-key';
 
   constructor(message: string, reason: EnvelopeKeyError['reason'], options?: CvmSkrErrorOptions) {
@@ -647,7 +619,7 @@ export class EnvelopeKeyError extends CvmSkrError {
 
 /** The key version an envelope names cannot be released: disabled, expired, not yet valid, or gone. */
 export class KeyVersionUnavailableError extends CvmSkrError {
-  static override code = 'ERR_KEY_VERSION_UNAVAILABLE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_KEY_VERSION_UNAVAILABLE';
   readonly kid: string;
   readonly version: string;
   readonly reason: 'disabled' | 'expired' | 'not-yet-valid' | 'not-found';
@@ -666,7 +638,7 @@ export class KeyVersionUnavailableError extends CvmSkrError {
 
 /** An Event Grid delivery to `createEventGridHandler` is unusable (not JSON, too large, wrong shape, bad secret). */
 export class EventDeliveryError extends CvmSkrError {
-  static override code = 'ERR_EVENT_DELIVERY';
+  static override readonly code: CvmSkrErrorCode = 'ERR_EVENT_DELIVERY';
   readonly statusCode: number;
 
   constructor(message: string, statusCode: number, options?: CvmSkrErrorOptions) {
@@ -677,7 +649,7 @@ export class EventDeliveryError extends CvmSkrError {
 
 /** An ISO-8601 duration (e.g. `P18M`, `PT48H`) did not parse; `field` names where it came from. */
 export class InvalidDurationError extends InvalidArgumentError {
-  static override code = 'ERR_INVALID_DURATION';
+  static override readonly code: CvmSkrErrorCode = 'ERR_INVALID_DURATION';
   readonly field: string;
 
   constructor(message: string, field: string, options?: CvmSkrErrorOptions) {
@@ -687,8 +659,8 @@ export class InvalidDurationError extends InvalidArgumentError {
 }
 
 /** A rotation policy document is not shaped like one (wrong types, unknown action); `field` is its path. */
-export class RotationPolicyFormatError extends MalformedDataError {
-  static override code = 'ERR_ROTATION_POLICY_FORMAT';
+export class RotationPolicyFormatError extends InvalidArgumentError {
+  static override readonly code: CvmSkrErrorCode = 'ERR_ROTATION_POLICY_FORMAT';
   readonly field: string;
 
   constructor(message: string, field: string, options?: CvmSkrErrorOptions) {
@@ -706,7 +678,7 @@ export interface RotationPolicyViolationDetail {
 
 /** A rotation policy breaks the service's rules; `violations` lists every one of them. */
 export class RotationPolicyInvalidError extends CvmSkrError {
-  static override code = 'ERR_ROTATION_POLICY_INVALID';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ROTATION_POLICY_INVALID';
   readonly violations: readonly RotationPolicyViolationDetail[];
 
   constructor(violations: readonly RotationPolicyViolationDetail[], options?: CvmSkrErrorOptions) {
@@ -720,7 +692,7 @@ export class RotationPolicyInvalidError extends CvmSkrError {
 
 /** Key Vault refused a rotation request (get/set policy, rotate, list); carries the service's own answer. */
 export class RotationRequestError extends CvmSkrError {
-  static override code = 'ERR_ROTATION_REQUEST';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ROTATION_REQUEST';
   readonly statusCode?: number;
   readonly serviceCode?: string;
 
@@ -734,11 +706,14 @@ export class RotationRequestError extends CvmSkrError {
     if (details.serviceCode !== undefined) this.serviceCode = details.serviceCode;
   }
 }
-// keyvault + emulator
+
+// ---------------------------------------------------------------------------------------------------------
+// keyvault: release
+// ---------------------------------------------------------------------------------------------------------
 
 /** A release policy (JSON) does not follow the grammar; `path` names the offending node (e.g. `anyOf[0].allOf[2]`). */
 export class ReleasePolicyParseError extends CvmSkrError {
-  static override code = 'ERR_RELEASE_POLICY_PARSE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_RELEASE_POLICY_PARSE';
   readonly path: string;
 
   constructor(message: string, path: string, options?: CvmSkrErrorOptions) {
@@ -749,7 +724,7 @@ export class ReleasePolicyParseError extends CvmSkrError {
 
 /** Key material could not be wrapped or unwrapped for release (unusable transfer key, bad length, bad integrity). */
 export class KeyWrapError extends CvmSkrError {
-  static override code = 'ERR_KEY_WRAP';
+  static override readonly code: CvmSkrErrorCode = 'ERR_KEY_WRAP';
 }
 
 /** A key release was refused: attestation token not acceptable, or the release policy not satisfied. */
@@ -767,7 +742,7 @@ export interface ReleaseDeniedDetails {
 
 /** Key Vault (or the emulator) refused to release a key. */
 export class ReleaseDeniedError extends CvmSkrError {
-  static override code = 'ERR_RELEASE_DENIED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_RELEASE_DENIED';
   readonly statusCode?: number;
   readonly serviceCode?: string;
   readonly reason?: 'policy' | 'permission';
@@ -786,12 +761,12 @@ export class ReleaseDeniedError extends CvmSkrError {
 
 /** A Key Vault call failed for another reason than a release refusal (not found, bad request, auth, 5xx). */
 export class KeyVaultRequestError extends ServiceAnswerError {
-  static override code = 'ERR_KEYVAULT_REQUEST';
+  static override readonly code: CvmSkrErrorCode = 'ERR_KEYVAULT_REQUEST';
 }
 
 /** The attestation service refused the evidence (HTTP 400); the message carries the service's words. */
 export class AttestationRejectedError extends ServiceAnswerError {
-  static override code = 'ERR_ATTESTATION_REJECTED';
+  static override readonly code: CvmSkrErrorCode = 'ERR_ATTESTATION_REJECTED';
 }
 
 /**
@@ -803,7 +778,7 @@ export type ReleaseResponseCheck = 'header' | 'chain' | 'signer' | 'pin' | 'sign
 
 /** The vault's release answer failed verification (signature, chain, host, or content); nothing was unwrapped. */
 export class ReleaseResponseInvalidError extends CvmSkrError {
-  static override code = 'ERR_RELEASE_RESPONSE_INVALID';
+  static override readonly code: CvmSkrErrorCode = 'ERR_RELEASE_RESPONSE_INVALID';
   /** The failed check, when known. */
   readonly check?: ReleaseResponseCheck;
 
@@ -815,67 +790,7 @@ export class ReleaseResponseInvalidError extends CvmSkrError {
 
 /** The released key could not be unwrapped with the transfer key (wrong key, damaged or truncated ciphertext). */
 export class UnwrapFailedError extends CvmSkrError {
-  static override code = 'ERR_UNWRAP_FAILED';
-}
-
-/** The emulator could not start or was used after close. */
-export class EmulatorError extends CvmSkrError {
-  static override code = 'ERR_EMULATOR';
-}
-
-/** The emulator state file exists but cannot be read as emulator state; it is left untouched. */
-export class EmulatorStateError extends CvmSkrError {
-  static override code = 'ERR_EMULATOR_STATE';
-  readonly path: string;
-  /** Byte offset of the unreadable record, when the problem is inside the file (the journal). */
-  readonly offset?: number;
-
-  constructor(message: string, path: string, options?: CvmSkrErrorOptions & { offset?: number }) {
-    super(message, options);
-    this.path = path;
-    if (options?.offset !== undefined) this.offset = options.offset;
-  }
-}
-
-/**
- * Another live process owns the emulator state file (its `<state>.lock` names that pid); a second emulator on
- * the same file would overwrite the first one's writes.
- */
-export class EmulatorStateLockedError extends EmulatorStateError {
-  static override code = 'ERR_EMULATOR_STATE_LOCKED';
-  /** The process holding the lock. */
-  readonly pid: number;
-  readonly lockPath: string;
-
-  constructor(message: string, path: string, lockPath: string, pid: number) {
-    super(message, path);
-    this.lockPath = lockPath;
-    this.pid = pid;
-  }
-}
-
-/**
- * A request to the emulated Key Vault fails the way the service would: HTTP status, service error code
- * (`BadParameter`, `KeyNotFound`, `Forbidden`, ...) and optional inner code. The server turns it into the
- * service's `{"error":{"code","message","innererror"}}` body.
- */
-export class EmulatedVaultRequestError extends CvmSkrError {
-  static override code = 'ERR_EMULATED_VAULT_REQUEST';
-  readonly status: number;
-  readonly serviceCode: string;
-  readonly innerCode?: string;
-
-  constructor(status: number, serviceCode: string, message: string, innerCode?: string) {
-    super(message);
-    this.status = status;
-    this.serviceCode = serviceCode;
-    if (innerCode !== undefined) this.innerCode = innerCode;
-  }
-}
-
-/** The emulator token endpoint refused or did not answer a token request. */
-export class EmulatorCredentialError extends CvmSkrError {
-  static override code = 'ERR_EMULATOR_CREDENTIAL';
+  static override readonly code: CvmSkrErrorCode = 'ERR_UNWRAP_FAILED';
 }
 
 // agent
@@ -886,7 +801,7 @@ export class EmulatorCredentialError extends CvmSkrError {
  * looked for).
  */
 export class AgentUnavailableError extends CvmSkrError {
-  static override code = 'ERR_AGENT_UNAVAILABLE';
+  static override readonly code: CvmSkrErrorCode = 'ERR_AGENT_UNAVAILABLE';
   readonly socket: string;
 
   constructor(message: string, socket: string, options?: CvmSkrErrorOptions) {
@@ -897,10 +812,10 @@ export class AgentUnavailableError extends CvmSkrError {
 
 /** The key agent has as many requests pending as it accepts (`--max-pending`), or is shutting down; back off. */
 export class AgentBusyError extends CvmSkrError {
-  static override code = 'ERR_AGENT_BUSY';
+  static override readonly code: CvmSkrErrorCode = 'ERR_AGENT_BUSY';
 }
 
 /** The key agent refused this caller: no rule of its rules file lets this uid/gid (or token) have that key. */
 export class AgentForbiddenError extends CvmSkrError {
-  static override code = 'ERR_AGENT_FORBIDDEN';
+  static override readonly code: CvmSkrErrorCode = 'ERR_AGENT_FORBIDDEN';
 }

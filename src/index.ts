@@ -1,7 +1,8 @@
 // Public API of cvm-skr. Kept small on purpose: what a service on a confidential VM, an engineer testing on a
 // laptop and an operator auditing keys use; every name here is documented in the README. Lower layers stay
 // importable by path inside the package but are not part of the supported API. The emulator has its own entry
-// point, `cvm-skr/emulator`.
+// point, `cvm-skr/emulator`, with its own errors (src/emulator/errors.ts); test/index.test.ts checks that none
+// of them is exported here.
 
 export * from './errors.js';
 export { AgentClient, type AgentClientOptions } from './agent/client.js';

@@ -132,7 +132,7 @@ export class AgentClient {
               parsed = JSON.parse(raw);
             } catch (error) {
               return reject(
-                new MalformedDataError(`the agent at ${this.socket} answered HTTP ${res.statusCode} without JSON`, {
+                new MalformedDataError('ERR_AGENT_ANSWER_MALFORMED', `the agent at ${this.socket} answered HTTP ${res.statusCode} without JSON`, {
                   cause: error,
                 }),
               );

@@ -47,23 +47,28 @@ export function errorToWire(error: unknown): WireError {
 }
 
 type ErrorClass = typeof CvmSkrError;
-const CLASSES: ReadonlyMap<string, ErrorClass> = new Map(
-  Object.values(errors)
-    .filter((v): v is ErrorClass => typeof v === 'function' && v.prototype instanceof Error && 'code' in v)
-    .map((c) => [c.code, c] as const),
+const ERROR_CLASSES = Object.values(errors).filter(
+  (v): v is ErrorClass => typeof v === 'function' && v.prototype instanceof Error && 'code' in v,
 );
+const BY_NAME: ReadonlyMap<string, ErrorClass> = new Map(ERROR_CLASSES.map((c) => [c.name, c] as const));
+const BY_CODE: ReadonlyMap<string, ErrorClass> = new Map(ERROR_CLASSES.map((c) => [c.code, c] as const));
 
 /**
- * The error class `code` names, made without running its constructor (each class has its own signature): the
- * prototype chain, `name`, `code` and fields are those of the in-process error.
+ * The error class the wire names, made without running its constructor (each class has its own signature): the
+ * prototype chain, `name`, `code` and fields are those of the in-process error. The class is found by name,
+ * since one class may carry several codes (an `EvidenceVerificationError` says which check failed in `code`).
  */
 export function errorFromWire(wire: unknown, origin: string): CvmSkrError {
   const w = (typeof wire === 'object' && wire !== null ? wire : {}) as Partial<WireError>;
-  const Class = (typeof w.code === 'string' && CLASSES.get(w.code)) || CvmSkrError;
+  const Class =
+    (typeof w.name === 'string' && BY_NAME.get(w.name)) ||
+    (typeof w.code === 'string' && BY_CODE.get(w.code)) ||
+    CvmSkrError;
+  const code = typeof w.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(w.code) ? w.code : Class.code;
   const message = typeof w.message === 'string' ? w.message : `the agent at ${origin} answered an unknown error`;
   const error = Reflect.construct(Error, [message], Class) as CvmSkrError;
   Object.defineProperty(error, 'name', { value: Class.name, writable: true, configurable: true });
-  Object.defineProperty(error, 'code', { value: Class.code, enumerable: true, configurable: true });
+  Object.defineProperty(error, 'code', { value: code, enumerable: true, configurable: true });
   if (typeof w.details === 'object' && w.details !== null) {
     for (const [field, value] of Object.entries(w.details)) {
       if (!OMITTED.has(field)) (error as unknown as Record<string, unknown>)[field] = value;
@@ -105,7 +110,7 @@ const DATE_FIELDS = ['createdOn', 'updatedOn', 'notBefore', 'expiresOn'] as cons
 export function keyFromWire(wire: unknown): ReleasedKey {
   const w = wire as Partial<WireKey> | null;
   if (!w || typeof w !== 'object' || typeof w.kid !== 'string' || typeof w.jwk !== 'object' || w.jwk === null)
-    throw new MalformedDataError('the agent answered a key without kid or jwk; is it a cvm-skr agent?');
+    throw new MalformedDataError('ERR_AGENT_ANSWER_MALFORMED', 'the agent answered a key without kid or jwk; is it a cvm-skr agent?');
   let key: KeyObject;
   try {
     key =
@@ -113,7 +118,7 @@ export function keyFromWire(wire: unknown): ReleasedKey {
         ? createSecretKey(Buffer.from(String(w.jwk.k), 'base64url'))
         : createPrivateKey({ key: w.jwk, format: 'jwk' });
   } catch (error) {
-    throw new MalformedDataError('the agent answered a key that does not import as a JWK', { cause: error });
+    throw new MalformedDataError('ERR_AGENT_ANSWER_MALFORMED', 'the agent answered a key that does not import as a JWK', { cause: error });
   }
   const attributes: ReleasedKeyAttributes = {};
   const raw = (w.attributes ?? {}) as Record<string, unknown>;

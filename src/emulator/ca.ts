@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { createHash, createPrivateKey, type KeyObject, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { EmulatorError } from '../errors.js';
+import { EmulatorError } from './errors.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 

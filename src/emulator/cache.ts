@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { EmulatorError } from '../errors.js';
+import { EmulatorError } from './errors.js';
 
 export const EMULATOR_CACHE_ENV = 'CVM_SKR_EMULATOR_CACHE';
 

@@ -5,7 +5,8 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { EmulatorError, InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
+import { EmulatorError } from './errors.js';
 
 export interface HttpRequestOptions {
   method?: 'GET' | 'POST';

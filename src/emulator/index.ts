@@ -13,6 +13,13 @@ export {
 } from './hardware/amd.js';
 export { EMULATOR_ORGANIZATION, EmulatorCa, type IssuedCertificate, type SavedEmulatorCa } from './ca.js';
 export { EMULATOR_CACHE_ENV, emulatorCacheDir } from './cache.js';
+export {
+  EmulatedVaultRequestError,
+  EmulatorCredentialError,
+  EmulatorError,
+  EmulatorStateError,
+  EmulatorStateLockedError,
+} from './errors.js';
 export { EmulatorCredential, type EmulatorCredentialOptions } from './identity/credential.js';
 export { EmulatedSevGuestPlatform } from './hardware/emulated-sev-guest.js';
 export { EmulatedSnpReportProvider } from './hardware/emulated-snp-provider.js';

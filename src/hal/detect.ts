@@ -1,10 +1,16 @@
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
+import { NotConfidentialError } from '../errors.js';
 import { tryLoadAddon } from './addon.js';
 import { DEFAULT_TPM_PATH } from './open-tpm.js';
-import { DEFAULT_CONFIGFS_TSM_PATH, DEFAULT_SEV_GUEST_PATH } from './snp-providers.js';
-import type { PlatformKind } from './types.js';
+import {
+  ConfigfsTsmProvider,
+  DEFAULT_CONFIGFS_TSM_PATH,
+  DEFAULT_SEV_GUEST_PATH,
+  SevGuestIoctlProvider,
+} from './snp-providers.js';
+import type { AttestationPlatform, PlatformKind } from './types.js';
 
 export const HCL_REPORT_NV_INDEX = 0x01400001;
 
@@ -209,4 +215,28 @@ export async function detectPlatform(options: DetectOptions = {}): Promise<Platf
     configfsTsm,
     swtpm: swtpmPath ? { onPath: true, path: swtpmPath } : { onPath: false },
   };
+}
+
+/**
+ * Opens the hardware backend `detectPlatform()` selects (`platform: 'auto'` of `SecureKeyRelease`), or explains
+ * why there is none. The platform modules load only here, when a machine is found to have one.
+ */
+export async function openDetectedPlatform(): Promise<AttestationPlatform> {
+  const detection = await detectPlatform();
+  if (detection.selected === 'azure-vtpm') {
+    const { AzureVtpmPlatform } = await import('./platforms/azure-vtpm.js');
+    return AzureVtpmPlatform.open();
+  }
+  if (detection.selected === 'sev-guest') {
+    const { SevGuestPlatform } = await import('./platforms/sev-guest.js');
+    const provider =
+      detection.sevGuest.exists && detection.addon.loaded ? new SevGuestIoctlProvider() : new ConfigfsTsmProvider();
+    return SevGuestPlatform.open({ provider });
+  }
+  throw new NotConfidentialError(
+    `no confidential-computing backend on this machine: ${detection.backends
+      .filter((b) => b.automatic)
+      .map((b) => `${b.kind}: ${b.reason}`)
+      .join('; ')}. Run "cvm-skr doctor" for details, or pass an emulated platform for local testing`,
+  );
 }

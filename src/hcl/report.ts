@@ -1,4 +1,4 @@
-import { MalformedHclReportError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 import { parseSnpReport, SNP_REPORT_SIZE, type SnpReport } from '../snp/report.js';
 import { type HclRuntimeData, parseHclRuntimeData } from './runtime-data.js';
 
@@ -38,7 +38,7 @@ export interface HclReport {
 }
 
 function fail(message: string): never {
-  throw new MalformedHclReportError(`HCL report: ${message}`);
+  throw new MalformedDataError('ERR_HCL_REPORT_MALFORMED', `HCL report: ${message}`);
 }
 
 /** Whether bytes start like an HCL report (the "HCLA" signature). */
@@ -50,8 +50,9 @@ export function isHclReport(bytes: Uint8Array): boolean {
 
 /**
  * Parses an HCL report (header versions 1 and 2; SNP, TVM and TDX hardware reports). For SNP the embedded report is
- * parsed too. Throws `MalformedHclReportError` (or `MalformedSnpReportError` for the embedded report); never reads
- * outside `bytes`. TDX is parsed for its header and runtime data only: TDX quotes are not verified by this library.
+ * parsed too. Throws a `MalformedDataError` (`ERR_HCL_REPORT_MALFORMED`, or `ERR_SNP_REPORT_MALFORMED` for the
+ * embedded report); never reads outside `bytes`. TDX is parsed for its header and runtime data only: TDX quotes
+ * are not verified by this library.
  */
 export function parseHclReport(bytes: Uint8Array): HclReport {
   if (!(bytes instanceof Uint8Array)) fail('expected bytes');

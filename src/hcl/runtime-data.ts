@@ -1,5 +1,5 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { MalformedHclReportError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 
 export interface HclRuntimeKey {
   kid: string;
@@ -32,7 +32,8 @@ export interface HclRuntimeData {
 }
 
 function fail(message: string, cause?: unknown): never {
-  throw new MalformedHclReportError(
+  throw new MalformedDataError(
+    'ERR_HCL_REPORT_MALFORMED',
     `HCL runtime data: ${message}`,
     cause === undefined ? undefined : { cause },
   );

@@ -1,17 +1,5 @@
 import { constants, createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import {
-  type EvidenceCheck,
-  EvidenceVerificationError,
-  HclRuntimeDataError,
-  HclUnsupportedReportError,
-  InvalidArgumentError,
-  MalformedDataError,
-  MalformedQuoteError,
-  QuoteNonceError,
-  QuotePcrDigestError,
-  QuoteSignatureError,
-  TransferKeyCertifyError,
-} from '../errors.js';
+import { type EvidenceCheck, EvidenceVerificationError, InvalidArgumentError, MalformedDataError } from '../errors.js';
 import { bytesEqual, bytesFrom, toHex } from '../snp/bytes.js';
 import {
   runCheck,
@@ -167,7 +155,11 @@ export function verifyTransferKeyCertification(
   quote: QuoteAttest,
   pcrs: readonly PcrInput[],
 ): KeyObject {
-  const fail = (message: string) => new TransferKeyCertifyError(message, 'transfer-key-certify');
+  const fail = (message: string) => new EvidenceVerificationError(
+    'ERR_TRANSFER_KEY_CERTIFY',
+    message,
+    'transfer-key-certify',
+  );
   let pub: TpmtPublic;
   try {
     const r = new TpmReader(evidence.public, 'EncKeyPub');
@@ -234,7 +226,8 @@ export function verifyAzureVtpmEvidence(
 
   const snpReport = runCheck(checks, 'hardware-report', () => {
     if (hcl.reportType !== 'snp' || hcl.snpReport === undefined) {
-      throw new HclUnsupportedReportError(
+      throw new EvidenceVerificationError(
+        'ERR_HCL_UNSUPPORTED_REPORT',
         `the HCL report carries a ${hcl.reportType.toUpperCase()} report; only SEV-SNP is verified (TDX quote verification is not supported)`,
         'hardware-report',
       );
@@ -258,7 +251,11 @@ export function verifyAzureVtpmEvidence(
   const akPub = runCheck(checks, 'ak-public-key', () => {
     const ak = hcl.runtimeData.akPub;
     if (ak === undefined || ak.asymmetricKeyType !== 'rsa') {
-      throw new HclRuntimeDataError('the runtime data has no RSA HCLAkPub key', 'ak-public-key');
+      throw new EvidenceVerificationError(
+        'ERR_HCL_RUNTIME_DATA',
+        'the runtime data has no RSA HCLAkPub key',
+        'ak-public-key',
+      );
     }
     if (options.akPub !== undefined) {
       let tpmAk: KeyObject;
@@ -268,7 +265,8 @@ export function verifyAzureVtpmEvidence(
         reader.expectEnd();
       } catch (error) {
         if (error instanceof MalformedDataError)
-          throw new HclRuntimeDataError(
+          throw new EvidenceVerificationError(
+            'ERR_HCL_RUNTIME_DATA',
             `the AK public area does not parse: ${error.message}`,
             'ak-public-key',
           );
@@ -277,7 +275,11 @@ export function verifyAzureVtpmEvidence(
       const a = ak.export({ format: 'jwk' });
       const b = tpmAk.export({ format: 'jwk' });
       if (a.n !== b.n || a.e !== b.e) {
-        throw new HclRuntimeDataError('the TPM AK is not the HCLAkPub of the runtime data', 'ak-public-key');
+        throw new EvidenceVerificationError(
+          'ERR_HCL_RUNTIME_DATA',
+          'the TPM AK is not the HCLAkPub of the runtime data',
+          'ak-public-key',
+        );
       }
     }
     const matched = options.akPub === undefined ? '' : ', equal to the TPM AK';
@@ -291,23 +293,28 @@ export function verifyAzureVtpmEvidence(
       bytesFrom(options.signature, 'signature'),
       keyBytes,
       'quote',
-      (message) => new QuoteSignatureError(message, 'quote-signature'),
+      (message) => new EvidenceVerificationError('ERR_QUOTE_SIGNATURE', message, 'quote-signature'),
     );
     const { scheme, hash } = parts;
     const hashName = HASH_NAMES[hash];
     const ok = verifyRsa(quoteBytes, akPub, parts);
     if (!ok)
-      throw new QuoteSignatureError('the quote signature does not verify under HCLAkPub', 'quote-signature');
+      throw new EvidenceVerificationError(
+        'ERR_QUOTE_SIGNATURE',
+        'the quote signature does not verify under HCLAkPub',
+        'quote-signature',
+      );
     let attest: ReturnType<typeof parseAttest>;
     try {
       attest = parseAttest(quoteBytes);
     } catch (error) {
       if (error instanceof MalformedDataError)
-        throw new MalformedQuoteError(`quote: ${error.message}`, { cause: error });
+        throw new MalformedDataError('ERR_QUOTE_MALFORMED', `quote: ${error.message}`, { cause: error });
       throw error;
     }
     if (attest.type !== TPM_ST_ATTEST_QUOTE || !('quote' in attest)) {
-      throw new QuoteSignatureError(
+      throw new EvidenceVerificationError(
+        'ERR_QUOTE_SIGNATURE',
         `the signed structure is not a quote (type 0x${attest.type.toString(16)})`,
         'quote-signature',
       );
@@ -321,7 +328,8 @@ export function verifyAzureVtpmEvidence(
   runCheck(checks, 'quote-nonce', () => {
     const nonce = options.nonce === undefined ? new Uint8Array(0) : bytesFrom(options.nonce, 'nonce');
     if (!bytesEqual(nonce, quote.extraData)) {
-      throw new QuoteNonceError(
+      throw new EvidenceVerificationError(
+        'ERR_QUOTE_NONCE',
         `the quote carries extraData ${toHex(quote.extraData) || '(empty)'}, not the expected nonce ${toHex(nonce) || '(empty)'}`,
         'quote-nonce',
       );
@@ -343,18 +351,21 @@ export function verifyAzureVtpmEvidence(
     for (const selection of quote.quote.pcrSelect) {
       const bank = HASH_NAMES[selection.hashAlg];
       if (bank === undefined)
-        throw new QuotePcrDigestError(
+        throw new EvidenceVerificationError(
+          'ERR_QUOTE_PCR_DIGEST',
           `the quote selects unknown bank 0x${selection.hashAlg.toString(16)}`,
           'quote-pcr-digest',
         );
       if (!STRONG_HASHES.has(selection.hashAlg))
-        throw new QuotePcrDigestError(
+        throw new EvidenceVerificationError(
+          'ERR_QUOTE_PCR_DIGEST',
           `the quote selects the ${bank} PCR bank; quote the SHA-256 (or stronger) bank`,
           'quote-pcr-digest',
         );
       for (const index of selection.pcrs) {
         if (quoted.has(index)) {
-          throw new QuotePcrDigestError(
+          throw new EvidenceVerificationError(
+            'ERR_QUOTE_PCR_DIGEST',
             'the quote selects one PCR in two banks; give one bank',
             'quote-pcr-digest',
           );
@@ -362,12 +373,14 @@ export function verifyAzureVtpmEvidence(
         quoted.add(index);
         const value = values.get(index);
         if (value === undefined)
-          throw new QuotePcrDigestError(
+          throw new EvidenceVerificationError(
+            'ERR_QUOTE_PCR_DIGEST',
             `PCR ${index} is quoted but its value was not given`,
             'quote-pcr-digest',
           );
         if (value.length !== createHash(bank).digest().length) {
-          throw new QuotePcrDigestError(
+          throw new EvidenceVerificationError(
+            'ERR_QUOTE_PCR_DIGEST',
             `PCR ${index} is ${value.length} bytes, not a ${bank} digest`,
             'quote-pcr-digest',
           );
@@ -377,14 +390,16 @@ export function verifyAzureVtpmEvidence(
     }
     const unquoted = [...values.keys()].filter((i) => !quoted.has(i));
     if (unquoted.length > 0) {
-      throw new QuotePcrDigestError(
+      throw new EvidenceVerificationError(
+        'ERR_QUOTE_PCR_DIGEST',
         `PCRs ${unquoted.join(', ')} were given but are not covered by the quote`,
         'quote-pcr-digest',
       );
     }
     const digest = hash.digest();
     if (!bytesEqual(digest, quote.quote.pcrDigest)) {
-      throw new QuotePcrDigestError(
+      throw new EvidenceVerificationError(
+        'ERR_QUOTE_PCR_DIGEST',
         `the quote's pcrDigest ${toHex(quote.quote.pcrDigest)} is not the digest of the given PCR values ${toHex(digest)}`,
         'quote-pcr-digest',
       );

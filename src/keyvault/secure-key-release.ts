@@ -13,15 +13,11 @@ import {
   AttestationRejectedError,
   AttestationRequestError,
   ClosedError,
-  KeyVaultRequestError,
-  KeyVersionUnavailableError,
-  NotConfidentialError,
-  ReleaseDeniedError,
   ReleaseResponseInvalidError,
   TimeoutError,
 } from '../errors.js';
 import { AgentClient, type AgentClientOptions, agentSocketFor } from '../agent/client.js';
-import { detectPlatform } from '../hal/detect.js';
+import { openDetectedPlatform } from '../hal/detect.js';
 import type { AttestationPlatform } from '../hal/types.js';
 import { AttestationClient, type AttestationResult } from '../maa/client.js';
 import { callerSignal, type CancelOptions, deadline, raceAbort, throwIfAborted } from '../util/abort.js';
@@ -31,7 +27,14 @@ import { LazyDefaultAzureCredential } from './default-credential.js';
 import { type ReleaseEvent, type ReleaseStats, ReleaseDiagnostics, type StepOptions } from './diagnostics.js';
 import type { ReleaseEncryption } from './key-wrap.js';
 import { checkReleaseOptions } from './options.js';
-import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
+import {
+  refusalNeedsKeyState,
+  refusedKeyState,
+  type RefusedKeyState,
+  releaseRefusalError,
+  type RestErrorLike,
+} from './release-errors.js';
+import { parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 import { type ReleasePayload, type ReleaseSignerPin, verifyReleaseResponse } from './release-response.js';
 import { MAX_THROTTLED_RETRIES, retryDelay, sleep } from './retry.js';
 import { throttlePolicy } from './throttle-policy.js';
@@ -204,13 +207,6 @@ function releasePolicyOf(payload: ReleasePayload): ReleasePolicy | undefined {
   } catch {
     return undefined;
   }
-}
-
-interface RestErrorLike {
-  statusCode?: number;
-  code?: string;
-  message?: string;
-  response?: { headers?: { get(name: string): string | undefined } };
 }
 
 function isRetryableStatus(status: number | undefined): boolean {
@@ -705,7 +701,7 @@ export class SecureKeyRelease {
         });
       } catch (error) {
         if (error instanceof AttestationRequestError) {
-          if (error.status === 400) {
+          if (error.statusCode === 400) {
             throw new AttestationRejectedError(
               `the attestation service rejected this machine's evidence: ${error.message}`,
               {
@@ -715,15 +711,15 @@ export class SecureKeyRelease {
               { cause: error },
             );
           }
-          const isThrottled = error.status === 429 && error.retryAfterMs !== undefined;
+          const isThrottled = error.statusCode === 429 && error.retryAfterMs !== undefined;
           const budgetLeft = isThrottled ? throttled < MAX_THROTTLED_RETRIES : attempt - throttled < maxRetries;
-          if (isRetryableStatus(error.status) && budgetLeft && !signal.aborted) {
+          if (isRetryableStatus(error.statusCode) && budgetLeft && !signal.aborted) {
             if (isThrottled) throttled++;
             const delayMs = retryDelay(attempt, error.retryAfterMs, retry);
             notify(this.#onRetry, {
               step: 'attestation',
               attempt: attempt + 1,
-              reason: error.status === undefined ? 'no answer' : `HTTP ${error.status}`,
+              reason: error.statusCode === undefined ? 'no answer' : `HTTP ${error.statusCode}`,
               delayMs,
             });
             await sleep(delayMs, signal);
@@ -786,6 +782,7 @@ export class SecureKeyRelease {
     return client;
   }
 
+  /** The coded error for a failed release request; reads the key's state only when the explanation needs it. */
   async #releaseError(
     error: unknown,
     ref: KeyRef,
@@ -802,152 +799,22 @@ export class SecureKeyRelease {
             cause: error,
           });
     }
-    const rest = error as RestErrorLike;
-    const status = rest?.statusCode;
-    const serviceCode = typeof rest?.code === 'string' ? rest.code : undefined;
-    const serviceMessage = rest?.message ?? String(error);
-    if (status === 403) {
-      const permission =
-        /permission|not authorized|forbiddenbypolicy/i.test(serviceMessage) &&
-        !/attestation/i.test(serviceMessage);
-      if (permission) {
-        return new ReleaseDeniedError(
-          `Key Vault refused to release ${ref.name}: the caller lacks the keys/release permission (grant "Key Vault Crypto Service Release User"). Service said: ${serviceMessage}`,
-          {
-            statusCode: 403,
-            reason: 'permission',
-            ...(serviceCode ? { serviceCode } : {}),
-          },
-          { cause: error },
-        );
-      }
-      const state = await this.#readKeyState(client, ref);
-      const unavailable =
-        state && keyVersionUnavailable(state.properties, state.kid, ref, error, this.#now().getTime());
-      if (unavailable) return unavailable;
-      const policy = state?.policy;
-      const evaluation = policy ? evaluateReleasePolicy(policy, attestation.claims) : undefined;
-      const failing = evaluation?.clauses.filter((c) => !c.passed && c.kind === 'claim') ?? [];
-      const explanation = evaluation
-        ? failing.length > 0
-          ? ` Failing clause${failing.length > 1 ? 's' : ''}: ${failing.map((c) => `${c.path} (${c.claim}): ${c.reason}`).join('; ')}.`
-          : evaluation.allowed
-            ? ' Locally the policy passes on these claims: check the authority (attestation endpoint) and the token freshness.'
-            : ` ${evaluation.clauses.find((c) => !c.passed)?.reason ?? ''}`
-        : ' (the release policy could not be read to explain which clause failed; grant keys/get to see it)';
-      return new ReleaseDeniedError(
-        `Key Vault refused to release ${ref.name}: this machine's attestation does not satisfy the key's release policy.${explanation}`,
-        {
-          statusCode: 403,
-          reason: 'policy',
-          ...(serviceCode ? { serviceCode } : {}),
-          ...(policy ? { releasePolicy: policy } : {}),
-          ...(evaluation ? { evaluation } : {}),
-        },
-        { cause: error },
-      );
-    }
-    if (status !== undefined) {
-      const advice =
-        status === 404
-          ? ' (check the key name and version)'
-          : status === 401
-            ? ' (check the credential and its tenant)'
-            : status === 400
-              ? ' (is the key exportable, with a release policy?)'
-              : '';
-      return new KeyVaultRequestError(
-        `Key Vault answered HTTP ${status} to the release of ${ref.name}${advice}: ${serviceMessage}`,
-        { statusCode: status, ...(serviceCode ? { serviceCode } : {}) },
-        { cause: error },
-      );
-    }
-    return new KeyVaultRequestError(
-      `cannot reach Key Vault at ${ref.vaultUrl}: ${serviceMessage}`,
-      {},
-      { cause: error },
-    );
+    const keyState = refusalNeedsKeyState(error) ? await this.#readKeyState(client, ref) : undefined;
+    return releaseRefusalError(error, ref, {
+      claims: attestation.claims,
+      ...(keyState ? { keyState } : {}),
+      now: this.#now(),
+    });
   }
 
   /** The key's release policy and validity, read after a refusal to explain it (needs keys/get). */
-  async #readKeyState(client: KeyClient, ref: KeyRef) {
+  async #readKeyState(client: KeyClient, ref: KeyRef): Promise<RefusedKeyState | undefined> {
     try {
-      const key = await client.getKey(ref.name, ref.version ? { version: ref.version } : {});
-      const encoded = key.properties.releasePolicy?.encodedPolicy;
-      let policy: ReleasePolicy | undefined;
-      try {
-        policy = encoded ? parseReleasePolicy(encoded) : undefined;
-      } catch {
-        policy = undefined;
-      }
-      return {
-        policy,
-        properties: key.properties,
-        kid: key.id ?? `${ref.vaultUrl}/keys/${ref.name}`,
-      };
+      return refusedKeyState(await client.getKey(ref.name, ref.version ? { version: ref.version } : {}), ref);
     } catch {
       return undefined;
     }
   }
-}
-
-/** A release refused because the key version is disabled or outside its validity, not because of the policy. */
-function keyVersionUnavailable(
-  properties: {
-    enabled?: boolean;
-    expiresOn?: Date;
-    notBefore?: Date;
-    version?: string;
-  },
-  kid: string,
-  ref: KeyRef,
-  cause: unknown,
-  now: number,
-): KeyVersionUnavailableError | undefined {
-  const version = properties.version ?? ref.version ?? '';
-  const which = `version ${version || '(current)'} of key ${ref.name}`;
-  const make = (reason: KeyVersionUnavailableError['reason'], message: string) =>
-    new KeyVersionUnavailableError(
-      `Key Vault refused to release ${which}: ${message}`,
-      { kid, version, reason },
-      { cause },
-    );
-  if (properties.enabled === false)
-    return make('disabled', 'it is disabled; enable it, or release another version');
-  if (properties.expiresOn && properties.expiresOn.getTime() <= now) {
-    return make(
-      'expired',
-      `it expired on ${properties.expiresOn.toISOString()}; extend its expiry to release it`,
-    );
-  }
-  if (properties.notBefore && properties.notBefore.getTime() > now) {
-    return make('not-yet-valid', `it is not valid before ${properties.notBefore.toISOString()}`);
-  }
-  return undefined;
-}
-
-/** Opens the hardware backend `detectPlatform()` selects, or explains why there is none. */
-export async function openDetectedPlatform(): Promise<AttestationPlatform> {
-  const detection = await detectPlatform();
-  if (detection.selected === 'azure-vtpm') {
-    const { AzureVtpmPlatform } = await import('../hal/platforms/azure-vtpm.js');
-    return AzureVtpmPlatform.open();
-  }
-  if (detection.selected === 'sev-guest') {
-    const { SevGuestPlatform } = await import('../hal/platforms/sev-guest.js');
-    const { ConfigfsTsmProvider, SevGuestIoctlProvider } = await import('../hal/snp-providers.js');
-    const provider =
-      detection.sevGuest.exists && detection.addon.loaded
-        ? new SevGuestIoctlProvider()
-        : new ConfigfsTsmProvider();
-    return SevGuestPlatform.open({ provider });
-  }
-  throw new NotConfidentialError(
-    `no confidential-computing backend on this machine: ${detection.backends
-      .filter((b) => b.automatic)
-      .map((b) => `${b.kind}: ${b.reason}`)
-      .join('; ')}. Run "cvm-skr doctor" for details, or pass an emulated platform for local testing`,
-  );
 }
 
 function notify(onRetry: SecureKeyReleaseOptions['onRetry'], event: RetryEvent): void {

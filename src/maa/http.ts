@@ -128,14 +128,14 @@ export function jsonAnswer(res: MaaHttpResponse, what: string): Record<string, u
       typeof error?.message === 'string' ? error.message : res.body.toString('utf8').slice(0, 300);
     const retryAfterMs = res.retryAfter === undefined ? undefined : parseRetryAfter(res.retryAfter);
     throw new AttestationRequestError(`${what} answered HTTP ${res.status}: ${message}`, {
-      status: res.status,
+      statusCode: res.status,
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
       ...(code === undefined ? {} : { serviceCode: code }),
       ...(check === undefined ? {} : { check }),
     });
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new AttestationRequestError(`${what} answered 200 without a JSON object`, { status: 200 });
+    throw new AttestationRequestError(`${what} answered 200 without a JSON object`, { statusCode: 200 });
   }
   return json as Record<string, unknown>;
 }

@@ -4,7 +4,7 @@
  * fields pinned in test/maa/requests.test.ts), built from a platform's evidence.
  */
 import { readFile } from 'node:fs/promises';
-import { MalformedHclReportError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 import type { AzureVtpmEvidence, SevGuestEvidence } from '../hal/types.js';
 
 const b64 = (bytes: Uint8Array | string): string =>
@@ -83,11 +83,14 @@ export async function localOsIdentity(): Promise<OsIdentity> {
 export function splitHclReport(hcl: Uint8Array): { snpReport: Uint8Array; runtimeData: Uint8Array } {
   const view = new DataView(hcl.buffer, hcl.byteOffset, hcl.byteLength);
   if (hcl.length < 0x4d4 || view.getUint32(0, true) !== 0x414c4348) {
-    throw new MalformedHclReportError('the evidence hclReport is not an HCL report (no "HCLA" header)');
+    throw new MalformedDataError(
+      'ERR_HCL_REPORT_MALFORMED',
+      'the evidence hclReport is not an HCL report (no "HCLA" header)',
+    );
   }
   const size = view.getUint32(0x4c0 + 16, true);
   if (size > hcl.length - 0x4d4)
-    throw new MalformedHclReportError('the HCL runtime data runs past the end of the report');
+    throw new MalformedDataError('ERR_HCL_REPORT_MALFORMED', 'the HCL runtime data runs past the end of the report');
   return { snpReport: hcl.subarray(0x20, 0x20 + 1184), runtimeData: hcl.subarray(0x4d4, 0x4d4 + size) };
 }
 

@@ -7,17 +7,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { errors as JoseErrors, importJWK, JWTPayload } from 'jose';
-import {
-  AttestationRequestError,
-  AttestationTokenAlgorithmError,
-  type AttestationTokenError,
-  AttestationTokenExpiredError,
-  AttestationTokenIssuerError,
-  AttestationTokenKeyError,
-  AttestationTokenMalformedError,
-  AttestationTokenSignatureError,
-  InvalidArgumentError,
-} from '../errors.js';
+import { AttestationRequestError, AttestationTokenError, InvalidArgumentError } from '../errors.js';
 import { loadJose } from '../load-jose.js';
 import { httpsRequest, jsonAnswer, type MaaHttpOptions } from './http.js';
 
@@ -85,7 +75,10 @@ export class AttestationTokenVerifier {
       // No usable metadata: the service also serves its keys at {endpoint}/certs.
     }
     const jwks = jsonAnswer(await httpsRequest(jwksUri, http), 'the signing keys endpoint');
-    if (!Array.isArray(jwks.keys)) throw new AttestationTokenKeyError(`${jwksUri.href} has no "keys" list`);
+    if (!Array.isArray(jwks.keys)) throw new AttestationTokenError(
+      'ERR_ATTESTATION_TOKEN_KEY',
+      `${jwksUri.href} has no "keys" list`,
+    );
     return jwks.keys.filter((k): k is Jwk => typeof k === 'object' && k !== null && !Array.isArray(k));
   }
 
@@ -106,7 +99,8 @@ export class AttestationTokenVerifier {
     let jwk = pick(await this.#keysOnce(false));
     if (jwk === undefined) jwk = pick(await this.#keysOnce(true));
     if (jwk === undefined) {
-      throw new AttestationTokenKeyError(
+      throw new AttestationTokenError(
+        'ERR_ATTESTATION_TOKEN_KEY',
         kid === undefined
           ? 'the token names no kid and the service has more than one key'
           : `the service at ${this.endpoint.host} has no key with the token's kid`,
@@ -123,27 +117,39 @@ export class AttestationTokenVerifier {
         return await importX509(`-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----`, 'RS256');
       }
     } catch (error) {
-      throw new AttestationTokenKeyError('the service key for the token is not a usable RSA key', {
-        cause: error,
-      });
+      throw new AttestationTokenError(
+        'ERR_ATTESTATION_TOKEN_KEY',
+        'the service key for the token is not a usable RSA key',
+        { cause: error },
+      );
     }
-    throw new AttestationTokenKeyError('the service key for the token has neither n/e nor x5c');
+    throw new AttestationTokenError(
+      'ERR_ATTESTATION_TOKEN_KEY',
+      'the service key for the token has neither n/e nor x5c',
+    );
   }
 
-  /** Verifies a token and returns its claims; throws an `AttestationTokenError` subclass. */
+  /** Verifies a token and returns its claims; throws an `AttestationTokenError` whose code says why. */
   async verify(token: string): Promise<JWTPayload> {
     if (typeof token !== 'string' || token.length > 512 * 1024 || token.split('.').length !== 3) {
-      throw new AttestationTokenMalformedError('the attestation token is not a compact JWS');
+      throw new AttestationTokenError('ERR_ATTESTATION_TOKEN_MALFORMED', 'the attestation token is not a compact JWS');
     }
     const { decodeProtectedHeader, errors, jwtVerify } = await loadJose();
     let header: ReturnType<typeof decodeProtectedHeader>;
     try {
       header = decodeProtectedHeader(token);
     } catch (error) {
-      throw new AttestationTokenMalformedError('the attestation token header is not JSON', { cause: error });
+      throw new AttestationTokenError(
+        'ERR_ATTESTATION_TOKEN_MALFORMED',
+        'the attestation token header is not JSON',
+        { cause: error },
+      );
     }
     if (header.alg !== 'RS256') {
-      throw new AttestationTokenAlgorithmError(`token alg ${JSON.stringify(header.alg)} is not RS256`);
+      throw new AttestationTokenError(
+        'ERR_ATTESTATION_TOKEN_ALGORITHM',
+        `token alg ${JSON.stringify(header.alg)} is not RS256`,
+      );
     }
     if (header.jku !== undefined) {
       let jku: URL | undefined;
@@ -153,7 +159,8 @@ export class AttestationTokenVerifier {
         jku = undefined;
       }
       if (jku === undefined || jku.origin !== this.endpoint.origin) {
-        throw new AttestationTokenKeyError(
+        throw new AttestationTokenError(
+          'ERR_ATTESTATION_TOKEN_KEY',
           `the token's jku points away from ${this.endpoint.host}; keys are only taken from the configured endpoint`,
         );
       }
@@ -182,29 +189,36 @@ function mapJoseError(error: unknown, host: string, errors: typeof JoseErrors): 
     "by this client's clock: check that the system clock (or the `clock` option, e.g. an emulator's virtual " +
     "clock) agrees with the attestation service's";
   if (error instanceof errors.JWTExpired)
-    return new AttestationTokenExpiredError(`the attestation token has expired ${clocks}`, options);
+    return new AttestationTokenError('ERR_ATTESTATION_TOKEN_EXPIRED', `the attestation token has expired ${clocks}`, options);
   if (error instanceof errors.JWTClaimValidationFailed) {
     if (error.claim === 'iss') {
-      return new AttestationTokenIssuerError(
+      return new AttestationTokenError(
+        'ERR_ATTESTATION_TOKEN_ISSUER',
         `the token issuer is not the configured endpoint ${host}`,
         options,
       );
     }
     if (error.claim === 'nbf' || error.claim === 'iat') {
-      return new AttestationTokenExpiredError(`the attestation token is not valid yet (nbf) ${clocks}`, options);
+      return new AttestationTokenError(
+        'ERR_ATTESTATION_TOKEN_EXPIRED',
+        `the attestation token is not valid yet (nbf) ${clocks}`,
+        options,
+      );
     }
-    return new AttestationTokenMalformedError(
+    return new AttestationTokenError(
+      'ERR_ATTESTATION_TOKEN_MALFORMED',
       `the token claim ${error.claim} is invalid: ${error.reason}`,
       options,
     );
   }
   if (error instanceof errors.JWSSignatureVerificationFailed) {
-    return new AttestationTokenSignatureError(
+    return new AttestationTokenError(
+      'ERR_ATTESTATION_TOKEN_SIGNATURE',
       `the token signature does not verify under ${host}'s key`,
       options,
     );
   }
   if (error instanceof errors.JOSEAlgNotAllowed)
-    return new AttestationTokenAlgorithmError('the token alg is not RS256', options);
-  return new AttestationTokenMalformedError('the attestation token is malformed', options);
+    return new AttestationTokenError('ERR_ATTESTATION_TOKEN_ALGORITHM', 'the token alg is not RS256', options);
+  return new AttestationTokenError('ERR_ATTESTATION_TOKEN_MALFORMED', 'the attestation token is malformed', options);
 }

@@ -41,10 +41,10 @@ import {
 import {
   CvmSkrError,
   EnvelopeAuthenticationError,
-  EnvelopeFormatError,
   EnvelopeKeyError,
   InvalidArgumentError,
   KeyVersionUnavailableError,
+  MalformedDataError,
 } from '../errors.js';
 import type { ReleasedKey } from '../keyvault/secure-key-release.js';
 
@@ -93,7 +93,7 @@ export const MAX_ENVELOPE_HEADER_BYTES = FIXED_HEADER + 2 + 1024 + 2 + 1024 + 12
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function parseHeader(view: Buffer, totalLength: number) {
-  const bad = (why: string) => new EnvelopeFormatError(`not a valid cvm-skr envelope: ${why}`);
+  const bad = (why: string) => new MalformedDataError('ERR_ENVELOPE_FORMAT', `not a valid cvm-skr envelope: ${why}`);
   if (view.length < FIXED_HEADER) throw bad(`${view.length} bytes is shorter than the 8-byte header`);
   if (!view.subarray(0, 4).equals(ENVELOPE_MAGIC)) throw bad('it does not start with "CSKE"');
   const formatVersion = view[4]!;
@@ -145,7 +145,10 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Parses an envelope with bounds checks; never reads past `bytes`. Throws `EnvelopeFormatError`. */
+/**
+ * Parses an envelope with bounds checks; never reads past `bytes`. Throws a `MalformedDataError`
+ * (`ERR_ENVELOPE_FORMAT`).
+ */
 export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
   const view = asBuffer(bytes);
   const { header, wrappedKey, ivOffset } = parseHeader(view, view.length);

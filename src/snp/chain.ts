@@ -1,4 +1,4 @@
-import { SnpChainError, SnpUntrustedRootError } from '../errors.js';
+import { EvidenceVerificationError } from '../errors.js';
 import { isSignedBy, type SnpCertificate } from './certificate.js';
 import { embeddedAmdRoots, type TrustedRoot, type TrustedRootInput, trustedRootsFrom } from './roots.js';
 import { readVcekExtensions, type VcekExtensions } from './vcek-extensions.js';
@@ -60,7 +60,8 @@ function build(leaf: SnpCertificate, offered: readonly SnpCertificate[], store: 
       if (root.embedded) {
         const odd = path.find((c) => c !== root.root && !isAmdSignatureAlgorithm(c));
         if (odd !== undefined) {
-          throw new SnpChainError(
+          throw new EvidenceVerificationError(
+            'ERR_SNP_CHAIN',
             `${odd.subject} is not signed with RSASSA-PSS SHA-384 (salt 48) as AMD signs`,
             'certificate-chain',
           );
@@ -74,18 +75,21 @@ function build(leaf: SnpCertificate, offered: readonly SnpCertificate[], store: 
     const issuer = named.find((c) => isSignedBy(current, c));
     if (issuer === undefined) {
       if (named.length > 0) {
-        throw new SnpChainError(
+        throw new EvidenceVerificationError(
+          'ERR_SNP_CHAIN',
           `${current.subject} is not signed by any certificate named ${current.issuer}; the chain is broken`,
           'certificate-chain',
         );
       }
-      throw new SnpUntrustedRootError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_UNTRUSTED_ROOT',
         `the chain of ${leaf.subject} ends at ${current.issuer}, which is not an embedded AMD root or a trusted root the caller added`,
         'certificate-chain',
       );
     }
     if (issuer.selfIssued) {
-      throw new SnpUntrustedRootError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_UNTRUSTED_ROOT',
         `the chain of ${leaf.subject} ends in the self-signed root ${issuer.subject}, which is not an embedded AMD root or a trusted root the caller added`,
         'certificate-chain',
       );
@@ -93,7 +97,8 @@ function build(leaf: SnpCertificate, offered: readonly SnpCertificate[], store: 
     path.push(issuer);
     current = issuer;
   }
-  throw new SnpChainError(
+  throw new EvidenceVerificationError(
+    'ERR_SNP_CHAIN',
     `the chain of ${leaf.subject} is longer than ${MAX_DEPTH} certificates`,
     'certificate-chain',
   );

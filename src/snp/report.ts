@@ -1,4 +1,4 @@
-import { MalformedSnpReportError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 import { isAllZero } from './bytes.js';
 import { decodeTcb, productFromCpuid, type SnpProduct, type TcbVersion } from './tcb.js';
 
@@ -91,7 +91,7 @@ const POLICY_DEFINED = (1n << 26n) - 1n;
 const POLICY_RESERVED_ONE = 1n << 17n;
 
 function fail(message: string): never {
-  throw new MalformedSnpReportError(`SNP report: ${message}`);
+  throw new MalformedDataError('ERR_SNP_REPORT_MALFORMED', `SNP report: ${message}`);
 }
 
 function reserved(b: Uint8Array, start: number, end: number, what: string): void {
@@ -148,8 +148,8 @@ function firmwareVersion(b: Uint8Array, o: number): SnpFirmwareVersion {
 
 /**
  * Parses a 1184-byte SEV-SNP ATTESTATION_REPORT (versions 2 to 5). Every reserved field the ABI says must be
- * zero is checked, so a report that parses has no hidden bytes in its signed region. Throws
- * `MalformedSnpReportError`; never reads outside `bytes`.
+ * zero is checked, so a report that parses has no hidden bytes in its signed region. Throws a
+ * `MalformedDataError` (`ERR_SNP_REPORT_MALFORMED`); never reads outside `bytes`.
  */
 export function parseSnpReport(bytes: Uint8Array): SnpReport {
   if (!(bytes instanceof Uint8Array)) fail('expected bytes');

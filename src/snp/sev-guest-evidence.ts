@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { CvmSkrError, HclRuntimeDataError, SnpReportDataMismatchError } from '../errors.js';
+import { CvmSkrError, EvidenceVerificationError } from '../errors.js';
 import { type HclRuntimeData, parseHclRuntimeData } from '../hcl/runtime-data.js';
 import { bytesEqual, isAllZero, toHex } from './bytes.js';
 import {
@@ -45,7 +45,8 @@ export function verifySevGuestEvidence(
     const digest = createHash('sha256').update(evidence.runtimeData).digest();
     const reportData = result.report.reportData;
     if (!bytesEqual(digest, reportData.subarray(0, 32)) || !isAllZero(reportData, 32)) {
-      throw new SnpReportDataMismatchError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_REPORT_DATA',
         `report_data is not sha256(runtime data) || zeros (${toHex(digest)}); the runtime data was changed`,
         'runtime-data-binding',
       );
@@ -58,7 +59,7 @@ export function verifySevGuestEvidence(
       return { detail: `${parsed.keys.length} key(s)`, value: parsed };
     } catch (error) {
       if (error instanceof CvmSkrError)
-        throw new HclRuntimeDataError(error.message, 'runtime-data', { cause: error });
+        throw new EvidenceVerificationError('ERR_HCL_RUNTIME_DATA', error.message, 'runtime-data', { cause: error });
       throw error;
     }
   });

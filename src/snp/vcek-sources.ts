@@ -298,7 +298,7 @@ export class VcekFetcher {
         const value = { certificates: loadSnpCertificates(der), source };
         return maxAgeSeconds === undefined ? { value } : { value, ttlSeconds: maxAgeSeconds };
       } catch (error) {
-        if (error instanceof VcekFetchError && error.status !== undefined) status = error.status;
+        if (error instanceof VcekFetchError && error.statusCode !== undefined) status = error.statusCode;
         failures.push(`${source}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }

@@ -2,25 +2,9 @@ import { verify as cryptoVerify } from 'node:crypto';
 import {
   CvmSkrError,
   type EvidenceCheck,
+  type EvidenceFailureCode,
   EvidenceVerificationError,
   InvalidArgumentError,
-  SnpCertificateValidityError,
-  SnpChipIdMismatchError,
-  SnpDebugPolicyError,
-  SnpFamilyIdMismatchError,
-  SnpGuestSvnTooLowError,
-  SnpHostDataMismatchError,
-  SnpIdKeyDigestMismatchError,
-  SnpImageIdMismatchError,
-  SnpMeasurementMismatchError,
-  SnpProductMismatchError,
-  SnpProvisionalFirmwareError,
-  SnpReportDataMismatchError,
-  SnpSignatureError,
-  SnpSignerMismatchError,
-  SnpTcbMismatchError,
-  SnpTcbTooLowError,
-  SnpVmplMismatchError,
 } from '../errors.js';
 import { bytesEqual, bytesFrom, isAllZero, toHex } from './bytes.js';
 import type { SnpCertificate } from './certificate.js';
@@ -118,7 +102,7 @@ function decideProduct(report: SnpReport, chain: VerifiedChain, wanted: SnpProdu
     chain.extensions.productName === undefined ? undefined : productFromName(chain.extensions.productName);
   const product = report.product ?? wanted ?? fromCert ?? chain.root.product;
   const fail = (why: string): never => {
-    throw new SnpProductMismatchError(why, 'vcek-extensions');
+    throw new EvidenceVerificationError('ERR_SNP_PRODUCT_MISMATCH', why, 'vcek-extensions');
   };
   if (product === undefined) {
     return fail(
@@ -146,10 +130,15 @@ function checkExtensions(
   for (const component of tcbComponents(product)) {
     const certified = ext[component];
     if (certified === undefined) {
-      throw new SnpTcbMismatchError(`the certificate has no ${component} TCB extension`, 'vcek-extensions');
+      throw new EvidenceVerificationError(
+        'ERR_SNP_TCB_MISMATCH',
+        `the certificate has no ${component} TCB extension`,
+        'vcek-extensions',
+      );
     }
     if (certified !== tcb[component]) {
-      throw new SnpTcbMismatchError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_TCB_MISMATCH',
         `${component} SPL is ${tcb[component]} in reported_tcb but ${certified} in the certificate; fetch the VCEK for reported_tcb`,
         'vcek-extensions',
       );
@@ -157,9 +146,14 @@ function checkExtensions(
   }
   if (report.signer === 'vlek') return `product ${product}, TCB ${toHex(bigU64(tcb.raw))} (VLEK: no hwID)`;
   if (ext.hwid === undefined)
-    throw new SnpChipIdMismatchError('the VCEK has no hwID extension', 'vcek-extensions');
+    throw new EvidenceVerificationError(
+      'ERR_SNP_CHIP_ID_MISMATCH',
+      'the VCEK has no hwID extension',
+      'vcek-extensions',
+    );
   if (report.maskChipKey || isAllZero(report.chipId)) {
-    throw new SnpChipIdMismatchError(
+    throw new EvidenceVerificationError(
+      'ERR_SNP_CHIP_ID_MISMATCH',
       'chip_id is masked (MASK_CHIP_KEY), so the VCEK cannot be matched',
       'vcek-extensions',
     );
@@ -170,7 +164,8 @@ function checkExtensions(
     bytesEqual(ext.hwid, report.chipId.subarray(0, idLength)) &&
     isAllZero(report.chipId, idLength);
   if (!matches) {
-    throw new SnpChipIdMismatchError(
+    throw new EvidenceVerificationError(
+      'ERR_SNP_CHIP_ID_MISMATCH',
       `the VCEK is for chip ${toHex(ext.hwid).slice(0, 16)}..., the report is from chip ${toHex(report.chipId).slice(0, 16)}...`,
       'vcek-extensions',
     );
@@ -192,7 +187,11 @@ function tcbAtLeast(tcb: TcbVersion, minimum: TcbMinimum, product: SnpProduct, c
     const have = tcb[component] ?? 0;
     if (have < want) {
       const field = check === 'minimum-tcb' ? 'reported_tcb' : 'launch_tcb';
-      throw new SnpTcbTooLowError(`${field} ${component} SPL ${have} is below the minimum ${want}`, check);
+      throw new EvidenceVerificationError(
+        'ERR_SNP_TCB_TOO_LOW',
+        `${field} ${component} SPL ${have} is below the minimum ${want}`,
+        check,
+      );
     }
   }
 }
@@ -203,7 +202,11 @@ function leafFor(
 ): { leaf: SnpCertificate; others: SnpCertificate[]; kind: 'vcek' | 'vlek' } {
   const certs = loadSnpCertificatesCached(options.certificates);
   const match = certs.leaves.find((l) => l.kind === report.signer) ?? certs.leaves[0];
-  if (match === undefined) throw new SnpSignerMismatchError('no VCEK or VLEK given', 'certificate-chain');
+  if (match === undefined) throw new EvidenceVerificationError(
+    'ERR_SNP_SIGNER_MISMATCH',
+    'no VCEK or VLEK given',
+    'certificate-chain',
+  );
   const others = [...certs.others, ...certs.leaves.filter((l) => l !== match).map((l) => l.cert)];
   return { leaf: match.cert, others, kind: match.kind };
 }
@@ -230,9 +233,14 @@ export function verifySnpReportInto(
 
   runCheck(checks, 'signing-key', () => {
     if (report.signer === 'none')
-      throw new SnpSignerMismatchError('the report is unsigned (signing key: none)', 'signing-key');
+      throw new EvidenceVerificationError(
+        'ERR_SNP_SIGNER_MISMATCH',
+        'the report is unsigned (signing key: none)',
+        'signing-key',
+      );
     if (report.signer !== kind) {
-      throw new SnpSignerMismatchError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_SIGNER_MISMATCH',
         `the report is signed by its ${report.signer.toUpperCase()}, the certificate given is a ${kind.toUpperCase()}`,
         'signing-key',
       );
@@ -242,7 +250,8 @@ export function verifySnpReportInto(
     if (chain.root.embedded && issuer !== undefined && issuer !== chain.root.root) {
       const viaAsvk = /VLEK/i.test(issuer.subject);
       if (viaAsvk !== (kind === 'vlek')) {
-        throw new SnpSignerMismatchError(
+        throw new EvidenceVerificationError(
+          'ERR_SNP_SIGNER_MISMATCH',
           `the ${kind.toUpperCase()} is issued by ${issuer.subject}, not by the ${kind === 'vlek' ? 'ASVK' : 'ASK'}`,
           'signing-key',
         );
@@ -261,7 +270,8 @@ export function verifySnpReportInto(
     const t = now.getTime();
     for (const cert of chain.path) {
       if (t < cert.notBefore.getTime() || t > cert.notAfter.getTime()) {
-        throw new SnpCertificateValidityError(
+        throw new EvidenceVerificationError(
+          'ERR_SNP_CERTIFICATE_VALIDITY',
           `${cert.subject} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not at ${now.toISOString()}`,
           'certificate-validity',
         );
@@ -275,18 +285,24 @@ export function verifySnpReportInto(
 
   runCheck(checks, 'report-signature', () => {
     if (report.signatureAlgo !== 1) {
-      throw new SnpSignatureError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_SIGNATURE',
         `signature_algo ${report.signatureAlgo} is not 1 (ECDSA P-384 with SHA-384)`,
         'report-signature',
       );
     }
     const key = chain.leaf.publicKey;
     if (key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
-      throw new SnpSignatureError('the signing certificate does not hold a P-384 key', 'report-signature');
+      throw new EvidenceVerificationError(
+        'ERR_SNP_SIGNATURE',
+        'the signing certificate does not hold a P-384 key',
+        'report-signature',
+      );
     }
     const signature = Buffer.concat([report.signature.r, report.signature.s]);
     if (!cryptoVerify('sha384', report.signedBytes, { key, dsaEncoding: 'ieee-p1363' }, signature)) {
-      throw new SnpSignatureError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_SIGNATURE',
         `the report signature does not verify under the ${kind.toUpperCase()}`,
         'report-signature',
       );
@@ -296,7 +312,8 @@ export function verifySnpReportInto(
 
   runCheck(checks, 'debug', () => {
     if (report.policy.debug && options.allowDebug !== true) {
-      throw new SnpDebugPolicyError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_DEBUG',
         'the guest policy allows debugging (policy bit 19); pass allowDebug to accept it',
         'debug',
       );
@@ -311,7 +328,7 @@ export function verifySnpReportInto(
     const want = options.vmpl;
     runCheck(checks, 'vmpl', () => {
       if (report.vmpl !== want)
-        throw new SnpVmplMismatchError(`VMPL is ${report.vmpl}, expected ${want}`, 'vmpl');
+        throw new EvidenceVerificationError('ERR_SNP_VMPL', `VMPL is ${report.vmpl}, expected ${want}`, 'vmpl');
       return { detail: `VMPL ${want}`, value: undefined };
     });
   }
@@ -319,20 +336,20 @@ export function verifySnpReportInto(
     name: string,
     value: Uint8Array | string | undefined,
     actual: Uint8Array,
-    Err: new (m: string, c: string) => EvidenceVerificationError,
+    code: EvidenceFailureCode,
     pad = false,
   ): void => {
     if (value === undefined) return;
     runCheck(checks, name, () => {
       const want = expectBytes(value, name, actual.length, pad);
       if (!bytesEqual(want, actual))
-        throw new Err(`${name} is ${toHex(actual)}, expected ${toHex(want)}`, name);
+        throw new EvidenceVerificationError(code, `${name} is ${toHex(actual)}, expected ${toHex(want)}`, name);
       return { detail: `${name} = ${toHex(actual)}`, value: undefined };
     });
   };
-  compare('measurement', options.measurement, report.measurement, SnpMeasurementMismatchError);
-  compare('host-data', options.hostData, report.hostData, SnpHostDataMismatchError);
-  compare('report-data', options.reportData, report.reportData, SnpReportDataMismatchError, true);
+  compare('measurement', options.measurement, report.measurement, 'ERR_SNP_MEASUREMENT');
+  compare('host-data', options.hostData, report.hostData, 'ERR_SNP_HOST_DATA');
+  compare('report-data', options.reportData, report.reportData, 'ERR_SNP_REPORT_DATA', true);
   if (options.minimumTcb !== undefined) {
     const minimum = options.minimumTcb;
     runCheck(checks, 'minimum-tcb', () => {
@@ -340,12 +357,13 @@ export function verifySnpReportInto(
       return { detail: 'reported_tcb meets the minimum', value: undefined };
     });
   }
-  compare('id-key-digest', options.idKeyDigest, report.idKeyDigest, SnpIdKeyDigestMismatchError);
+  compare('id-key-digest', options.idKeyDigest, report.idKeyDigest, 'ERR_SNP_ID_KEY_DIGEST');
   if (options.minimumGuestSvn !== undefined) {
     const minimum = options.minimumGuestSvn;
     runCheck(checks, 'minimum-guest-svn', () => {
       if (report.guestSvn < minimum) {
-        throw new SnpGuestSvnTooLowError(
+        throw new EvidenceVerificationError(
+          'ERR_SNP_GUEST_SVN',
           `guest_svn ${report.guestSvn} is below the minimum ${minimum}`,
           'minimum-guest-svn',
         );
@@ -353,8 +371,8 @@ export function verifySnpReportInto(
       return { detail: `guest_svn ${report.guestSvn} >= ${minimum}`, value: undefined };
     });
   }
-  compare('family-id', options.familyId, report.familyId, SnpFamilyIdMismatchError);
-  compare('image-id', options.imageId, report.imageId, SnpImageIdMismatchError);
+  compare('family-id', options.familyId, report.familyId, 'ERR_SNP_FAMILY_ID');
+  compare('image-id', options.imageId, report.imageId, 'ERR_SNP_IMAGE_ID');
   if (options.minimumLaunchTcb !== undefined) {
     const minimum = options.minimumLaunchTcb;
     runCheck(checks, 'minimum-launch-tcb', () => {
@@ -369,7 +387,8 @@ export function verifySnpReportInto(
       const com = report.committedVersion;
       const sameVersion = cur.major === com.major && cur.minor === com.minor && cur.build === com.build;
       if (report.currentTcb.raw !== report.committedTcb.raw || !sameVersion) {
-        throw new SnpProvisionalFirmwareError(
+        throw new EvidenceVerificationError(
+          'ERR_SNP_PROVISIONAL_FIRMWARE',
           `the firmware is provisional: current ${cur.major}.${cur.minor}.${cur.build} / TCB ${report.currentTcb.raw.toString(16)}, committed ${com.major}.${com.minor}.${com.build} / TCB ${report.committedTcb.raw.toString(16)}`,
           'committed-firmware',
         );

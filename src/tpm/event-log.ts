@@ -11,11 +11,11 @@
  * eventSize, event). All integers little-endian. UEFI variable events carry UEFI_VARIABLE_DATA (section 10.4.1:
  * VariableName GUID, UnicodeNameLength and VariableDataLength as UINT64, the UTF-16LE name, the data).
  *
- * The parser reads untrusted bytes: every length is bounds-checked and every failure is a
- * `MalformedTcgLogError`.
+ * The parser reads untrusted bytes: every length is bounds-checked and every failure is a `MalformedDataError`
+ * with code `ERR_TCG_LOG_MALFORMED`.
  */
 import { createHash } from 'node:crypto';
-import { MalformedTcgLogError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 import { TPM_ALG } from './constants.js';
 
 /** Event types used here (TCG PC Client PFP section 10.4.1, table 9). */
@@ -77,7 +77,8 @@ class Reader {
   }
   #need(n: number, what: string): void {
     if (n > this.remaining) {
-      throw new MalformedTcgLogError(
+      throw new MalformedDataError(
+        'ERR_TCG_LOG_MALFORMED',
         `the TCG event log is truncated: ${what} needs ${n} bytes at offset ${this.#offset}, ${this.remaining} left`,
       );
     }
@@ -119,7 +120,8 @@ function ascii(bytes: Uint8Array): string {
 function parseSpecId(event: Uint8Array): SpecIdEvent {
   const r = new Reader(event);
   if (ascii(r.bytesOf(16, 'the Spec ID signature')) !== SPEC_ID_SIGNATURE) {
-    throw new MalformedTcgLogError(
+    throw new MalformedDataError(
+      'ERR_TCG_LOG_MALFORMED',
       'the TCG event log does not start with a "Spec ID Event03" header: it is not a crypto-agile (TCG 2.0) log',
     );
   }
@@ -131,33 +133,54 @@ function parseSpecId(event: Uint8Array): SpecIdEvent {
   const count = r.u32('numberOfAlgorithms');
   // Each entry is 4 bytes: a count past the event's end is truncation, checked before allocating.
   if (count === 0 || count * 4 > r.remaining) {
-    throw new MalformedTcgLogError(`the Spec ID header names ${count} algorithms, which do not fit its event`);
+    throw new MalformedDataError(
+      'ERR_TCG_LOG_MALFORMED',
+      `the Spec ID header names ${count} algorithms, which do not fit its event`,
+    );
   }
   const algorithms: SpecIdEvent['algorithms'] = [];
   for (let i = 0; i < count; i++) {
     const algorithmId = r.u16('algorithmId');
     const digestSize = r.u16('digestSize');
     if (algorithms.some((a) => a.algorithmId === algorithmId)) {
-      throw new MalformedTcgLogError(`the Spec ID header names algorithm 0x${algorithmId.toString(16)} twice`);
+      throw new MalformedDataError(
+        'ERR_TCG_LOG_MALFORMED',
+        `the Spec ID header names algorithm 0x${algorithmId.toString(16)} twice`,
+      );
     }
     if (digestSize === 0 || digestSize > 64) {
-      throw new MalformedTcgLogError(`the Spec ID header gives algorithm 0x${algorithmId.toString(16)} digest size ${digestSize}`);
+      throw new MalformedDataError(
+        'ERR_TCG_LOG_MALFORMED',
+        `the Spec ID header gives algorithm 0x${algorithmId.toString(16)} digest size ${digestSize}`,
+      );
     }
     algorithms.push({ algorithmId, digestSize });
   }
   const vendorSize = r.u8('vendorInfoSize');
   const vendorInfo = new Uint8Array(r.bytesOf(vendorSize, 'vendorInfo'));
-  if (r.remaining !== 0) throw new MalformedTcgLogError('the Spec ID event has bytes after vendorInfo');
+  if (r.remaining !== 0) throw new MalformedDataError(
+    'ERR_TCG_LOG_MALFORMED',
+    'the Spec ID event has bytes after vendorInfo',
+  );
   if (specVersionMajor !== 2) {
-    throw new MalformedTcgLogError(`the Spec ID header is for spec version ${specVersionMajor}, not 2`);
+    throw new MalformedDataError(
+      'ERR_TCG_LOG_MALFORMED',
+      `the Spec ID header is for spec version ${specVersionMajor}, not 2`,
+    );
   }
   return { platformClass, specVersionMajor, specVersionMinor, specErrata, uintnSize, algorithms, vendorInfo };
 }
 
-/** Parses a crypto-agile TCG event log. Throws `MalformedTcgLogError` on anything it cannot read. */
+/**
+ * Parses a crypto-agile TCG event log. Throws a `MalformedDataError` (`ERR_TCG_LOG_MALFORMED`) on anything it
+ * cannot read.
+ */
 export function parseEventLog(bytes: Uint8Array): TcgEventLog {
   if (bytes.length > MAX_EVENT_LOG_BYTES) {
-    throw new MalformedTcgLogError(`the TCG event log is ${bytes.length} bytes, more than ${MAX_EVENT_LOG_BYTES}`);
+    throw new MalformedDataError(
+      'ERR_TCG_LOG_MALFORMED',
+      `the TCG event log is ${bytes.length} bytes, more than ${MAX_EVENT_LOG_BYTES}`,
+    );
   }
   const r = new Reader(bytes);
   const pcr0 = r.u32('the header pcrIndex');
@@ -165,7 +188,10 @@ export function parseEventLog(bytes: Uint8Array): TcgEventLog {
   r.bytesOf(20, 'the header SHA-1 digest');
   const size0 = r.u32('the header eventSize');
   if (pcr0 !== 0 || type0 !== EV.NO_ACTION) {
-    throw new MalformedTcgLogError('the first TCG log entry is not the EV_NO_ACTION Spec ID event in PCR 0');
+    throw new MalformedDataError(
+      'ERR_TCG_LOG_MALFORMED',
+      'the first TCG log entry is not the EV_NO_ACTION Spec ID event in PCR 0',
+    );
   }
   const specId = parseSpecId(r.bytesOf(size0, 'the Spec ID event'));
   const sizes = new Map(specId.algorithms.map((a) => [a.algorithmId, a.digestSize]));
@@ -174,17 +200,24 @@ export function parseEventLog(bytes: Uint8Array): TcgEventLog {
     const at = r.offset;
     const pcrIndex = r.u32('pcrIndex');
     const eventType = r.u32('eventType');
-    if (pcrIndex > 23) throw new MalformedTcgLogError(`the event at offset ${at} is for PCR ${pcrIndex} (0-23)`);
+    if (pcrIndex > 23) throw new MalformedDataError(
+      'ERR_TCG_LOG_MALFORMED',
+      `the event at offset ${at} is for PCR ${pcrIndex} (0-23)`,
+    );
     const count = r.u32('digest count');
     if (count > sizes.size) {
-      throw new MalformedTcgLogError(`the event at offset ${at} has ${count} digests; the header names ${sizes.size} algorithms`);
+      throw new MalformedDataError(
+        'ERR_TCG_LOG_MALFORMED',
+        `the event at offset ${at} has ${count} digests; the header names ${sizes.size} algorithms`,
+      );
     }
     const digests: TcgEvent['digests'] = [];
     for (let i = 0; i < count; i++) {
       const algorithmId = r.u16('hashAlg');
       const size = sizes.get(algorithmId);
       if (size === undefined) {
-        throw new MalformedTcgLogError(
+        throw new MalformedDataError(
+          'ERR_TCG_LOG_MALFORMED',
           `the event at offset ${at} has a digest of algorithm 0x${algorithmId.toString(16)}, which the header does not name`,
         );
       }
@@ -240,7 +273,7 @@ export function encodeEventLog(log: TcgEventLog): Uint8Array {
  */
 export function replaySha256(log: TcgEventLog): Map<number, Uint8Array> {
   if (!log.specId.algorithms.some((a) => a.algorithmId === TPM_ALG.SHA256 && a.digestSize === 32)) {
-    throw new MalformedTcgLogError('the TCG event log has no SHA-256 digests');
+    throw new MalformedDataError('ERR_TCG_LOG_MALFORMED', 'the TCG event log has no SHA-256 digests');
   }
   const pcrs = new Map<number, Uint8Array>();
   for (const e of log.events) {
@@ -254,7 +287,7 @@ export function replaySha256(log: TcgEventLog): Map<number, Uint8Array> {
     }
     const digest = e.digests.find((d) => d.algorithmId === TPM_ALG.SHA256)?.digest;
     if (digest === undefined) {
-      throw new MalformedTcgLogError(`an event for PCR ${e.pcrIndex} has no SHA-256 digest`);
+      throw new MalformedDataError('ERR_TCG_LOG_MALFORMED', `an event for PCR ${e.pcrIndex} has no SHA-256 digest`);
     }
     const old = pcrs.get(e.pcrIndex) ?? new Uint8Array(32);
     pcrs.set(e.pcrIndex, new Uint8Array(createHash('sha256').update(old).update(digest).digest()));
@@ -308,11 +341,17 @@ export function parseUefiVariable(event: Uint8Array): UefiVariable {
   const nameLength = r.u64('UnicodeNameLength');
   const dataLength = r.u64('VariableDataLength');
   if (nameLength * 2n > BigInt(r.remaining) || dataLength > BigInt(r.remaining)) {
-    throw new MalformedTcgLogError('a UEFI variable event is shorter than its name and data lengths');
+    throw new MalformedDataError(
+      'ERR_TCG_LOG_MALFORMED',
+      'a UEFI variable event is shorter than its name and data lengths',
+    );
   }
   const name = Buffer.from(r.bytesOf(Number(nameLength) * 2, 'UnicodeName')).toString('utf16le');
   const data = new Uint8Array(r.bytesOf(Number(dataLength), 'VariableData'));
-  if (r.remaining !== 0) throw new MalformedTcgLogError('a UEFI variable event has bytes after its data');
+  if (r.remaining !== 0) throw new MalformedDataError(
+    'ERR_TCG_LOG_MALFORMED',
+    'a UEFI variable event has bytes after its data',
+  );
   return { guid, name, data };
 }
 

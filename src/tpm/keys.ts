@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { TpmMalformedDataError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 import { TPM_ALG, TPM_ECC_CURVE } from './constants.js';
 import type { TpmtPublic } from './structures.js';
 
@@ -33,7 +33,7 @@ function exponentBytes(exponent: number): Buffer {
 
 function leftPad(bytes: Uint8Array, size: number): Buffer {
   if (bytes.length > size)
-    throw new TpmMalformedDataError(`ECC coordinate of ${bytes.length} bytes is too long`);
+    throw new MalformedDataError('ERR_TPM_MALFORMED', `ECC coordinate of ${bytes.length} bytes is too long`);
   const out = Buffer.alloc(size);
   out.set(bytes, size - bytes.length);
   return out;
@@ -42,7 +42,7 @@ function leftPad(bytes: Uint8Array, size: number): Buffer {
 /** The public key of a TPM public area as a JWK (RSA exponent 0 means 65537). */
 export function publicToJwk(pub: TpmtPublic): RsaPublicJwk | EcPublicJwk {
   if (pub.type === TPM_ALG.RSA) {
-    if (pub.unique.length === 0) throw new TpmMalformedDataError('RSA public area has no modulus');
+    if (pub.unique.length === 0) throw new MalformedDataError('ERR_TPM_MALFORMED', 'RSA public area has no modulus');
     return {
       kty: 'RSA',
       n: Buffer.from(pub.unique.buffer, pub.unique.byteOffset, pub.unique.length).toString('base64url'),
@@ -50,7 +50,9 @@ export function publicToJwk(pub: TpmtPublic): RsaPublicJwk | EcPublicJwk {
     };
   }
   const curve = CURVES[pub.curveId];
-  if (!curve) throw new TpmMalformedDataError(`ECC curve 0x${pub.curveId.toString(16)} is not supported`);
+  if (!curve) {
+    throw new MalformedDataError('ERR_TPM_MALFORMED', `ECC curve 0x${pub.curveId.toString(16)} is not supported`);
+  }
   return {
     kty: 'EC',
     crv: curve.crv,
@@ -64,7 +66,9 @@ export function publicToKeyObject(pub: TpmtPublic): KeyObject {
   try {
     return createPublicKey({ key: { ...publicToJwk(pub) }, format: 'jwk' });
   } catch (error) {
-    if (error instanceof TpmMalformedDataError) throw error;
-    throw new TpmMalformedDataError('TPM public area does not hold a usable public key', { cause: error });
+    if (error instanceof MalformedDataError && error.code === 'ERR_TPM_MALFORMED') throw error;
+    throw new MalformedDataError('ERR_TPM_MALFORMED', 'TPM public area does not hold a usable public key', {
+      cause: error,
+    });
   }
 }

@@ -1,8 +1,8 @@
-import { TpmMalformedDataError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 
 /**
- * Big-endian reader over untrusted TPM bytes. Every read checks the remaining length first and throws
- * `TpmMalformedDataError` naming the field, so no parser built on it can read past its buffer.
+ * Big-endian reader over untrusted TPM bytes. Every read checks the remaining length first and throws a
+ * `MalformedDataError` (`ERR_TPM_MALFORMED`) naming the field, so no parser built on it can read past its buffer.
  * Byte strings are returned as views (no copy); callers that keep them beyond the buffer's life copy.
  */
 export class TpmReader {
@@ -30,7 +30,8 @@ export class TpmReader {
 
   #need(n: number, field: string): number {
     if (n > this.#end - this.#offset) {
-      throw new TpmMalformedDataError(
+      throw new MalformedDataError(
+        'ERR_TPM_MALFORMED',
         `${this.#what} is truncated: ${field} needs ${n} bytes at offset ${this.#offset}, ${this.#end - this.#offset} left`,
       );
     }
@@ -64,7 +65,10 @@ export class TpmReader {
   tpm2b(field = 'TPM2B', max?: number): Uint8Array {
     const size = this.u16(`${field}.size`);
     if (max !== undefined && size > max) {
-      throw new TpmMalformedDataError(`${this.#what}: ${field} size ${size} exceeds its maximum ${max}`);
+      throw new MalformedDataError(
+        'ERR_TPM_MALFORMED',
+        `${this.#what}: ${field} size ${size} exceeds its maximum ${max}`,
+      );
     }
     return this.bytes(size, field);
   }
@@ -83,12 +87,15 @@ export class TpmReader {
   /** Throws unless every byte was consumed: trailing garbage means the structure was misread. */
   expectEnd(field = this.#what): void {
     if (this.#offset !== this.#end) {
-      throw new TpmMalformedDataError(`${field} has ${this.#end - this.#offset} unexpected trailing bytes`);
+      throw new MalformedDataError(
+        'ERR_TPM_MALFORMED',
+        `${field} has ${this.#end - this.#offset} unexpected trailing bytes`,
+      );
     }
   }
 
   fail(message: string): never {
-    throw new TpmMalformedDataError(`${this.#what}: ${message}`);
+    throw new MalformedDataError('ERR_TPM_MALFORMED', `${this.#what}: ${message}`);
   }
 }
 
@@ -153,7 +160,10 @@ export class TpmWriter {
   }
 
   tpm2b(value: Uint8Array): this {
-    if (value.length > 0xffff) throw new TpmMalformedDataError(`TPM2B of ${value.length} bytes is too large`);
+    if (value.length > 0xffff) throw new MalformedDataError(
+      'ERR_TPM_MALFORMED',
+      `TPM2B of ${value.length} bytes is too large`,
+    );
     return this.u16(value.length).bytes(value);
   }
 
@@ -162,7 +172,10 @@ export class TpmWriter {
     const at = this.#grow(2);
     body(this);
     const size = this.#length - at - 2;
-    if (size > 0xffff) throw new TpmMalformedDataError(`sized structure of ${size} bytes is too large`);
+    if (size > 0xffff) throw new MalformedDataError(
+      'ERR_TPM_MALFORMED',
+      `sized structure of ${size} bytes is too large`,
+    );
     this.#view.setUint16(at, size);
     return this;
   }

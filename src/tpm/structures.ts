@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { TpmMalformedDataError } from '../errors.js';
+import { MalformedDataError } from '../errors.js';
 import { HASH_NAMES, HASH_SIZES, TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from './constants.js';
 import { TpmReader, type TpmWriter } from './marshal.js';
 
@@ -16,14 +16,17 @@ const EMPTY = new Uint8Array(0);
 
 export function digestSize(hashAlg: number): number {
   const size = HASH_SIZES[hashAlg];
-  if (size === undefined) throw new TpmMalformedDataError(`unknown hash algorithm 0x${hashAlg.toString(16)}`);
+  if (size === undefined) throw new MalformedDataError(
+    'ERR_TPM_MALFORMED',
+    `unknown hash algorithm 0x${hashAlg.toString(16)}`,
+  );
   return size;
 }
 
 export function hashName(hashAlg: number): string {
   const name = HASH_NAMES[hashAlg];
   if (name === undefined) {
-    throw new TpmMalformedDataError(`hash algorithm 0x${hashAlg.toString(16)} is not supported here`);
+    throw new MalformedDataError('ERR_TPM_MALFORMED', `hash algorithm 0x${hashAlg.toString(16)} is not supported here`);
   }
   return name;
 }
@@ -68,7 +71,7 @@ export function writeScheme(w: TpmWriter, s: TpmtScheme): void {
     return;
   }
   if (!HASH_SCHEMES.has(s.scheme)) {
-    throw new TpmMalformedDataError(`cannot marshal scheme 0x${s.scheme.toString(16)}`);
+    throw new MalformedDataError('ERR_TPM_MALFORMED', `cannot marshal scheme 0x${s.scheme.toString(16)}`);
   }
   w.u16(s.hashAlg ?? TPM_ALG.NULL);
 }
@@ -257,7 +260,10 @@ export interface PcrSelection {
 export function selectionBitmap(pcrs: readonly number[], minBytes = 3): Uint8Array {
   let max = -1;
   for (const p of pcrs) {
-    if (!Number.isInteger(p) || p < 0 || p > 255) throw new TpmMalformedDataError(`invalid PCR index ${p}`);
+    if (!Number.isInteger(p) || p < 0 || p > 255) throw new MalformedDataError(
+      'ERR_TPM_MALFORMED',
+      `invalid PCR index ${p}`,
+    );
     if (p > max) max = p;
   }
   const bytes = new Uint8Array(Math.max(minBytes, (max >> 3) + 1));
@@ -320,7 +326,8 @@ export function writeDigestValues(w: TpmWriter, digests: readonly TaggedDigest[]
   w.u32(digests.length);
   for (const d of digests) {
     if (d.digest.length !== digestSize(d.hashAlg)) {
-      throw new TpmMalformedDataError(
+      throw new MalformedDataError(
+        'ERR_TPM_MALFORMED',
         `digest for hash 0x${d.hashAlg.toString(16)} must be ${digestSize(d.hashAlg)} bytes`,
       );
     }

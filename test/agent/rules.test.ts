@@ -7,7 +7,7 @@ import test from 'ava';
 import { AgentRules } from '../../src/agent/rules.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { errorFromWire, errorToWire } from '../../src/agent/wire.js';
-import { KeyVersionUnavailableError, ReleaseDeniedError, TimeoutError } from '../../src/errors.js';
+import { EvidenceVerificationError, KeyVersionUnavailableError, ReleaseDeniedError, TimeoutError } from '../../src/errors.js';
 
 const vault = 'https://myvault.vault.azure.net';
 const peer = (uid: number, gid = 100) => ({ kind: 'unix' as const, pid: 1, uid, gid });
@@ -79,6 +79,14 @@ test('an error crosses the wire as the same class with its code and fields, and 
     'sock',
   );
   t.true(version instanceof KeyVersionUnavailableError);
+  // One class, many codes: the class comes back by name and keeps the instance's own code.
+  const evidence = errorFromWire(
+    errorToWire(new EvidenceVerificationError('ERR_SNP_SIGNATURE', 'bad signature', 'report-signature')),
+    'sock',
+  );
+  t.true(evidence instanceof EvidenceVerificationError);
+  t.is(evidence.code, 'ERR_SNP_SIGNATURE');
+  t.is((evidence as EvidenceVerificationError).check, 'report-signature');
   t.is(errorToWire(new Error('internal path /x')).message.includes('/x'), false, 'foreign errors are not passed on');
 });
 

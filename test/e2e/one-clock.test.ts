@@ -161,7 +161,7 @@ test('without renewal, the emulated attestation service refuses an AK certificat
   const error = await t.throwsAsync(
     attest(platform, { endpoint: e.attestationUrl, ca: e.caPem, now: () => e.clock.now() }),
   );
-  t.true(error instanceof AttestationRequestError && error.status === 400, 'refused as bad evidence');
+  t.true(error instanceof AttestationRequestError && error.statusCode === 400, 'refused as bad evidence');
   t.regex(error!.message, /AK certificate is not valid at/);
   t.is(e.attestation.counters.rejected, 1);
   t.is(e.imds.counters.renew, 0);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CryptographyClient, KeyClient } from '@azure/keyvault-keys';
 import test from 'ava';
-import { EmulatorStateError } from '../../src/errors.js';
+import { EmulatorStateError } from '../../src/emulator/errors.js';
 import type { KeyVaultEmulator } from '../../src/emulator/keyvault/index.js';
 import { rawRequest, startVault, testCa } from './helpers/setup.js';
 

@@ -3,7 +3,7 @@ import { createServer, request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { EMULATOR_ORGANIZATION, EmulatorCa } from '../../src/emulator/ca.js';
-import { EmulatorError } from '../../src/errors.js';
+import { EmulatorError } from '../../src/emulator/errors.js';
 
 test('every certificate is marked as an emulator certificate and chains to the CA', async (t) => {
   const ca = await EmulatorCa.create();

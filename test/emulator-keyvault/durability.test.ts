@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { startKeyVaultEmulator } from '../../src/emulator/keyvault/index.js';
 import { journalPath, journalRecord, lockPath } from '../../src/emulator/keyvault/state.js';
-import { EmulatorStateError, EmulatorStateLockedError } from '../../src/errors.js';
+import { EmulatorStateError, EmulatorStateLockedError } from '../../src/emulator/errors.js';
 import { type VaultEndpoint, vaultHttp } from './helpers/vault-http.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/durable-child.ts', import.meta.url));

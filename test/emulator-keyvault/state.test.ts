@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { startKeyVaultEmulator } from '../../src/emulator/keyvault/index.js';
-import { EmulatorStateError } from '../../src/errors.js';
+import { EmulatorStateError } from '../../src/emulator/errors.js';
 import { policyBytes } from './helpers/issuer.js';
 import { startVault } from './helpers/setup.js';
 

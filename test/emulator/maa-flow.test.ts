@@ -128,7 +128,7 @@ for (const [name, knobs, vtpmCheck, guestCheck] of cases) {
       const error = await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
         instanceOf: AttestationRequestError,
       });
-      t.is(error?.status, 400);
+      t.is(error?.statusCode, 400);
       t.is(error?.check, check);
       t.regex(error?.message ?? '', new RegExp(`check '${check}'`));
     }

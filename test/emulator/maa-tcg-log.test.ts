@@ -99,7 +99,7 @@ test('a TCG log of another boot than the quote is refused: 400 naming check tcg-
   const error = await t.throwsAsync(attest(other, { endpoint: server.url, ca: server.caPem }), {
     instanceOf: AttestationRequestError,
   });
-  t.is(error?.status, 400);
+  t.is(error?.statusCode, 400);
   t.is(error?.check, 'tcg-log');
   t.regex(error?.message ?? '', /PCR 7/);
   t.is(server.counters.attestations, 0);

@@ -98,7 +98,7 @@ test('attestation throttled forever: bounded, MAX_THROTTLED_RETRIES retries then
   const error = await t.throwsAsync(s.releaseKey(`${vault.url}/keys/k`), {
     instanceOf: AttestationRequestError,
   });
-  t.is(error?.status, 429);
+  t.is(error?.statusCode, 429);
   t.is(error?.retryAfterMs, 0);
   t.is(attestRequests(maa).length, 1 + MAX_THROTTLED_RETRIES);
 });

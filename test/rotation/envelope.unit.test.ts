@@ -8,10 +8,10 @@ import test from 'ava';
 import fc from 'fast-check';
 import {
   EnvelopeAuthenticationError,
-  EnvelopeFormatError,
   EnvelopeKeyError,
   InvalidArgumentError,
   KeyVersionUnavailableError,
+  MalformedDataError,
   ReleaseDeniedError,
 } from '../../src/errors.js';
 import type { ReleasedKey } from '../../src/keyvault/secure-key-release.js';
@@ -157,18 +157,22 @@ test('tampering anywhere in the envelope is detected, never silently decrypted',
     bad[i]! ^= 0x01;
     const error = await t.throwsAsync(cipher.decrypt(bad));
     t.true(
-      error instanceof EnvelopeAuthenticationError || error instanceof EnvelopeFormatError,
+      error instanceof EnvelopeAuthenticationError || (error instanceof MalformedDataError && error.code === 'ERR_ENVELOPE_FORMAT'),
       `byte ${i}: ${error?.constructor.name}`,
     );
   }
   // Header bytes in the GCM aad: a flipped content byte is refused at parse, not decrypted.
   const badMagic = Buffer.from(envelope);
   badMagic[0] = 0x44;
-  await t.throwsAsync(cipher.decrypt(badMagic), { instanceOf: EnvelopeFormatError, message: /CSKE/ });
+  await t.throwsAsync(cipher.decrypt(badMagic), {
+    instanceOf: MalformedDataError,
+    code: 'ERR_ENVELOPE_FORMAT',
+    message: /CSKE/,
+  });
   const newer = Buffer.from(envelope);
   newer[4] = 2;
   await t.throwsAsync(cipher.decrypt(newer), {
-    instanceOf: EnvelopeFormatError,
+    instanceOf: MalformedDataError, code: 'ERR_ENVELOPE_FORMAT',
     message: /format version 2/,
   });
 });
@@ -257,12 +261,19 @@ test('constructor checks its key ids', (t) => {
   }
 });
 
-test('parseEnvelope: any byte string either parses within bounds or throws EnvelopeFormatError', async (t) => {
+test('parseEnvelope: any byte string either parses within bounds or throws ERR_ENVELOPE_FORMAT', async (t) => {
   const { cipher } = setup();
   const good = await cipher.encrypt(Buffer.from('fuzz me'));
-  t.throws(() => parseEnvelope(good.subarray(0, 7)), { instanceOf: EnvelopeFormatError, message: /8-byte/ });
+  t.throws(() => parseEnvelope(good.subarray(0, 7)), {
+    instanceOf: MalformedDataError,
+    code: 'ERR_ENVELOPE_FORMAT',
+    message: /8-byte/,
+  });
   for (let cut = 0; cut < good.length - 28; cut++) {
-    t.throws(() => parseEnvelope(good.subarray(0, cut)), { instanceOf: EnvelopeFormatError }, `cut ${cut}`);
+    t.throws(() => parseEnvelope(good.subarray(0, cut)), {
+      instanceOf: MalformedDataError,
+      code: 'ERR_ENVELOPE_FORMAT',
+    }, `cut ${cut}`);
   }
   fc.assert(
     fc.property(
@@ -279,7 +290,7 @@ test('parseEnvelope: any byte string either parses within bounds or throws Envel
             const end = p.tag.byteOffset + p.tag.length - input.byteOffset;
             if (end !== input.length || p.iv.length !== 12 || p.tag.length !== 16) return false;
           } catch (error) {
-            if (!(error instanceof EnvelopeFormatError)) return false;
+            if (!(error instanceof MalformedDataError && error.code === 'ERR_ENVELOPE_FORMAT')) return false;
           }
         }
         return true;
@@ -303,7 +314,7 @@ test('parseEnvelopeHeader reads the key version from the first bytes of a large 
   t.is(parseEnvelopeHeader(head).dataLength, MAX_ENVELOPE_HEADER_BYTES - (envelope.length - 100_000));
   t.throws(() => parseEnvelopeHeader(head, 10), { instanceOf: InvalidArgumentError });
   t.throws(() => parseEnvelopeHeader(head.subarray(0, 20), envelope.length), {
-    instanceOf: EnvelopeFormatError,
+    instanceOf: MalformedDataError, code: 'ERR_ENVELOPE_FORMAT',
   });
   t.true(wrappedKey.length > 0 && iv.length === 12 && tag.length === 16);
 });

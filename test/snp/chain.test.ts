@@ -1,11 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
-import {
-  SnpChainError,
-  SnpChipIdMismatchError,
-  SnpProductMismatchError,
-  SnpUntrustedRootError,
-} from '../../src/errors.js';
+import { EvidenceVerificationError } from '../../src/errors.js';
 import { encodeSnpReport, type SnpReportFields, signSnpReport } from '../../src/snp/build.js';
 import { encodeTcb } from '../../src/snp/tcb.js';
 import { createSnpTestChain, createSnpTestRoot } from '../helpers/snp-test-chain.js';
@@ -27,13 +22,15 @@ test('a chain that ends in a root that is not embedded: ERR_SNP_UNTRUSTED_ROOT; 
   const chain = await createSnpTestChain({ chipId, tcb });
   const report = signSnpReport(milanReport(), chain.leafKey);
   const error = t.throws(() => verifySnpReport(report, { certificates: chain.bundlePem }), {
-    instanceOf: SnpUntrustedRootError,
+    instanceOf: EvidenceVerificationError,
+    code: 'ERR_SNP_UNTRUSTED_ROOT',
   });
   t.is(error?.code, 'ERR_SNP_UNTRUSTED_ROOT');
   t.is(error?.check, 'certificate-chain');
   // Without the root in the bundle the chain also stops at an unknown issuer.
   t.throws(() => verifySnpReport(report, { certificates: [chain.leafPem, chain.askPem] }), {
-    instanceOf: SnpUntrustedRootError,
+    instanceOf: EvidenceVerificationError,
+    code: 'ERR_SNP_UNTRUSTED_ROOT',
   });
 
   const trustedRoots = [{ certificates: chain.arkPem, product: 'Milan' as const }];
@@ -42,7 +39,8 @@ test('a chain that ends in a root that is not embedded: ERR_SNP_UNTRUSTED_ROOT; 
   // The added root's product must match the report's.
   const genoaRoots = [{ certificates: chain.arkPem, product: 'Genoa' as const }];
   t.throws(() => verifySnpReport(report, { certificates: chain.bundlePem, trustedRoots: genoaRoots }), {
-    instanceOf: SnpProductMismatchError,
+    instanceOf: EvidenceVerificationError,
+    code: 'ERR_SNP_PRODUCT_MISMATCH',
   });
 });
 
@@ -56,7 +54,8 @@ test('a leaf not signed by the intermediate of its issuer name: ERR_SNP_CHAIN', 
   const error = t.throws(
     () => verifySnpReport(report, { certificates: [a.leafPem, b.askPem], trustedRoots }),
     {
-      instanceOf: SnpChainError,
+      instanceOf: EvidenceVerificationError,
+      code: 'ERR_SNP_CHAIN',
     },
   );
   t.is(error?.code, 'ERR_SNP_CHAIN');
@@ -96,7 +95,7 @@ test('Turin: 8-byte hwID, fmc in the TCB, product from cpuid', async (t) => {
         certificates: chain.bundlePem,
         trustedRoots,
       }),
-    { instanceOf: SnpChipIdMismatchError },
+    { instanceOf: EvidenceVerificationError, code: 'ERR_SNP_CHIP_ID_MISMATCH' },
   );
 });
 

@@ -1,6 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { MalformedSnpReportError } from '../../src/errors.js';
+import { MalformedDataError } from '../../src/errors.js';
 import { parseSnpReport } from '../../src/snp/report.js';
 import { aciReport, debugReport } from './_fixtures.js';
 
@@ -9,7 +9,7 @@ const parsesOrTypedError = (bytes: Uint8Array): boolean => {
     parseSnpReport(bytes);
     return true;
   } catch (error) {
-    return error instanceof MalformedSnpReportError && error.code === 'ERR_SNP_REPORT_MALFORMED';
+    return error instanceof MalformedDataError && error.code === 'ERR_SNP_REPORT_MALFORMED';
   }
 };
 

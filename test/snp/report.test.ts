@@ -1,5 +1,5 @@
 import test from 'ava';
-import { MalformedSnpReportError } from '../../src/errors.js';
+import { MalformedDataError } from '../../src/errors.js';
 import { encodeSnpReport } from '../../src/snp/build.js';
 import { parseSnpReport } from '../../src/snp/report.js';
 import { decodeTcb, encodeTcb, productFromCpuid } from '../../src/snp/tcb.js';
@@ -82,7 +82,11 @@ test('version 5 mitigation vectors', (t) => {
   t.is(r.currentMitigationVector, 7n);
   const v4 = encodeSnpReport({ version: 4 });
   v4[0x1f8] = 1;
-  t.throws(() => parseSnpReport(v4), { instanceOf: MalformedSnpReportError, message: /reserved/ });
+  t.throws(() => parseSnpReport(v4), {
+    instanceOf: MalformedDataError,
+    code: 'ERR_SNP_REPORT_MALFORMED',
+    message: /reserved/,
+  });
 });
 
 test('TCB layouts round-trip per product', (t) => {
@@ -100,7 +104,11 @@ test('signer VLEK and none', (t) => {
 });
 
 const malformed = (t: import('ava').ExecutionContext, bytes: Uint8Array, message: RegExp): void => {
-  const error = t.throws(() => parseSnpReport(bytes), { instanceOf: MalformedSnpReportError, message });
+  const error = t.throws(() => parseSnpReport(bytes), {
+    instanceOf: MalformedDataError,
+    code: 'ERR_SNP_REPORT_MALFORMED',
+    message,
+  });
   t.is(error?.code, 'ERR_SNP_REPORT_MALFORMED');
 };
 

@@ -94,7 +94,7 @@ test('THIM: the Metadata header is sent; HTTP errors and non-JSON answers are ty
   const down = await t.throwsAsync(fetchThimCertificates({ url: `${base}/down` }), {
     instanceOf: VcekFetchError,
   });
-  t.is(down?.status, 503);
+  t.is(down?.statusCode, 503);
   t.is(down?.code, 'ERR_VCEK_FETCH');
   await t.throwsAsync(fetchThimCertificates({ url: `${base}/html` }), {
     instanceOf: VcekFetchError,
@@ -175,16 +175,16 @@ test('KDS: 404, 429 and unreachable hosts are typed; failures are not cached', a
     instanceOf: VcekFetchError,
     message: /rate-limited, retry after 30/,
   });
-  t.is(limited?.status, 429);
+  t.is(limited?.statusCode, 429);
   status = 404;
   const missing = await t.throwsAsync(fetchKdsVcek(request), { instanceOf: VcekFetchError });
-  t.is(missing?.status, 404);
+  t.is(missing?.statusCode, 404);
 
   const fetcher = new VcekFetcher({ sources: ['kds'], kdsBaseUrl: base });
   const first = await t.throwsAsync(fetcher.certificatesFor(report, { product: 'Milan' }), {
     instanceOf: VcekFetchError,
   });
-  t.is(first?.status, 404);
+  t.is(first?.statusCode, 404);
   const before = hits.length;
   await t.throwsAsync(fetcher.certificatesFor(report, { product: 'Milan' }), { instanceOf: VcekFetchError });
   t.is(hits.length, before + 1);
@@ -198,7 +198,7 @@ test('KDS: 404, 429 and unreachable hosts are typed; failures are not cached', a
     instanceOf: VcekFetchError,
     message: /unreachable/,
   });
-  t.is(down?.status, undefined);
+  t.is(down?.statusCode, undefined);
 });
 
 test('a caller abort is an AbortError; a slow server is a timeout', async (t) => {

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import test from 'ava';
 import { emulatedBoot, emulatedEventLog } from '../../src/emulator/hardware/tcg-log.js';
-import { MalformedTcgLogError } from '../../src/errors.js';
+import { MalformedDataError } from '../../src/errors.js';
 import {
   EFI_GLOBAL_VARIABLE,
   encodeEventLog,
@@ -106,7 +106,7 @@ test('the emulated log records secure boot in PCR 7, and the secure-boot-off log
   t.deepEqual(emulatedBoot(all).pcrs, a, 'deterministic');
 });
 
-test('every truncation of a log either parses to a prefix of its events or throws MalformedTcgLogError', (t) => {
+test('every truncation of a log either parses to a prefix of its events or throws ERR_TCG_LOG_MALFORMED', (t) => {
   const bytes = encodeEventLog(emulatedEventLog());
   const full = parseEventLog(bytes).events.length;
   let parsed = 0;
@@ -116,7 +116,7 @@ test('every truncation of a log either parses to a prefix of its events or throw
       t.true(log.events.length < full);
       parsed++;
     } catch (error) {
-      if (!(error instanceof MalformedTcgLogError)) t.fail(`length ${n}: ${String(error)}`);
+      if (!(error instanceof MalformedDataError && error.code === 'ERR_TCG_LOG_MALFORMED')) t.fail(`length ${n}: ${String(error)}`);
     }
   }
   // Only the cuts at event boundaries parse.
@@ -151,20 +151,27 @@ const malformed: [string, () => Uint8Array, RegExp][] = [
 ];
 
 for (const [name, make, message] of malformed) {
-  test(`parseEventLog refuses ${name} with MalformedTcgLogError`, (t) => {
-    const error = t.throws(() => parseEventLog(make()), { instanceOf: MalformedTcgLogError });
+  test(`parseEventLog refuses ${name} with ERR_TCG_LOG_MALFORMED`, (t) => {
+    const error = t.throws(() => parseEventLog(make()), {
+      instanceOf: MalformedDataError,
+      code: 'ERR_TCG_LOG_MALFORMED',
+    });
     t.is(error?.code, 'ERR_TCG_LOG_MALFORMED');
     t.regex(error?.message ?? '', message);
   });
 }
 
-test('a UEFI variable event whose lengths exceed its data, and a measured event without SHA-256, are MalformedTcgLogError', (t) => {
+test('a UEFI variable event whose lengths exceed its data, and a measured event without SHA-256, are ERR_TCG_LOG_MALFORMED', (t) => {
   const variable = Buffer.from(encodeUefiVariable({ guid: EFI_GLOBAL_VARIABLE, name: 'PK', data: new Uint8Array(8) }));
   variable.writeBigUInt64LE(0xffffffffffffffffn, 24);
   const log = parseEventLog(handLog(handEvent(7, EV.EFI_VARIABLE_DRIVER_CONFIG, new Uint8Array(32), variable)));
-  t.throws(() => secureBootState(log), { instanceOf: MalformedTcgLogError });
+  t.throws(() => secureBootState(log), { instanceOf: MalformedDataError, code: 'ERR_TCG_LOG_MALFORMED' });
   const noSha256 = { ...log, events: [{ ...log.events[0]!, digests: [] }] };
-  t.throws(() => replaySha256(noSha256), { instanceOf: MalformedTcgLogError, message: /no SHA-256 digest/ });
+  t.throws(() => replaySha256(noSha256), {
+    instanceOf: MalformedDataError,
+    code: 'ERR_TCG_LOG_MALFORMED',
+    message: /no SHA-256 digest/,
+  });
   const sha1Only = { ...log, specId: { ...log.specId, algorithms: [{ algorithmId: 0x04, digestSize: 20 }] } };
-  t.throws(() => replaySha256(sha1Only), { instanceOf: MalformedTcgLogError });
+  t.throws(() => replaySha256(sha1Only), { instanceOf: MalformedDataError, code: 'ERR_TCG_LOG_MALFORMED' });
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { TpmError, TpmMalformedDataError, TpmPolicyError } from '../../src/errors.js';
+import { MalformedDataError, TpmError, TpmPolicyError } from '../../src/errors.js';
 import type { TpmTransport } from '../../src/hal/types.js';
 import { getRandom } from '../../src/tpm/commands/capability.js';
 import { decodeRc, tpmErrorFor } from '../../src/tpm/rc.js';
@@ -83,22 +83,28 @@ test('other warnings and errors are not retried', async (t) => {
 test('malformed responses: wrong size, truncated parameters, trailing bytes, bad tag', async (t) => {
   const wrongSize = Buffer.from(frame(0, [0, 1, 0xaa]));
   wrongSize.writeUInt32BE(99, 2);
-  await t.throwsAsync(getRandom(new Tpm(scripted([wrongSize])), 1), { instanceOf: TpmMalformedDataError });
+  await t.throwsAsync(getRandom(new Tpm(scripted([wrongSize])), 1), {
+    instanceOf: MalformedDataError,
+    code: 'ERR_TPM_MALFORMED',
+  });
   await t.throwsAsync(getRandom(new Tpm(scripted([frame(0, [0, 5, 1])])), 5), {
-    instanceOf: TpmMalformedDataError,
+    instanceOf: MalformedDataError, code: 'ERR_TPM_MALFORMED',
   });
   await t.throwsAsync(getRandom(new Tpm(scripted([frame(0, [0, 1, 1, 9])])), 1), {
-    instanceOf: TpmMalformedDataError,
+    instanceOf: MalformedDataError, code: 'ERR_TPM_MALFORMED',
   });
   await t.throwsAsync(getRandom(new Tpm(scripted([frame(0, [0, 2, 1, 2])])), 1), {
-    instanceOf: TpmMalformedDataError,
+    instanceOf: MalformedDataError, code: 'ERR_TPM_MALFORMED',
     message: /2 bytes for 1 requested/,
   });
   const badTag = Buffer.from(frame(0, [0, 1, 1]));
   badTag.writeUInt16BE(0x1234, 0);
-  await t.throwsAsync(getRandom(new Tpm(scripted([badTag])), 1), { instanceOf: TpmMalformedDataError });
+  await t.throwsAsync(getRandom(new Tpm(scripted([badTag])), 1), {
+    instanceOf: MalformedDataError,
+    code: 'ERR_TPM_MALFORMED',
+  });
   await t.throwsAsync(getRandom(new Tpm(scripted([new Uint8Array(3)])), 1), {
-    instanceOf: TpmMalformedDataError,
+    instanceOf: MalformedDataError, code: 'ERR_TPM_MALFORMED',
   });
 });
 
@@ -130,9 +136,9 @@ test('a created handle whose response cannot be parsed is flushed, not leaked', 
   await t.throwsAsync(
     createPrimary(tpm, { hierarchy: 0x40000007, template: rsaTemplate({ objectAttributes: 0 }) }),
     {
-      instanceOf: TpmMalformedDataError,
+      instanceOf: MalformedDataError, code: 'ERR_TPM_MALFORMED',
     },
   );
-  await t.throwsAsync(startAuthSession(tpm), { instanceOf: TpmMalformedDataError });
+  await t.throwsAsync(startAuthSession(tpm), { instanceOf: MalformedDataError, code: 'ERR_TPM_MALFORMED' });
   t.deepEqual(flushed, [0x80000001, 0x03000007]);
 });

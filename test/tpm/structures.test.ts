@@ -1,6 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { TpmError, TpmMalformedDataError } from '../../src/errors.js';
+import { MalformedDataError, TpmError } from '../../src/errors.js';
 import type { TpmTransport } from '../../src/hal/types.js';
 import { certify, quote } from '../../src/tpm/commands/attest.js';
 import { getHandles, getPcrBanks, getProperties } from '../../src/tpm/commands/capability.js';
@@ -183,12 +183,12 @@ for (const codec of codecs) {
     );
   });
 
-  test(`${codec.name}: random bytes and truncations raise only TpmMalformedDataError`, (t) => {
+  test(`${codec.name}: random bytes and truncations raise only ERR_TPM_MALFORMED`, (t) => {
     const onlyTyped = (input: Uint8Array) => {
       try {
         unmarshal(codec.read, input, codec.name);
       } catch (error) {
-        if (!(error instanceof TpmMalformedDataError)) throw error;
+        if (!(error instanceof MalformedDataError && error.code === 'ERR_TPM_MALFORMED')) throw error;
       }
     };
     fc.assert(
@@ -202,7 +202,10 @@ for (const codec of codecs) {
         const prefix = encoded.subarray(0, cut % encoded.length);
         const isOther = codec.name === 'TPMS_ATTEST' && 'attested' in (value as TpmsAttest);
         if (isOther) return onlyTyped(prefix);
-        t.throws(() => unmarshal(codec.read, prefix, codec.name), { instanceOf: TpmMalformedDataError });
+        t.throws(() => unmarshal(codec.read, prefix, codec.name), {
+          instanceOf: MalformedDataError,
+          code: 'ERR_TPM_MALFORMED',
+        });
       }),
       { numRuns: 300 },
     );
@@ -256,7 +259,7 @@ test('command response parsers on random bodies: only typed errors, never a cras
         try {
           await commands[which]!(new Tpm(transport));
         } catch (error) {
-          if (!(error instanceof TpmMalformedDataError) && !(error instanceof TpmError)) throw error;
+          if (!(error instanceof MalformedDataError && error.code === 'ERR_TPM_MALFORMED') && !(error instanceof TpmError)) throw error;
         }
       },
     ),
@@ -268,7 +271,7 @@ test('command response parsers on random bodies: only typed errors, never a cras
 test('TpmReader never reads past its end, TpmWriter grows as needed', (t) => {
   const r = new TpmReader(Uint8Array.from([0, 3, 1, 2]), 'x');
   t.throws(() => r.tpm2b('f'), {
-    instanceOf: TpmMalformedDataError,
+    instanceOf: MalformedDataError, code: 'ERR_TPM_MALFORMED',
     message: /f needs 3 bytes at offset 2, 2 left/,
   });
   const w = new TpmWriter(1);

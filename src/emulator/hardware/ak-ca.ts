@@ -4,7 +4,7 @@
  * `cache.ts`) so AK certificates written into a swtpm stay verifiable by a later emulator process.
  */
 import { createPrivateKey, type KeyObject, randomBytes, webcrypto } from 'node:crypto';
-import { EmulatorError } from '../../errors.js';
+import { EmulatorError } from '../errors.js';
 import { x509 } from '../x509.js';
 import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from '../cache.js';
 

@@ -21,7 +21,8 @@ import {
   randomBytes,
   webcrypto,
 } from 'node:crypto';
-import { EmulatorError, InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { EmulatorError } from '../errors.js';
 import { encodeSnpReport, type SnpReportFields, signSnpReport } from '../../snp/build.js';
 import { parseSnpReport, type SnpReport } from '../../snp/report.js';
 import type { TrustedRootInput } from '../../snp/roots.js';

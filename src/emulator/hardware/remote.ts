@@ -4,7 +4,8 @@
  * evidence as the emulator's chip and vTPM CA even when they exist only in the emulator's memory
  * (`cvm-skr emulator serve --no-cache`). Loopback https only, with the emulator's `IDENTITY_HEADER`.
  */
-import { EmulatorError, InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { EmulatorError } from '../errors.js';
 import { httpFetch } from '../http-client.js';
 import { isLoopbackHost } from '../maa/emulator-routes.js';
 import { EmulatedAkCa } from './ak-ca.js';

@@ -4,7 +4,7 @@
  * code that wants a credential object instead of `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` in the environment.
  */
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-auth';
-import { EmulatorCredentialError } from '../../errors.js';
+import { EmulatorCredentialError } from '../errors.js';
 import { httpFetch } from '../http-client.js';
 
 export interface EmulatorCredentialOptions {

@@ -18,7 +18,7 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { EmulatorError } from '../../errors.js';
+import { EmulatorError } from '../errors.js';
 import type { EmulatedAkCa } from '../hardware/ak-ca.js';
 import type { EmulatedAmd, TcbParts } from '../hardware/amd.js';
 

@@ -22,7 +22,7 @@
  * recording_returns_an_error_when_bytes_is_out_of_range.json).
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { EmulatedVaultRequestError } from '../../errors.js';
+import { EmulatedVaultRequestError } from '../errors.js';
 import type { VaultFlavour } from './flavour.js';
 import { isKeyType } from './key-material.js';
 import type { StoredKey } from './store.js';

@@ -45,7 +45,7 @@ import {
 } from 'node:crypto';
 import { p256, p384, p521 } from '@noble/curves/nist';
 import { secp256k1 } from '@noble/curves/secp256k1';
-import { EmulatedVaultRequestError } from '../../errors.js';
+import { EmulatedVaultRequestError } from '../errors.js';
 import { baseKty, type VaultCurve } from './key-material.js';
 import type { StoredVersion, VaultStore } from './store.js';
 import { VaultErrors } from './vault-error.js';

@@ -20,7 +20,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, isIP } from 'node:net';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
-import { EmulatorError, EmulatorStateError } from '../../errors.js';
+import { EmulatorError, EmulatorStateError } from '../errors.js';
 import { EmulatorCa, type IssuedCertificate } from '../ca.js';
 import { EmulatorCredential } from '../identity/credential.js';
 import { AttestationVerifier, type TrustedIssuer } from './attestation-verifier.js';

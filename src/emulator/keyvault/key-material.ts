@@ -4,7 +4,7 @@
  */
 import { createPrivateKey, generateKeyPair, type JsonWebKey, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { EmulatedVaultRequestError } from '../../errors.js';
+import { EmulatedVaultRequestError } from '../errors.js';
 import { VaultErrors } from './vault-error.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);

@@ -7,7 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { EmulatedVaultRequestError, EmulatorStateError, InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { EmulatedVaultRequestError, EmulatorStateError } from '../errors.js';
 import type { KeyPermission, VaultAuth } from './auth.js';
 import { type DataPlaneContext, dataPlaneRoute } from './data-plane.js';
 import { type ReleaseContext, releaseKey } from './release.js';
@@ -340,12 +341,12 @@ export function createVaultHandler(
       if (e instanceof EmulatedVaultRequestError) {
         // A refusal (a 409 on a name a concurrent create just took) must not tell of state a crash could undo.
         if (o.commit) await o.commit().catch(() => {});
-        const challenge = e.status === 401 && !req.headers.authorization;
+        const challenge = e.statusCode === 401 && !req.headers.authorization;
         send(
           res,
-          e.status,
+          e.statusCode,
           challenge && !o.dataPlane.flavour.challengeBody ? undefined : errorBody(e),
-          e.status === 401 ? { 'www-authenticate': challengeHeader(o) } : {},
+          e.statusCode === 401 ? { 'www-authenticate': challengeHeader(o) } : {},
         );
         return;
       }

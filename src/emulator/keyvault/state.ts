@@ -24,7 +24,7 @@ import { link, open, readFile, rename, unlink, writeFile } from 'node:fs/promise
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { EmulatorStateError, EmulatorStateLockedError } from '../../errors.js';
+import { EmulatorStateError, EmulatorStateLockedError } from '../errors.js';
 import type { SavedEmulatorCa } from '../ca.js';
 import { isKeyType } from './key-material.js';
 import type { StoredKey } from './store.js';

@@ -1,5 +1,5 @@
 /** Factories for the errors the emulated vault answers with, worded like the service. */
-import { EmulatedVaultRequestError } from '../../errors.js';
+import { EmulatedVaultRequestError } from '../errors.js';
 
 export { EmulatedVaultRequestError as VaultHttpError };
 

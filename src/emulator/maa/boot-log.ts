@@ -9,7 +9,7 @@
  * shows the error the real service returns for a log that does not match the quote. The emulator refuses such
  * a log (400, check `tcg-log`) and derives the claims plainly, as commented in `bootClaims`.
  */
-import { EvidenceVerificationError, type EvidenceCheck, MalformedTcgLogError } from '../../errors.js';
+import { type EvidenceCheck, EvidenceVerificationError, MalformedDataError } from '../../errors.js';
 import { bytesEqual, toHex } from '../../snp/bytes.js';
 import { runCheck } from '../../snp/verify.js';
 import { parseEventLog, replaySha256, type SecureBootState, secureBootState } from '../../tpm/event-log.js';
@@ -33,8 +33,10 @@ export function checkTcgLog(
       replay = replaySha256(log);
       state = secureBootState(log);
     } catch (error) {
-      if (error instanceof MalformedTcgLogError) {
-        throw new EvidenceVerificationError(`TcgLogs: ${error.message}`, 'tcg-log', { cause: error });
+      if (error instanceof MalformedDataError && error.code === 'ERR_TCG_LOG_MALFORMED') {
+        throw new EvidenceVerificationError('ERR_EVIDENCE_VERIFICATION', `TcgLogs: ${error.message}`, 'tcg-log', {
+          cause: error,
+        });
       }
       throw error;
     }
@@ -42,6 +44,7 @@ export function checkTcgLog(
       const replayed = replay.get(p.index) ?? new Uint8Array(32);
       if (!bytesEqual(replayed, p.digest)) {
         throw new EvidenceVerificationError(
+          'ERR_EVIDENCE_VERIFICATION',
           `the TCG log does not replay to the quoted PCR ${p.index} (log ${toHex(replayed).slice(0, 16)}..., ` +
             `quote ${toHex(p.digest).slice(0, 16)}...): send the log of the boot the quote was made in`,
           'tcg-log',

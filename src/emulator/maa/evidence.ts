@@ -18,19 +18,7 @@ import {
   type KeyObject,
   X509Certificate,
 } from 'node:crypto';
-import {
-  AkCertificateError,
-  AkMismatchError,
-  AttestationPolicyError,
-  CvmSkrError,
-  type EvidenceCheck,
-  EvidenceVerificationError,
-  QuoteNonceError,
-  QuoteSignatureError,
-  RuntimeDataBindingError,
-  SnpTcbTooLowError,
-  VcekChainMissingError,
-} from '../../errors.js';
+import { CvmSkrError, type EvidenceCheck, EvidenceVerificationError } from '../../errors.js';
 import {
   type AzureVtpmVerificationResult,
   verifyAzureVtpmEvidence,
@@ -112,7 +100,7 @@ export interface VerifiedSevSnpVm {
 }
 
 function fail(check: string, message: string): never {
-  throw new EvidenceVerificationError(message, check);
+  throw new EvidenceVerificationError('ERR_EVIDENCE_VERIFICATION', message, check);
 }
 
 const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
@@ -164,7 +152,8 @@ function checkMeasurement(checks: EvidenceCheck[], ctx: EvidenceContext, report:
     const wanted = allowed.map((m) => (typeof m === 'string' ? m.toLowerCase() : toHex(m)));
     const actual = toHex(report.measurement);
     if (!wanted.includes(actual)) {
-      throw new AttestationPolicyError(
+      throw new EvidenceVerificationError(
+        'ERR_ATTESTATION_POLICY',
         `launch measurement ${actual} is not one the attestation policy allows`,
         'measurement',
       );
@@ -190,7 +179,8 @@ function snpCompliant(snp: VerifiedSnp, ctx: EvidenceContext): boolean {
  */
 function certificatesFor(chainText: string | undefined, where: string): string {
   if (chainText?.includes('-----BEGIN CERTIFICATE-----')) return chainText;
-  throw new VcekChainMissingError(
+  throw new EvidenceVerificationError(
+    'ERR_VCEK_CHAIN_MISSING',
     `the evidence has no ${where} (VCEK, ASK, ARK as PEM): a client fetches it from THIM ` +
       '(http://169.254.169.254/metadata/THIM/amd/certification) inside the VM, or from AMD KDS, and sends it',
     'certificate-chain',
@@ -243,7 +233,8 @@ export async function verifySevSnpVmRequest(
   runCheck(checks, 'runtime-data-binding', () => {
     const digest = createHash('sha256').update(runtimeBytes).digest();
     if (!bytesEqual(digest, report.reportData.subarray(0, 32)) || !isAllZero(report.reportData, 32)) {
-      throw new RuntimeDataBindingError(
+      throw new EvidenceVerificationError(
+        'ERR_RUNTIME_DATA_BINDING',
         `report_data is not sha256(runtime data) || zeros (${toHex(digest)}); the runtime data is not the one the report was made for`,
         'runtime-data-binding',
       );
@@ -287,7 +278,8 @@ function checkMinimumFromVcek(
   if (minimum === undefined) return;
   runCheck(checks, 'minimum-tcb', () => {
     if (!meetsMinimum(snp.tcb, minimum, snp.product)) {
-      throw new SnpTcbTooLowError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_TCB_TOO_LOW',
         `reported_tcb is below the minimum for ${snp.product} (product taken from the VCEK: the version-2 report does not name it)`,
         'minimum-tcb',
       );
@@ -405,7 +397,8 @@ export async function verifyAzureGuestRequest(
   // The quote may carry the client's nonce, or (like the reference client) nothing.
   const quoteNonce = quoteExtraData(quote);
   if (quoteNonce.length > 0 && (payloadNonce === undefined || !bytesEqual(quoteNonce, payloadNonce))) {
-    throw new QuoteNonceError(
+    throw new EvidenceVerificationError(
+      'ERR_QUOTE_NONCE',
       'the quote carries qualifying data that is not the ClientPayload nonce',
       'quote-nonce',
     );
@@ -427,10 +420,11 @@ export async function verifyAzureGuestRequest(
     });
   } catch (error) {
     // A quote that HCLAkPub did not sign, from an AK that is not HCLAkPub: name the real cause.
-    if (error instanceof QuoteSignatureError) {
+    if (error instanceof EvidenceVerificationError && error.code === 'ERR_QUOTE_SIGNATURE') {
       const hclAk = hclAkPub(runtimeBytes);
       if (hclAk !== undefined && !sameKey(hclAk, akKey)) {
-        const mismatch = new AkMismatchError(
+        const mismatch = new EvidenceVerificationError(
+          'ERR_AK_MISMATCH',
           'the TPM AK (TpmInfo.AikPub) is not HCLAkPub of the HCL report: the report belongs to another vTPM',
           'ak-match',
         );
@@ -449,7 +443,11 @@ export async function verifyAzureGuestRequest(
 
   runCheck(checks, 'ak-match', () => {
     if (!sameKey(verified.akPub, akKey)) {
-      throw new AkMismatchError('TpmInfo.AikPub is not HCLAkPub of the HCL report', 'ak-match');
+      throw new EvidenceVerificationError(
+        'ERR_AK_MISMATCH',
+        'TpmInfo.AikPub is not HCLAkPub of the HCL report',
+        'ak-match',
+      );
     }
     return { detail: 'TpmInfo.AikPub = HCLAkPub', value: undefined };
   });
@@ -459,19 +457,24 @@ export async function verifyAzureGuestRequest(
     try {
       cert = new X509Certificate(akCertDer);
     } catch (error) {
-      throw new AkCertificateError('TpmInfo.AikCert is not a DER certificate', 'ak-certificate', {
-        cause: error,
-      });
+      throw new EvidenceVerificationError(
+        'ERR_AK_CERTIFICATE',
+        'TpmInfo.AikCert is not a DER certificate',
+        'ak-certificate',
+        { cause: error },
+      );
     }
     if (!sameKey(cert.publicKey, akKey)) {
-      throw new AkCertificateError(
+      throw new EvidenceVerificationError(
+        'ERR_AK_CERTIFICATE',
         'the AK certificate certifies another key than TpmInfo.AikPub',
         'ak-certificate',
       );
     }
     const t = ctx.now.getTime();
     if (t < new Date(cert.validFrom).getTime() || t > new Date(cert.validTo).getTime()) {
-      throw new AkCertificateError(
+      throw new EvidenceVerificationError(
+        'ERR_AK_CERTIFICATE',
         `the AK certificate is not valid at ${ctx.now.toISOString()}`,
         'ak-certificate',
       );
@@ -482,7 +485,8 @@ export async function verifyAzureGuestRequest(
       .map((pem) => new X509Certificate(pem))
       .find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
     if (issuer === undefined) {
-      throw new AkCertificateError(
+      throw new EvidenceVerificationError(
+        'ERR_AK_CERTIFICATE',
         `the AK certificate (issuer ${cert.issuer.replace(/\n/g, ', ')}) is not issued by a trusted vTPM CA`,
         'ak-certificate',
       );

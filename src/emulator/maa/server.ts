@@ -17,7 +17,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
-import { CvmSkrError, EmulatorError, EvidenceVerificationError } from '../../errors.js';
+import { CvmSkrError, EvidenceVerificationError } from '../../errors.js';
+import { EmulatorError } from '../errors.js';
 import type { TrustedRootInput } from '../../snp/roots.js';
 import type { SnpProduct } from '../../snp/tcb.js';
 import type { TcbMinimum } from '../../snp/verify.js';
@@ -102,7 +103,7 @@ const MAX_BODY = 1024 * 1024;
 
 class HttpError extends Error {
   constructor(
-    readonly status: number,
+    readonly statusCode: number,
     readonly serviceCode: string,
     message: string,
   ) {
@@ -371,7 +372,7 @@ export async function startAttestationEmulator(
       throw new HttpError(404, 'NotFound', `no such endpoint: ${method} ${path}`);
     } catch (error) {
       if (error instanceof HttpError) {
-        send(res, error.status, { error: { code: error.serviceCode, message: error.message } });
+        send(res, error.statusCode, { error: { code: error.serviceCode, message: error.message } });
       } else if (error instanceof EvidenceVerificationError) {
         send(res, 400, {
           error: {

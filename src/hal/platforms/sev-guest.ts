@@ -2,10 +2,10 @@ import { createHash, generateKeyPair } from 'node:crypto';
 import { promisify } from 'node:util';
 import {
   AbortError,
+  EvidenceVerificationError,
   InvalidArgumentError,
   PlatformClosedError,
   SnpCertificateError,
-  SnpReportDataMismatchError,
 } from '../../errors.js';
 import { loadJose } from '../../load-jose.js';
 import { certificateBundlePem } from '../../snp/bundle.js';
@@ -126,7 +126,8 @@ export class SevGuestPlatform implements AttestationPlatform {
     const report = parseSnpReport(result.report);
     // A provider that returns someone else's report (or a stale one) would bind the wrong transfer key.
     if (!bytesEqual(report.reportData, reportData) || report.vmpl !== (this.#options.vmpl ?? 0)) {
-      throw new SnpReportDataMismatchError(
+      throw new EvidenceVerificationError(
+        'ERR_SNP_REPORT_DATA',
         `the ${this.#options.provider.name} provider returned a report for other report_data or VMPL than requested`,
         'report-data',
       );

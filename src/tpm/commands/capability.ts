@@ -1,4 +1,4 @@
-import { TpmMalformedDataError } from '../../errors.js';
+import { MalformedDataError } from '../../errors.js';
 import { TPM_CAP, TPM_CC } from '../constants.js';
 import type { PcrSelection } from '../structures.js';
 import { readPcrSelection } from '../structures.js';
@@ -30,7 +30,7 @@ export async function getProperty(tpm: Tpm, property: number): Promise<number> {
   const { properties } = await getProperties(tpm, property, 1);
   const value = properties.get(property);
   if (value === undefined) {
-    throw new TpmMalformedDataError(`TPM did not report property 0x${property.toString(16)}`);
+    throw new MalformedDataError('ERR_TPM_MALFORMED', `TPM did not report property 0x${property.toString(16)}`);
   }
   return value;
 }

@@ -1,4 +1,4 @@
-import { TpmMalformedDataError } from '../../errors.js';
+import { MalformedDataError } from '../../errors.js';
 import { TPM_CC, TPM_RH, TPMA_NV } from '../constants.js';
 import type { TpmReader } from '../marshal.js';
 import { type AuthSession, passwordAuth } from '../sessions.js';
@@ -91,7 +91,8 @@ export async function nvReadAll(
   const offset = options.offset ?? 0;
   const length = options.length ?? pub.dataSize - offset;
   if (offset + length > pub.dataSize || options.chunkSize < 1) {
-    throw new TpmMalformedDataError(
+    throw new MalformedDataError(
+      'ERR_TPM_MALFORMED',
       `cannot read ${length} bytes at ${offset} of a ${pub.dataSize}-byte index`,
     );
   }
@@ -133,7 +134,8 @@ export async function nvWriteAll(
   const pub = options.public ?? (await nvReadPublic(tpm, options.nvIndex)).public;
   const offset = options.offset ?? 0;
   if (offset + options.data.length > pub.dataSize || options.chunkSize < 1) {
-    throw new TpmMalformedDataError(
+    throw new MalformedDataError(
+      'ERR_TPM_MALFORMED',
       `cannot write ${options.data.length} bytes at ${offset} of a ${pub.dataSize}-byte index`,
     );
   }

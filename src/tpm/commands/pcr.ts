@@ -1,4 +1,4 @@
-import { TpmMalformedDataError } from '../../errors.js';
+import { MalformedDataError } from '../../errors.js';
 import { TPM_CC } from '../constants.js';
 import { type AuthSession, passwordAuth } from '../sessions.js';
 import {
@@ -65,21 +65,25 @@ export async function readPcrs(
           const digest = result.digests[i++]!;
           if (s.hashAlg !== hashAlg || !remaining.includes(p)) continue;
           if (digest.length !== size) {
-            throw new TpmMalformedDataError(`PCR ${p} digest is ${digest.length} bytes, expected ${size}`);
+            throw new MalformedDataError(
+              'ERR_TPM_MALFORMED',
+              `PCR ${p} digest is ${digest.length} bytes, expected ${size}`,
+            );
           }
           values.set(p, digest);
           progress++;
         }
       }
       if (progress === 0) {
-        throw new TpmMalformedDataError(
+        throw new MalformedDataError(
+          'ERR_TPM_MALFORMED',
           `the TPM served none of PCRs ${remaining.join(',')} in bank 0x${hashAlg.toString(16)}; is the bank allocated?`,
         );
       }
     }
     if (consistent) return wanted.map((index) => ({ index, digest: values.get(index)! }));
   }
-  throw new TpmMalformedDataError('PCRs kept changing while they were read');
+  throw new MalformedDataError('ERR_TPM_MALFORMED', 'PCRs kept changing while they were read');
 }
 
 /** TPM2_PCR_Extend (PCRs 0-15 have an empty authValue by default). */
