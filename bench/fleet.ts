@@ -153,7 +153,15 @@ try {
     }));
     p.worker!.postMessage({ startAt: actualStart.at });
   }
+  // The vault keeps its last 1,000 release decisions; read them every second to keep every refusal's reason.
+  const denials = new Map<string, string>();
+  const readDecisions = () => {
+    for (const d of e.vault.releaseDecisions()) if (!d.allowed) denials.set(`${d.at} ${d.reason}`, d.reason);
+  };
+  const poll = setInterval(readDecisions, 1000);
   const results = (await Promise.all(done)).flat();
+  clearInterval(poll);
+  readDecisions();
   await Promise.all(pool.map((p) => p.worker!.terminate()));
 
   const ok = results.filter((r) => r.ok);
@@ -174,6 +182,10 @@ try {
     keysObtained: ok.length,
     failed: results.length - ok.length,
     failures: [...new Set(results.filter((r) => !r.ok).map((r) => r.error))].slice(0, 5),
+    /** Why the vault refused releases (its decision log), by reason. */
+    vaultDenials: Object.fromEntries(
+      [...denials.values()].reduce((m, r) => m.set(r, (m.get(r) ?? 0) + 1), new Map<string, number>()),
+    ),
     requests: {
       total: kvRequests + maaRequests + maaMetadata,
       vault: kvRequests,

@@ -32,7 +32,31 @@ export interface TransportBench {
   /** The same measurement with no TPM work: what the machine's scheduling alone costs. */
   idleLoopDelayP50Ms: number;
   idleLoopDelayP99Ms: number;
-  loopTrials: { p50Ms: number; p99Ms: number; maxMs: number }[];
+  /**
+   * The same number of commands sent by the raw socket client (one in flight, each answer read on the event
+   * loop): the event-loop delay of the floor, in the same run.
+   */
+  rawLoopDelayP50Ms: number;
+  rawLoopDelayP99Ms: number;
+  /** Where the time went, medians over trials: event-loop utilization (0..1) and involuntary context switches
+   * per second (the kernel took the CPU away from this process), busy, idle and under the raw client. */
+  busyElu: number;
+  idleElu: number;
+  rawElu: number;
+  busyPreemptionsPerS: number;
+  idlePreemptionsPerS: number;
+  rawPreemptionsPerS: number;
+  /** Longest synchronous submission of `inFlight` commands (ms), over all rounds of all trials. */
+  submitMaxMs: number;
+  loopTrials: LoopSample[];
+}
+
+interface LoopSample {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  elu: number;
+  preemptionsPerS: number;
 }
 
 const RESOLUTION_MS = 1;
@@ -41,18 +65,22 @@ const RESOLUTION_MS = 1;
  * Event-loop delay percentiles (ms) while `work` runs. The histogram records the time between the callbacks of
  * its 1 ms timer, so the sampling interval is taken off: what remains is how late the loop was.
  */
-async function loopDelay(
-  work: () => Promise<void>,
-): Promise<{ p50Ms: number; p99Ms: number; maxMs: number }> {
+async function loopDelay(work: () => Promise<void>): Promise<LoopSample> {
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+  const elu = performance.eventLoopUtilization();
+  const cs = process.resourceUsage().involuntaryContextSwitches;
+  const start = performance.now();
   histogram.enable();
   await work();
   histogram.disable();
+  const seconds = (performance.now() - start) / 1000;
   const late = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
   return {
     p50Ms: late(histogram.percentile(50)),
     p99Ms: late(histogram.percentile(99)),
     maxMs: late(histogram.max),
+    elu: performance.eventLoopUtilization(elu).utilization,
+    preemptionsPerS: (process.resourceUsage().involuntaryContextSwitches - cs) / seconds,
   };
 }
 
@@ -116,25 +144,33 @@ export async function benchTransport(trials = 21, perTrial = 1000, loopTrials = 
       ts.push(await nativeRoundTrips(swtpm.socketPath, perTrial, true));
     }
     const inFlight = 64;
-    const tpm = await openTpm({ path: swtpm.socketPath });
-    const busy: { p50Ms: number; p99Ms: number; maxMs: number }[] = [];
-    const idle: { p50Ms: number; p99Ms: number; maxMs: number }[] = [];
-    try {
-      for (let t = 0; t < loopTrials; t++) {
-        let elapsedMs = 0;
+    const busy: LoopSample[] = [];
+    const idle: LoopSample[] = [];
+    const rawLoop: LoopSample[] = [];
+    const rounds = 150;
+    let submitMaxMs = 0;
+    for (let t = 0; t < loopTrials; t++) {
+      let elapsedMs = 0;
+      // swtpm serves one connection at a time: the transport is closed before the raw client connects.
+      const tpm = await openTpm({ path: swtpm.socketPath });
+      try {
         busy.push(
           await loopDelay(async () => {
             const start = performance.now();
-            for (let round = 0; round < 150; round++) {
-              await Promise.all(Array.from({ length: inFlight }, () => tpm.transmit(getRandomCommand(32))));
+            for (let round = 0; round < rounds; round++) {
+              const submit = performance.now();
+              const all = Promise.all(Array.from({ length: inFlight }, () => tpm.transmit(getRandomCommand(32))));
+              submitMaxMs = Math.max(submitMaxMs, performance.now() - submit);
+              await all;
             }
             elapsedMs = performance.now() - start;
           }),
         );
-        idle.push(await loopDelay(() => new Promise((resolve) => setTimeout(resolve, elapsedMs))));
+      } finally {
+        await tpm.close();
       }
-    } finally {
-      await tpm.close();
+      idle.push(await loopDelay(() => new Promise((resolve) => setTimeout(resolve, elapsedMs))));
+      rawLoop.push(await loopDelay(() => rawRoundTrips(swtpm.socketPath, rounds * inFlight).then(() => {})));
     }
     return {
       perTrial,
@@ -151,6 +187,15 @@ export async function benchTransport(trials = 21, perTrial = 1000, loopTrials = 
       loopDelayMaxMs: Math.max(...busy.map((b) => b.maxMs)),
       idleLoopDelayP50Ms: median(idle.map((b) => b.p50Ms)),
       idleLoopDelayP99Ms: median(idle.map((b) => b.p99Ms)),
+      rawLoopDelayP50Ms: median(rawLoop.map((b) => b.p50Ms)),
+      rawLoopDelayP99Ms: median(rawLoop.map((b) => b.p99Ms)),
+      busyElu: median(busy.map((b) => b.elu)),
+      idleElu: median(idle.map((b) => b.elu)),
+      rawElu: median(rawLoop.map((b) => b.elu)),
+      busyPreemptionsPerS: median(busy.map((b) => b.preemptionsPerS)),
+      idlePreemptionsPerS: median(idle.map((b) => b.preemptionsPerS)),
+      rawPreemptionsPerS: median(rawLoop.map((b) => b.preemptionsPerS)),
+      submitMaxMs,
       loopTrials: busy,
     };
   } finally {

@@ -30,6 +30,11 @@ const HEAVY = [
   'jose',
   '@azure/logger',
   '@azure/core-tracing',
+  // The ASN.1 schema stack (about 13 MB of start-up RSS on its own); certificates are read by src/util/der.ts.
+  '@peculiar/asn1-schema',
+  '@peculiar/asn1-x509',
+  '@peculiar/asn1-rsa',
+  'asn1js',
 ];
 
 test("import('cvm-skr') loads no Azure SDK client, jose or the X.509 library", async (t) => {

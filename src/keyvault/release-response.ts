@@ -12,7 +12,14 @@
 import { createHash, type KeyObject, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { asn1 } from '../util/asn1.js';
+import {
+  KEY_USAGE,
+  OID,
+  readBasicConstraints,
+  readCertificate,
+  readExtendedKeyUsage,
+  readKeyUsage,
+} from '../util/der.js';
 import { ReleaseResponseInvalidError, type ReleaseResponseCheck } from '../errors.js';
 import { loadJose } from '../load-jose.js';
 import { isReleaseEncryption, type ReleaseEncryption } from './key-wrap.js';
@@ -101,62 +108,39 @@ interface PathCertificate {
  * Extensions this verifier understands. RFC 5280 section 4.2: a certificate with a critical extension the
  * verifier does not process must be rejected.
  */
-let understood: Set<string> | undefined;
-function understoodExtensions(): Set<string> {
-  const x = asn1().x509;
-  understood ??= new Set([
-    x.id_ce_basicConstraints,
-    x.id_ce_keyUsage,
-    x.id_ce_extKeyUsage,
-    x.id_ce_subjectAltName,
-    x.id_ce_subjectKeyIdentifier,
-    x.id_ce_authorityKeyIdentifier,
-    x.id_ce_certificatePolicies,
-  ]);
-  return understood;
-}
+const UNDERSTOOD = new Set<string>([
+  OID.basicConstraints,
+  OID.keyUsage,
+  OID.extKeyUsage,
+  OID.subjectAltName,
+  OID.subjectKeyIdentifier,
+  OID.authorityKeyIdentifier,
+  OID.certificatePolicies,
+]);
 
 function pathCertificate(der: Buffer): PathCertificate {
-  const {
-    schema: { AsnConvert },
-    x509: {
-      BasicConstraints,
-      Certificate,
-      ExtendedKeyUsage,
-      KeyUsage,
-      id_ce_basicConstraints,
-      id_ce_keyUsage,
-      id_ce_extKeyUsage,
-    },
-  } = asn1();
   const x509 = new X509Certificate(der);
-  const parsed = AsnConvert.parse(der, Certificate);
+  const parsed = readCertificate(der);
   const out: PathCertificate = {
     x509,
     der,
     notBefore: new Date(x509.validFrom),
     notAfter: new Date(x509.validTo),
   };
-  for (const extension of parsed.tbsCertificate.extensions ?? []) {
-    const value = extension.extnValue.buffer;
-    switch (extension.extnID) {
-      case id_ce_basicConstraints: {
-        const bc = AsnConvert.parse(value, BasicConstraints);
-        out.basicConstraints = {
-          ca: bc.cA,
-          ...(bc.pathLenConstraint !== undefined ? { pathLength: bc.pathLenConstraint } : {}),
-        };
+  for (const extension of parsed.extensions) {
+    switch (extension.oid) {
+      case OID.basicConstraints:
+        out.basicConstraints = readBasicConstraints(extension.value);
         break;
-      }
-      case id_ce_keyUsage:
-        out.keyUsage = AsnConvert.parse(value, KeyUsage).toNumber();
+      case OID.keyUsage:
+        out.keyUsage = readKeyUsage(extension.value);
         break;
-      case id_ce_extKeyUsage:
-        out.extKeyUsage = [...AsnConvert.parse(value, ExtendedKeyUsage)];
+      case OID.extKeyUsage:
+        out.extKeyUsage = readExtendedKeyUsage(extension.value);
         break;
       default:
-        if (extension.critical && !understoodExtensions().has(extension.extnID)) {
-          throw new Error(`"${x509.subject.replace(/\n/g, ', ')}" has an unknown critical extension ${extension.extnID}`);
+        if (extension.critical && !UNDERSTOOD.has(extension.oid)) {
+          throw new Error(`"${x509.subject.replace(/\n/g, ', ')}" has an unknown critical extension ${extension.oid}`);
         }
     }
   }
@@ -232,7 +216,7 @@ function checkIssuer(issuer: PathCertificate, casBelow: number): void {
   if (issuer.basicConstraints?.ca !== true) {
     throw invalid(`certificate "${name}" is not a CA (basicConstraints) but issues another`, 'chain');
   }
-  if (issuer.keyUsage !== undefined && (issuer.keyUsage & asn1().x509.KeyUsageFlags.keyCertSign) === 0) {
+  if (issuer.keyUsage !== undefined && (issuer.keyUsage & KEY_USAGE.keyCertSign) === 0) {
     throw invalid(`CA certificate "${name}" lacks keyCertSign in its key usage but issues another`, 'chain');
   }
   const limit = issuer.basicConstraints.pathLength;
@@ -254,10 +238,10 @@ function checkLeaf(leaf: PathCertificate): void {
   if (leaf.basicConstraints?.ca === true) {
     throw invalid(`the signing certificate "${name}" is a CA certificate, not an end entity`, 'signer');
   }
-  if (leaf.keyUsage !== undefined && (leaf.keyUsage & asn1().x509.KeyUsageFlags.digitalSignature) === 0) {
+  if (leaf.keyUsage !== undefined && (leaf.keyUsage & KEY_USAGE.digitalSignature) === 0) {
     throw invalid(`the signing certificate "${name}" lacks digitalSignature in its key usage`, 'signer');
   }
-  if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(asn1().x509.id_kp_serverAuth)) {
+  if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(OID.serverAuth)) {
     throw invalid(
       `the signing certificate "${name}" is not for serverAuth (extended key usage ${leaf.extKeyUsage.join(', ')})`,
       'signer',

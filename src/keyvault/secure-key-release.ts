@@ -37,7 +37,7 @@ import {
 import { parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 import { type ReleasePayload, type ReleaseSignerPin, verifyReleaseResponse } from './release-response.js';
 import { MAX_THROTTLED_RETRIES, retryDelay, sleep } from './retry.js';
-import { throttlePolicy } from './throttle-policy.js';
+import { MAX_NETWORK_RETRIES, throttlePolicy } from './throttle-policy.js';
 import { unwrapReleasedKey } from './unwrap.js';
 
 export const DEFAULT_RELEASE_ENCRYPTION: ReleaseEncryption = 'RSA_AES_KEY_WRAP_256';
@@ -49,7 +49,8 @@ export interface RetryOptions {
   baseDelayMs?: number;
   /**
    * Cap of one backoff. Default 10 000 ms. A service's `Retry-After` (429) is waited in full, plus a jittered
-   * backoff; such throttled answers are retried up to 10 times apart from `maxRetries`.
+   * backoff; such throttled answers are retried up to 10 times apart from `maxRetries`, and so are attempts
+   * that got no answer (timed out, connection refused, reset or dropped).
    */
   maxDelayMs?: number;
 }
@@ -688,8 +689,10 @@ export class SecureKeyRelease {
     const platform = await this.#platformInstance();
     const retry = this.#options.retry ?? {};
     const maxRetries = retry.maxRetries ?? 3;
-    // Throttled answers (429 with Retry-After) have their own budget: the service said when to come back.
+    // Throttled answers (429 with Retry-After) have their own budget: the service said when to come back. So
+    // have attempts that got no answer (an overloaded service drops or leaves connections): MAX_NETWORK_RETRIES.
     let throttled = 0;
+    let unanswered = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         // A fresh nonce per attempt: the client checks the token echoes it, so an older token replayed for
@@ -712,9 +715,15 @@ export class SecureKeyRelease {
             );
           }
           const isThrottled = error.statusCode === 429 && error.retryAfterMs !== undefined;
-          const budgetLeft = isThrottled ? throttled < MAX_THROTTLED_RETRIES : attempt - throttled < maxRetries;
+          const isUnanswered = error.statusCode === undefined;
+          const budgetLeft = isThrottled
+            ? throttled < MAX_THROTTLED_RETRIES
+            : isUnanswered
+              ? unanswered < MAX_NETWORK_RETRIES
+              : attempt - throttled - unanswered < maxRetries;
           if (isRetryableStatus(error.statusCode) && budgetLeft && !signal.aborted) {
             if (isThrottled) throttled++;
+            if (isUnanswered) unanswered++;
             const delayMs = retryDelay(attempt, error.retryAfterMs, retry);
             notify(this.#onRetry, {
               step: 'attestation',

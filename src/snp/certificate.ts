@@ -1,12 +1,10 @@
 /**
  * One parsed certificate. node:crypto (`X509Certificate`, OpenSSL) checks signatures and gives the key and the
- * names; @peculiar/asn1-x509 reads what node does not expose (extensions by OID, the signature algorithm's
- * parameters). Neither patches a global, unlike @peculiar/x509, whose tsyringe container needs the
- * `reflect-metadata` polyfill installed on `Reflect` (that one is kept for generating emulator certificates).
+ * names; src/util/der.ts reads what node does not expose (extensions by OID, the validity times, the signature
+ * algorithm's parameters) without loading an ASN.1 schema library at start-up.
  */
 import { createHash, type KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
-import type { Certificate } from '@peculiar/asn1-x509';
-import { asn1 } from '../util/asn1.js';
+import { type CertificateFields, readCertificate, readRsaPssParams } from '../util/der.js';
 import { SnpCertificateError } from '../errors.js';
 
 /** RFC 4055 section 3.1: id-RSASSA-PSS. */
@@ -42,24 +40,15 @@ export interface SnpCertificate {
   readonly nodeCert: NodeX509;
 }
 
-function signatureAlgorithmOf(cert: Certificate): SignatureAlgorithm {
-  const {
-    schema: { AsnConvert },
-    rsa: { RsaSaPssParams },
-    x509: { AlgorithmIdentifier },
-  } = asn1();
-  const oid = cert.signatureAlgorithm.algorithm;
-  if (oid !== RSASSA_PSS || !cert.signatureAlgorithm.parameters) return { oid };
-  const params = AsnConvert.parse(cert.signatureAlgorithm.parameters, RsaSaPssParams);
-  const hashOid = params.hashAlgorithm.algorithm;
-  const mgfHashOid = params.maskGenAlgorithm.parameters
-    ? AsnConvert.parse(params.maskGenAlgorithm.parameters, AlgorithmIdentifier).algorithm
-    : hashOid;
+function signatureAlgorithmOf(cert: CertificateFields): SignatureAlgorithm {
+  const { oid, parameters } = cert.signatureAlgorithm;
+  if (oid !== RSASSA_PSS || parameters === undefined) return { oid };
+  const params = readRsaPssParams(parameters);
   return {
     oid,
     pss: {
-      hash: HASH_NAMES[hashOid] ?? hashOid,
-      mgfHash: HASH_NAMES[mgfHashOid] ?? mgfHashOid,
+      hash: HASH_NAMES[params.hash] ?? params.hash,
+      mgfHash: HASH_NAMES[params.mgfHash] ?? params.mgfHash,
       saltLength: params.saltLength,
     },
   };
@@ -68,27 +57,24 @@ function signatureAlgorithmOf(cert: Certificate): SignatureAlgorithm {
 const names = (dn: string) => dn.split('\n').join(', ');
 
 export function parseCertificate(der: Uint8Array, what = 'certificate'): SnpCertificate {
-  let asn: Certificate;
+  let asn: CertificateFields;
   let nodeCert: NodeX509;
   let signatureAlgorithm: SignatureAlgorithm;
   try {
     nodeCert = new NodeX509(der);
-    asn = asn1().schema.AsnConvert.parse(der, asn1().x509.Certificate);
+    asn = readCertificate(der);
     signatureAlgorithm = signatureAlgorithmOf(asn);
   } catch (error) {
     throw new SnpCertificateError(`${what} is not a DER X.509 certificate`, { cause: error });
   }
-  const extensions = new Map(
-    (asn.tbsCertificate.extensions ?? []).map((e) => [e.extnID, new Uint8Array(e.extnValue.buffer)]),
-  );
-  const { validity } = asn.tbsCertificate;
+  const extensions = new Map(asn.extensions.map((e) => [e.oid, new Uint8Array(e.value)]));
   return {
     der,
     fingerprint: createHash('sha256').update(der).digest('hex'),
     subject: names(nodeCert.subject),
     issuer: names(nodeCert.issuer),
-    notBefore: validity.notBefore.getTime(),
-    notAfter: validity.notAfter.getTime(),
+    notBefore: asn.notBefore,
+    notAfter: asn.notAfter,
     publicKey: nodeCert.publicKey,
     selfIssued: nodeCert.subject === nodeCert.issuer,
     signatureAlgorithm,

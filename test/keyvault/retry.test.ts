@@ -149,3 +149,19 @@ test('Key Vault throttling forever: bounded, MAX_THROTTLED_RETRIES resends, then
   t.is((error as { statusCode?: number }).statusCode, 429);
   t.is(authorizedReleases(vault).length, 1 + MAX_THROTTLED_RETRIES + 2);
 });
+
+test('a vault that drops the release connection more times than maxRetries still releases (dropped connections have their own budget)', async (t) => {
+  const { e, vault, maa } = await proxiedEmulator(t);
+  await exportableKey(e, 'k', 'oct-HSM', e.releasePolicy('emulated-sev-guest'));
+  let dropped = 0;
+  vault.plan = (r) =>
+    r.method === 'POST' && r.path.includes('/release') && r.headers.authorization && dropped++ < 5 ? 'reset' : 'pass';
+  const platform = await e.platform('emulated-sev-guest');
+  t.teardown(() => platform.close());
+  const retries: RetryEvent[] = [];
+  // maxRetries 2 < 5: the Azure SDK alone gives up after three attempts.
+  const s = releaseClient(t, e, platform, { attestationEndpoint: maa.url, onRetry: (event) => retries.push(event) });
+  t.is((await s.releaseKey(`${vault.url}/keys/k`)).name, 'k');
+  t.is(authorizedReleases(vault).length, 6);
+  t.is(retries.filter((r) => r.step === 'key-vault').length, 5, 'each resend is reported');
+});

@@ -36,6 +36,11 @@ interface CachedKeys {
 export class AttestationVerifier {
   readonly #issuers = new Map<string, TrustedIssuer>();
   readonly #cache = new Map<string, CachedKeys>();
+  /**
+   * One fetch per issuer at a time: releases arriving together (a fleet booting at once) share it rather than
+   * each fetching the keys from an attestation service that is itself busy (`npm run bench:fleet`).
+   */
+  readonly #fetching = new Map<string, Promise<Record<string, unknown>[]>>();
   readonly #now: () => Date;
 
   constructor(issuers: readonly TrustedIssuer[], now: () => Date) {
@@ -47,11 +52,13 @@ export class AttestationVerifier {
     new URL(issuer.issuer);
     this.#issuers.set(normalizeAuthority(issuer.issuer), issuer);
     this.#cache.delete(normalizeAuthority(issuer.issuer));
+    this.#fetching.delete(normalizeAuthority(issuer.issuer));
   }
 
   untrust(issuer: string): void {
     this.#issuers.delete(normalizeAuthority(issuer));
     this.#cache.delete(normalizeAuthority(issuer));
+    this.#fetching.delete(normalizeAuthority(issuer));
   }
 
   trustedIssuers(): string[] {
@@ -98,7 +105,12 @@ export class AttestationVerifier {
     const fresh = cached && Date.now() - cached.fetchedAt < KEY_CACHE_MS;
     let jwk = fresh ? pick(cached!.keys) : undefined;
     if (!jwk) {
-      cached = { keys: await this.#fetchKeys(issuer), fetchedAt: Date.now() };
+      let fetching = this.#fetching.get(id);
+      if (!fetching) {
+        fetching = this.#fetchKeys(issuer).finally(() => this.#fetching.delete(id));
+        this.#fetching.set(id, fetching);
+      }
+      cached = { keys: await fetching, fetchedAt: Date.now() };
       this.#cache.set(id, cached);
       jwk = pick(cached.keys);
     }
