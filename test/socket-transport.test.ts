@@ -1,13 +1,11 @@
-import test from 'ava';
 import { DeviceNotFoundError, TpmCommandRejectedError, TransportClosedError } from '../src/errors.js';
 import { SocketTpmTransport } from '../src/hal/socket-transport.js';
-import { requireSwtpm, startSwtpm } from './helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from './helpers/swtpm.js';
 
 // TPM2_GetRandom(16): tag NO_SESSIONS, size 12, code 0x17B, bytesRequested 16.
 const getRandom16 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16]);
 
-test('TCP transport: GetRandom round trip against swtpm', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('TCP transport: GetRandom round trip against swtpm', async (t) => {
   const tpm = await startSwtpm({ tcp: true });
   t.teardown(tpm.stop);
   const transport = await SocketTpmTransport.connect({ tcp: tpm.tcp! });
@@ -18,8 +16,7 @@ test('TCP transport: GetRandom round trip against swtpm', async (t) => {
   t.is(Buffer.from(response).readUInt16BE(10), 16);
 });
 
-test('Unix socket transport: concurrent commands are answered one by one', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('Unix socket transport: concurrent commands are answered one by one', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const transport = await SocketTpmTransport.connect({ socketPath: tpm.socketPath });
@@ -32,8 +29,7 @@ test('Unix socket transport: concurrent commands are answered one by one', async
   t.is(new Set(responses.map((r) => Buffer.from(r).toString('hex'))).size, 64, 'random bytes differ');
 });
 
-test('socket transport: malformed command rejected, closed transport refuses, bad path is DeviceNotFound', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('socket transport: malformed command rejected, closed transport refuses, bad path is DeviceNotFound', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const transport = await SocketTpmTransport.connect({ socketPath: tpm.socketPath });

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 
 function cli(
   args: string[],
@@ -46,8 +46,7 @@ test('cvm-skr attest --emulator --json prints a verified token for both emulated
   }
 });
 
-test('cvm-skr emulator provision-swtpm, then attest --emulator --tpm against it (shared key cache)', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('cvm-skr emulator provision-swtpm, then attest --emulator --tpm against it (shared key cache)', async (t) => {
   const swtpm = await startSwtpm({ tcp: true });
   t.teardown(swtpm.stop);
   const cacheDir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-cli-cache-'));

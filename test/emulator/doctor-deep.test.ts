@@ -13,7 +13,7 @@ import { AZURE_VTPM } from '../../src/tpm/azure-layout.js';
 import { nvReadAll, nvReadPublic } from '../../src/tpm/commands/nv.js';
 import { storeNvBlob } from '../../src/tpm/provision.js';
 import { Tpm } from '../../src/tpm/tpm.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
 import { hardware, imds } from './_hardware.js';
 
@@ -66,8 +66,7 @@ function checkReport(t: ExecutionContext, deep: DeepReport): void {
   t.false(deep.tcgLog.readable);
 }
 
-test('doctor --deep --json reports THIM, the AK certificate due for renewal, HCL report, PCR banks and TCG log, and renews nothing', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('doctor --deep --json reports THIM, the AK certificate due for renewal, HCL report, PCR banks and TCG log, and renews nothing', async (t) => {
   const { swtpm, metadata, nvBefore } = await rig(t);
   const { stdout } = await run(
     process.execPath,
@@ -84,8 +83,7 @@ test('doctor --deep --json reports THIM, the AK certificate due for renewal, HCL
   t.deepEqual(await akCertNv(transport), nvBefore, 'the AK certificate in NV is untouched');
 });
 
-test('doctor --deep in words names every check and lists the due renewal and the unreadable TCG log as problems', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('doctor --deep in words names every check and lists the due renewal and the unreadable TCG log as problems', async (t) => {
   const { swtpm, metadata } = await rig(t);
   const deep = await deepReport({
     tpm: swtpm.socketPath,

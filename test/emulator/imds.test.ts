@@ -30,7 +30,7 @@ import { buildAzureGuestRequest } from '../../src/maa/requests.js';
 import { AZURE_VTPM } from '../../src/tpm/azure-layout.js';
 import { storeNvBlob } from '../../src/tpm/provision.js';
 import { Tpm } from '../../src/tpm/tpm.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
 import { hardware, imds, maa } from './_hardware.js';
 
@@ -99,8 +99,7 @@ test('the emulated THIM answers in the recorded shape: vcekCert, tcbm, certifica
   t.is(without.status, 400);
 });
 
-test('the AzureGuest request built on a swtpm-provisioned vTPM carries Proof.VcekCertChain = base64(vcekCert + certificateChain) from THIM (ImdsOperations.cpp)', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('the AzureGuest request built on a swtpm-provisioned vTPM carries Proof.VcekCertChain = base64(vcekCert + certificateChain) from THIM (ImdsOperations.cpp)', async (t) => {
   const { platform, metadata } = await rig(t);
   const evidence = await platform.collectEvidence({ nonce: Uint8Array.of(1, 2) });
   const body = buildAzureGuestRequest(evidence, { os: OS });
@@ -116,8 +115,7 @@ test('the AzureGuest request built on a swtpm-provisioned vTPM carries Proof.Vce
   t.deepEqual(Object.keys(proof), ['SnpReport', 'VcekCertChain']);
 });
 
-test('a swtpm-provisioned vTPM attests with the chain from the emulated THIM, fetched once per chip and TCB', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a swtpm-provisioned vTPM attests with the chain from the emulated THIM, fetched once per chip and TCB', async (t) => {
   const server = await maa(t, { amd, akCa });
   const { platform, metadata } = await rig(t);
   const first = await attest(platform, { endpoint: server.url, ca: server.caPem });
@@ -128,24 +126,21 @@ test('a swtpm-provisioned vTPM attests with the chain from the emulated THIM, fe
   t.deepEqual(first.diagnostics, []);
 });
 
-test("THIM's cacheControl 0 is honoured: every collection asks THIM again", async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest("THIM's cacheControl 0 is honoured: every collection asks THIM again", async (t) => {
   const { platform, metadata } = await rig(t, { imds: { amd, akCa, cacheControl: '0' } });
   await platform.collectEvidence();
   await platform.collectEvidence();
   t.is(metadata!.counters.thim, 2);
 });
 
-test('a THIM answer for another TCB than the report is not sent: VcekFetchError names the source', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a THIM answer for another TCB than the report is not sent: VcekFetchError names the source', async (t) => {
   const { platform } = await rig(t, { imds: { amd, akCa, tcb: { snp: amd.tcb.snp + 1 } } });
   const error = await t.throwsAsync(platform.collectEvidence(), { instanceOf: VcekFetchError });
   t.is(error?.code, 'ERR_VCEK_FETCH');
   t.regex(error?.tried[0] ?? '', /^thim: its tcbm/);
 });
 
-test('THIM failing and AMD KDS failing: the coded error names both sources, and nothing is attested', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('THIM failing and AMD KDS failing: the coded error names both sources, and nothing is attested', async (t) => {
   let kdsCalls = 0;
   const kds = createServer((_req, res) => {
     kdsCalls++;
@@ -169,8 +164,7 @@ test('THIM failing and AMD KDS failing: the coded error names both sources, and 
   t.is(server.counters.azureGuest + server.counters.rejected, 0);
 });
 
-test('an expired AK certificate is renewed through IMDS and written back to NV 0x01C101D0 before attesting (TpmCertOperations.cpp)', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('an expired AK certificate is renewed through IMDS and written back to NV 0x01C101D0 before attesting (TpmCertOperations.cpp)', async (t) => {
   const server = await maa(t, { amd, akCa });
   const { platform, metadata, provisioned } = await rig(t, { akCert: 'expired' });
   t.true((await platform.akCertificateStatus()).renewalDue);
@@ -186,8 +180,7 @@ test('an expired AK certificate is renewed through IMDS and written back to NV 0
   t.true(stored.publicKey.equals(provisioned.layout.ak.publicKey));
 });
 
-test("the AK certificate's lifetime is judged at the attestation client's clock: 300 days on, it is renewed through IMDS (TpmCertOperations.cpp, 90 days)", async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest("the AK certificate's lifetime is judged at the attestation client's clock: 300 days on, it is renewed through IMDS (TpmCertOperations.cpp, 90 days)", async (t) => {
   // One clock 300 days ahead for the client and both services: the certificate, valid for a year from now,
   // has 65 days left by it (the system clock alone would see 365 and not renew).
   const later = () => new Date(Date.now() + 300 * DAY);
@@ -202,8 +195,7 @@ test("the AK certificate's lifetime is judged at the attestation client's clock:
   t.true(new Date(renewed.notBefore).getTime() > Date.now() + 298 * DAY, 'issued at the services\' clock');
 });
 
-test('without renewal the expired AK certificate is sent and the service refuses it (ak-certificate)', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('without renewal the expired AK certificate is sent and the service refuses it (ak-certificate)', async (t) => {
   const server = await maa(t, { amd, akCa });
   const { platform, metadata } = await rig(t, { akCert: 'expired', platform: { renewAkCertificate: false } });
   await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
@@ -212,8 +204,7 @@ test('without renewal the expired AK certificate is sent and the service refuses
   t.is(metadata!.counters.renew, 0);
 });
 
-test('a failed renewal is a diagnostic, as in the guest library, and the old certificate stays', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a failed renewal is a diagnostic, as in the guest library, and the old certificate stays', async (t) => {
   const { platform, metadata } = await rig(t, { akCert: 'expired' });
   metadata!.setRenewalFailure('empty');
   const before = await platform.readAkCertificate();
@@ -222,8 +213,7 @@ test('a failed renewal is a diagnostic, as in the guest library, and the old cer
   t.deepEqual(Buffer.from(await platform.readAkCertificate()), Buffer.from(before));
 });
 
-test('a placeholder AK certificate (issuer MICROSOFT AZURE TRUSTED VM RSA) is refused with ERR_AK_CERT_NOT_PROVISIONED and not renewed', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a placeholder AK certificate (issuer MICROSOFT AZURE TRUSTED VM RSA) is refused with ERR_AK_CERT_NOT_PROVISIONED and not renewed', async (t) => {
   const { platform, metadata } = await rig(t, { akCert: 'placeholder' });
   t.true(akCertificateStatus(await platform.readAkCertificate()).placeholder);
   const error = await t.throwsAsync(platform.collectEvidence(), { instanceOf: AkCertificateNotProvisionedError });
@@ -232,8 +222,7 @@ test('a placeholder AK certificate (issuer MICROSOFT AZURE TRUSTED VM RSA) is re
   t.is(metadata!.counters.renew, 0);
 });
 
-test('an unreadable TCG log is a diagnostic on the attestation result, or ERR_TCG_LOG_UNREADABLE when required', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('an unreadable TCG log is a diagnostic on the attestation result, or ERR_TCG_LOG_UNREADABLE when required', async (t) => {
   const server = await maa(t, { amd, akCa });
   const missing = '/nonexistent/cvm-skr-test/binary_bios_measurements';
   const { platform } = await rig(t, { platform: { eventLogPath: missing } });

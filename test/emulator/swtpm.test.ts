@@ -8,7 +8,7 @@ import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
 import { SevGuestPlatform } from '../../src/hal/platforms/sev-guest.js';
 import { parseHclReport } from '../../src/hcl/report.js';
 import { attest } from '../../src/maa/client.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
 import { hardware, imds, maa } from './_hardware.js';
 
@@ -27,8 +27,7 @@ async function provisioned(t: ExecutionContext, knobs: EvidenceKnobs = {}) {
   return { ...result, platform };
 }
 
-test('a provisioned swtpm attests through the real AzureVtpmPlatform and the native transport', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a provisioned swtpm attests through the real AzureVtpmPlatform and the native transport', async (t) => {
   const server = await maa(t, { amd, akCa });
   const { platform, layout } = await provisioned(t);
   const hcl = parseHclReport(await platform.readHclReport());
@@ -51,8 +50,7 @@ for (const [name, knobs, check] of [
   ['AK mismatch', { akMismatch: true }, 'ak-match'],
   ['stale user data', { staleUserData: true }, 'hcl-binding'],
 ] as const) {
-  test(`a swtpm provisioned with "${name}" is refused naming ${check}`, async (t) => {
-    if (!requireSwtpm(t)) return;
+  swtpmTest(`a swtpm provisioned with "${name}" is refused naming ${check}`, async (t) => {
     const server = await maa(t, { amd, akCa });
     const { platform } = await provisioned(t, knobs);
     const error = await t.throwsAsync(attest(platform, { endpoint: server.url, ca: server.caPem }), {
@@ -77,8 +75,7 @@ test('the real SevGuestPlatform runs unchanged on the emulated report provider',
   t.is(provider.served, 1);
 });
 
-test('behind the emulated paravisor, AzureVtpmPlatform.writeUserData gets a regenerated report that attests', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('behind the emulated paravisor, AzureVtpmPlatform.writeUserData gets a regenerated report that attests', async (t) => {
   const server = await maa(t, { amd, akCa });
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);

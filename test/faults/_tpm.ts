@@ -5,7 +5,7 @@ import { provisionAzureVtpmLayout } from '../../src/tpm/provision.js';
 import { Tpm } from '../../src/tpm/tpm.js';
 import { swtpmSizedHclReport } from '../hal-azure-vtpm/fixture.js';
 import { FaultTransport } from '../helpers/fault-transport.js';
-import { requireSwtpm, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
+import { startSwtpm, type Swtpm } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
 
 export interface FaultRig {
@@ -19,8 +19,7 @@ export interface FaultRig {
 }
 
 /** A swtpm laid out like an Azure vTPM (AK, AK certificate, HCL report), behind a fault transport. */
-export async function faultRig(t: ExecutionContext, seed = 1): Promise<FaultRig | undefined> {
-  if (!requireSwtpm(t)) return undefined;
+export async function faultRig(t: ExecutionContext, seed = 1): Promise<FaultRig> {
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);
   const transport = await connectSwtpm(swtpm);

@@ -3,7 +3,7 @@
  * an Azure vTPM, with the fault transport between the platform and swtpm. A failed attempt caches nothing:
  * no token after a failed attestation, no key after a failed unwrap; and nothing stays loaded in the TPM.
  */
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { provisionSwtpmAsAzureVtpm } from '../../src/emulator/hardware/provision-swtpm.js';
 import { CvmSkrError, TpmError, TransportError, UnwrapFailedError } from '../../src/errors.js';
 import { AzureVtpmPlatform } from '../../src/hal/platforms/azure-vtpm.js';
@@ -14,13 +14,12 @@ import { TPM_RC } from '../../src/tpm/rc.js';
 import { Tpm } from '../../src/tpm/tpm.js';
 import { emulator, exportableKey } from '../e2e/_emulator.js';
 import { FaultTransport, onCommand } from '../helpers/fault-transport.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest as test } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
 
 const RETRY = { attempts: 3, initialDelayMs: 1, maxDelayMs: 4 };
 
 async function rig(t: ExecutionContext, retry = RETRY) {
-  if (!requireSwtpm(t)) return undefined;
   const e = await emulator(t);
   const policy = e.releasePolicy('emulated-azure-vtpm');
   await Promise.all(['a', 'b'].map((name) => exportableKey(e, name, 'RSA-HSM', policy)));
@@ -60,7 +59,6 @@ async function rig(t: ExecutionContext, retry = RETRY) {
 
 test('a TPM fault during attestation: typed error, no token cached, the next call attests and releases', async (t) => {
   const r = await rig(t);
-  if (!r) return;
   r.faulty.script = onCommand(TPM_CC.Quote, { drop: 'before' }, 1);
   const error = await t.throwsAsync(r.skr.releaseKey(r.id('a')));
   t.true(error instanceof CvmSkrError, String(error));
@@ -76,7 +74,6 @@ test('a TPM fault during attestation: typed error, no token cached, the next cal
 
 test('TPM_RC_RETRY forever on the unwrap: bounded retries, typed error, token kept, key not cached', async (t) => {
   const r = await rig(t);
-  if (!r) return;
   await r.skr.releaseKey(r.id('a'));
   t.is(r.attestations(), 1);
   const decrypts = r.faulty.count(TPM_CC.RSA_Decrypt);
@@ -98,7 +95,6 @@ test('TPM_RC_RETRY forever on the unwrap: bounded retries, typed error, token ke
 
 test('every other transmit of each command answered TPM_RC_YIELDED: the release still succeeds', async (t) => {
   const r = await rig(t, { attempts: 8, initialDelayMs: 1, maxDelayMs: 4 });
-  if (!r) return;
   const seen = new Map<number, number>();
   r.faulty.script = (_index, cc) => {
     const n = seen.get(cc) ?? 0;

@@ -21,6 +21,7 @@ import {
   type TpmWarning,
 } from '../helpers/fault-transport.js';
 import { type FaultRig, faultRig, NOTHING_LOADED } from './_tpm.js';
+import { swtpmTest } from '../helpers/swtpm.js';
 
 const RETRY = { attempts: 4, initialDelayMs: 1, maxDelayMs: 4 };
 
@@ -39,9 +40,8 @@ async function decryptRoundTrip(platform: AzureVtpmPlatform): Promise<boolean> {
 }
 
 for (const warning of ['RETRY', 'YIELDED', 'TESTING'] as TpmWarning[]) {
-  test(`TPM_RC_${warning}: retried a bounded number of times, then a typed error; nothing leaked or cached`, async (t) => {
+  swtpmTest(`TPM_RC_${warning}: retried a bounded number of times, then a typed error; nothing leaked or cached`, async (t) => {
     const rig = await faultRig(t);
-    if (!rig) return;
     const { faulty } = rig;
     const platform = await AzureVtpmPlatform.open({ transport: faulty, retry: RETRY });
     t.teardown(() => platform.close());
@@ -124,9 +124,8 @@ async function unusableAnswer(t: ExecutionContext, rig: FaultRig, cc: number, na
 }
 
 for (const { name, fault } of unusable) {
-  test(`${name} TPM answers: typed errors at every step, no leaked handle, the platform recovers`, async (t) => {
+  swtpmTest(`${name} TPM answers: typed errors at every step, no leaked handle, the platform recovers`, async (t) => {
     const rig = await faultRig(t, 7);
-    if (!rig) return;
     for (const cc of steps) await unusableAnswer(t, rig, cc, name, fault);
   });
 }
@@ -135,16 +134,14 @@ for (const { name, fault } of unusable) {
 // flushes that handle: a TPM without a resource manager would otherwise keep it loaded. (When no byte of the
 // answer arrives, the handle is unknowable; on /dev/tpmrm0 the kernel flushes it when the transport closes.)
 for (const cc of creating) {
-  test(`an unusable answer to ${hex(cc)} still gets the created handle flushed (no RM)`, async (t) => {
+  swtpmTest(`an unusable answer to ${hex(cc)} still gets the created handle flushed (no RM)`, async (t) => {
     const rig = await faultRig(t, 7);
-    if (!rig) return t.fail('swtpm missing');
     await unusableAnswer(t, rig, cc, 'truncated', { truncate: 'half' });
   });
 }
 
-test('a FlushContext lost on its way at close() is retried, so the transfer key is not left loaded (no RM)', async (t) => {
+swtpmTest('a FlushContext lost on its way at close() is retried, so the transfer key is not left loaded (no RM)', async (t) => {
   const rig = await faultRig(t);
-  if (!rig) return t.fail('swtpm missing');
   const { faulty } = rig;
   const platform = await AzureVtpmPlatform.open({ transport: faulty, pcrs: [0, 1, 2] });
   await platform.transferKey();
@@ -154,9 +151,8 @@ test('a FlushContext lost on its way at close() is retried, so the transfer key 
   t.deepEqual(await rig.loaded(), NOTHING_LOADED);
 });
 
-test('dropped connections: TransportError at every step, no leaked handle, no retry of a lost command', async (t) => {
+swtpmTest('dropped connections: TransportError at every step, no leaked handle, no retry of a lost command', async (t) => {
   const rig = await faultRig(t);
-  if (!rig) return;
   const { faulty } = rig;
   // A command lost before the TPM saw it, and one whose answer was lost after a command that creates nothing.
   const cases: [number, 'before' | 'after'][] = [
@@ -189,9 +185,8 @@ test('dropped connections: TransportError at every step, no leaked handle, no re
   }
 });
 
-test('delays on every command: concurrent work still correct and serialised, nothing left loaded', async (t) => {
+swtpmTest('delays on every command: concurrent work still correct and serialised, nothing left loaded', async (t) => {
   const rig = await faultRig(t);
-  if (!rig) return;
   const { faulty } = rig;
   faulty.script = (index) => ({ delayMs: index % 3 });
   const platform = await AzureVtpmPlatform.open({ transport: faulty, pcrs: [0, 1, 2] });
@@ -205,7 +200,7 @@ test('delays on every command: concurrent work still correct and serialised, not
   t.deepEqual(await rig.loaded(), NOTHING_LOADED);
 });
 
-test('seeded random faults: every operation succeeds or fails typed, nothing leaks', async (t) => {
+swtpmTest('seeded random faults: every operation succeeds or fails typed, nothing leaks', async (t) => {
   const faults: TpmFault[] = [
     { warning: 'RETRY' },
     { warning: 'YIELDED' },
@@ -217,7 +212,6 @@ test('seeded random faults: every operation succeeds or fails typed, nothing lea
   // No delays here: a delay lets other queued commands overtake, so the order (and the run) would depend on timing.
   const run = async (seed: number) => {
     const rig = await faultRig(t, seed);
-    if (!rig) return undefined;
     const { faulty } = rig;
     const random = randomFaults(seed, 0.08, faults);
     // Unusable answers to handle-creating commands are the known gap above; everything else goes anywhere.
@@ -279,9 +273,8 @@ function countBy(values: string[]): Record<string, number> {
   return out;
 }
 
-test('a TPM that stops answering: TransportTimeoutError after the transport timeout, not a hang', async (t) => {
+swtpmTest('a TPM that stops answering: TransportTimeoutError after the transport timeout, not a hang', async (t) => {
   const rig = await faultRig(t);
-  if (!rig) return;
   // A second, native connection cannot share swtpm's single client slot: free it first.
   await rig.transport.close();
   let transport: Awaited<ReturnType<typeof openTpm>>;
@@ -307,9 +300,8 @@ test('a TPM that stops answering: TransportTimeoutError after the transport time
   await t.throwsAsync(platform.readHclReport(), { instanceOf: TransportError }, 'still out of step: reopen');
 });
 
-test('the TPM layer retries only warnings: a dropped command is sent once, a warning at most `attempts` times', async (t) => {
+swtpmTest('the TPM layer retries only warnings: a dropped command is sent once, a warning at most `attempts` times', async (t) => {
   const rig = await faultRig(t);
-  if (!rig) return;
   const { faulty } = rig;
   const tpm = new Tpm(faulty, RETRY);
   faulty.script = onCommand(TPM_CC.GetRandom, { drop: 'before' });

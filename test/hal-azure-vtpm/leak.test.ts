@@ -1,5 +1,4 @@
 import { constants, createHash, createPublicKey, publicEncrypt, randomBytes, verify } from 'node:crypto';
-import test from 'ava';
 import {
   CvmSkrError,
   PlatformClosedError,
@@ -14,7 +13,7 @@ import { pcrExtend } from '../../src/tpm/commands/pcr.js';
 import { TPM_ALG, TPM_CC } from '../../src/tpm/constants.js';
 import { provisionAzureVtpmLayout } from '../../src/tpm/provision.js';
 import { Tpm } from '../../src/tpm/tpm.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
 import { swtpmSizedHclReport } from './fixture.js';
 
@@ -40,8 +39,7 @@ class FaultyTransport implements TpmTransport {
 
 const CYCLES = 500;
 
-test(`no leaks: ${CYCLES} create/certify/decrypt/close cycles, some failing on purpose midway`, async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest(`no leaks: ${CYCLES} create/certify/decrypt/close cycles, some failing on purpose midway`, async (t) => {
   t.timeout(600_000);
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);

@@ -26,7 +26,7 @@ import { provisionAzureVtpmLayout, storeNvBlob } from '../../src/tpm/provision.j
 import { policyPcrDigest } from '../../src/tpm/sessions.js';
 import { computeName, parseAttest, readTpm2bPublic } from '../../src/tpm/structures.js';
 import { Tpm } from '../../src/tpm/tpm.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 import { connectSwtpm } from '../helpers/transport.js';
 import { swtpmSizedHclReport } from './fixture.js';
 import { provisioned } from './setup.js';
@@ -41,8 +41,7 @@ function commandCode(cmd: Uint8Array): number {
   return Buffer.from(cmd.buffer, cmd.byteOffset, cmd.length).readUInt32BE(6);
 }
 
-test('HCL report (2048-byte index, read in 1024-byte chunks), AK certificate and AK public area', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('HCL report (2048-byte index, read in 1024-byte chunks), AK certificate and AK public area', async (t) => {
   const nvReads: number[] = [];
   const { platform, layout } = await provisioned(t, {
     wrap: (inner) => ({
@@ -70,8 +69,7 @@ test('HCL report (2048-byte index, read in 1024-byte chunks), AK certificate and
   );
 });
 
-test('a second HCL report read sends only the NV_Read chunks: size and NV_BUFFER_MAX are read once per platform', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a second HCL report read sends only the NV_Read chunks: size and NV_BUFFER_MAX are read once per platform', async (t) => {
   const codes: number[] = [];
   const { platform, tpm } = await provisioned(t, {
     wrap: (inner) => ({
@@ -98,8 +96,7 @@ test('a second HCL report read sends only the NV_Read chunks: size and NV_BUFFER
   t.deepEqual(Buffer.from(second), rewritten);
 });
 
-test('a failed HCL report read caches nothing: once the index exists, the next read finds it', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a failed HCL report read caches nothing: once the index exists, the next read finds it', async (t) => {
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);
   const transport = await connectSwtpm(swtpm);
@@ -111,8 +108,7 @@ test('a failed HCL report read caches nothing: once the index exists, the next r
   t.deepEqual(Buffer.from(await platform.readHclReport()), swtpmSizedHclReport());
 });
 
-test('PCRs 0-7 and a quote with a nonce: extraData, pcrDigest and signature under the AK', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('PCRs 0-7 and a quote with a nonce: extraData, pcrDigest and signature under the AK', async (t) => {
   const { platform, layout } = await provisioned(t);
   const pcrs = await platform.readPcrs();
   t.deepEqual(
@@ -133,8 +129,7 @@ test('PCRs 0-7 and a quote with a nonce: extraData, pcrDigest and signature unde
   await t.throwsAsync(platform.quote({ nonce: new Uint8Array(65) }), { instanceOf: InvalidArgumentError });
 });
 
-test('collectEvidence: every field, certify verifies under the AK and names the transfer key', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('collectEvidence: every field, certify verifies under the AK and names the transfer key', async (t) => {
   const { platform, layout } = await provisioned(t);
   const nonce = Buffer.from('maa-nonce');
   const ev = await platform.collectEvidence({ nonce });
@@ -208,8 +203,7 @@ test('collectEvidence: every field, certify verifies under the AK and names the 
   t.deepEqual(Buffer.from(again.encKeyPub), Buffer.from(ev.encKeyPub));
 });
 
-test('decrypt in the TPM: node:crypto RSAES and OAEP with SHA-1, SHA-256 and SHA-384', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('decrypt in the TPM: node:crypto RSAES and OAEP with SHA-1, SHA-256 and SHA-384', async (t) => {
   const { platform, tpm } = await provisioned(t);
   const key = await platform.transferKey();
   const pub = createPublicKey({ key: key.jwk, format: 'jwk' });
@@ -247,8 +241,7 @@ test('decrypt in the TPM: node:crypto RSAES and OAEP with SHA-1, SHA-256 and SHA
   t.is((await getHandles(tpm, 0x80000000)).length, 1, 'only the transfer key stays loaded');
 });
 
-test('after PCR_Extend of a bound PCR, decrypt fails with the typed policy error; unbound PCRs do not matter', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('after PCR_Extend of a bound PCR, decrypt fails with the typed policy error; unbound PCRs do not matter', async (t) => {
   const { platform, tpm } = await provisioned(t);
   const key = await platform.transferKey();
   const pub = createPublicKey({ key: key.jwk, format: 'jwk' });
@@ -263,8 +256,7 @@ test('after PCR_Extend of a bound PCR, decrypt fails with the typed policy error
   t.deepEqual(await getHandles(tpm, 0x02000000), [], 'the failed policy session was flushed');
 });
 
-test('writeUserData: without a paravisor the report never changes, so it times out (typed), after writing the index', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('writeUserData: without a paravisor the report never changes, so it times out (typed), after writing the index', async (t) => {
   const { platform, tpm } = await provisioned(t);
   const data = Buffer.from('user data for the report');
   const error = await t.throwsAsync(platform.writeUserData(data, { timeoutMs: 150 }), {
@@ -282,8 +274,7 @@ test('writeUserData: without a paravisor the report never changes, so it times o
   await t.throwsAsync(aborted, { code: 'ERR_ABORTED' });
 });
 
-test('writeUserData: resolves once an emulated paravisor rewrites the report with the user data', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('writeUserData: resolves once an emulated paravisor rewrites the report with the user data', async (t) => {
   const data = randomBytes(64);
   let reportReads = 0;
   let rewritten = false;
@@ -333,8 +324,7 @@ test('writeUserData: resolves once an emulated paravisor rewrites the report wit
   t.is(rd['user-data'].toLowerCase(), data.toString('hex'));
 });
 
-test('a TPM that is not an Azure vTPM: typed errors that say what to check', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('a TPM that is not an Azure vTPM: typed errors that say what to check', async (t) => {
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);
   const transport = await connectSwtpm(swtpm);
@@ -375,8 +365,7 @@ test('open by path: a missing device says it is not a confidential VM (or the ad
   await t.throwsAsync(AzureVtpmPlatform.open({ pcrs: [24] }), { instanceOf: InvalidArgumentError });
 });
 
-test('close flushes the transfer key, is idempotent, keeps a caller transport open; later use is PlatformClosedError', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('close flushes the transfer key, is idempotent, keeps a caller transport open; later use is PlatformClosedError', async (t) => {
   const { platform, tpm } = await provisioned(t);
   await platform.transferKey();
   t.is((await getHandles(tpm, 0x80000000)).length, 1);
@@ -418,8 +407,7 @@ test('derPrefix: an AK certificate in a larger NV index is cut to its DER length
   t.is(derPrefix(tooShort), tooShort);
 });
 
-test('the whole sequence through AzureVtpmPlatform.open({ path }) on the swtpm Unix socket (native transport)', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('the whole sequence through AzureVtpmPlatform.open({ path }) on the swtpm Unix socket (native transport)', async (t) => {
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);
   const setup = await connectSwtpm(swtpm);
@@ -457,8 +445,7 @@ test('the whole sequence through AzureVtpmPlatform.open({ path }) on the swtpm U
   t.deepEqual(await getHandles(new Tpm(check), 0x80000000), []);
 });
 
-test('concurrent evidence collection and decrypts on one platform fit swtpm’s 3 object and 3 session slots', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('concurrent evidence collection and decrypts on one platform fit swtpm’s 3 object and 3 session slots', async (t) => {
   const { platform, tpm, layout } = await provisioned(t);
   // Concurrent first use creates one transfer key, not one per caller.
   const first = await Promise.all(Array.from({ length: 8 }, () => platform.collectEvidence()));

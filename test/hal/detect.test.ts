@@ -5,7 +5,7 @@ import { detectPlatform, HCL_REPORT_NV_INDEX } from '../../src/hal/detect.js';
 import { NativeTpmTransport } from '../../src/hal/native-transport.js';
 import { storeNvBlob } from '../../src/tpm/provision.js';
 import { Tpm } from '../../src/tpm/tpm.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 
 const run = promisify(execFile);
 
@@ -30,8 +30,7 @@ test('detectPlatform on a machine with no confidential hardware explains every b
   if (process.platform === 'linux') t.true(report.addon.loaded, report.addon.error);
 });
 
-test('detectPlatform tells a plain TPM from an Azure vTPM by the HCL report index', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('detectPlatform tells a plain TPM from an Azure vTPM by the HCL report index', async (t) => {
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);
   const options = {

@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import test from 'ava';
 import {
   CvmSkrError,
   DeviceNotFoundError,
@@ -18,7 +17,7 @@ import {
 import { loadAddon, tryLoadAddon } from '../../src/hal/addon.js';
 import { NativeTpmTransport } from '../../src/hal/native-transport.js';
 import { openTpm } from '../../src/hal/open-tpm.js';
-import { requireSwtpm, startSwtpm } from '../helpers/swtpm.js';
+import { addonTest, startSwtpm, swtpmAddonTest } from '../helpers/swtpm.js';
 import { getRandomResponse, startScriptedServer, startSilentServer } from '../helpers/unix-tpm-server.js';
 import {
   createPrimaryRsaCommand,
@@ -27,20 +26,8 @@ import {
   responseCode,
 } from '../helpers/tpm-commands.js';
 
-function requireAddon(t: import('ava').ExecutionContext): boolean {
-  const loaded = tryLoadAddon();
-  if (!(loaded instanceof Error)) return true;
-  if (process.env.CI === 'true') t.fail(`native addon missing under CI: ${loaded.message}`);
-  else {
-    t.log(loaded.message);
-    t.pass();
-  }
-  return false;
-}
 
-
-test('native transport: GetRandom round trip over swtpm Unix socket', async (t) => {
-  if (!requireSwtpm(t) || !requireAddon(t)) return;
+swtpmAddonTest('native transport: GetRandom round trip over swtpm Unix socket', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const transport = await openTpm({ path: tpm.socketPath });
@@ -52,8 +39,7 @@ test('native transport: GetRandom round trip over swtpm Unix socket', async (t) 
   t.is(responseCode(response), 0);
 });
 
-test('native transport: 1,000 sequential and 64 concurrent commands are all answered in order', async (t) => {
-  if (!requireSwtpm(t) || !requireAddon(t)) return;
+swtpmAddonTest('native transport: 1,000 sequential and 64 concurrent commands are all answered in order', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const transport = (await openTpm({ path: tpm.socketPath })) as NativeTpmTransport;
@@ -78,8 +64,7 @@ test('native transport: 1,000 sequential and 64 concurrent commands are all answ
   t.is(transport.pending, 0);
 });
 
-test('native transport: swtpm killed mid-command gives a typed error and no hang', async (t) => {
-  if (!requireSwtpm(t) || !requireAddon(t)) return;
+swtpmAddonTest('native transport: swtpm killed mid-command gives a typed error and no hang', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const transport = await openTpm({ path: tpm.socketPath, timeoutMs: 20_000 });
@@ -95,8 +80,7 @@ test('native transport: swtpm killed mid-command gives a typed error and no hang
   await t.throwsAsync(transport.transmit(getRandomCommand()), { instanceOf: TransportError });
 });
 
-test('native transport: a TPM that never answers times out with a typed error', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: a TPM that never answers times out with a typed error', async (t) => {
   const silent = await startSilentServer(t);
   const transport = await openTpm({ path: silent.socketPath, timeoutMs: 150 });
   t.teardown(() => transport.close());
@@ -105,8 +89,7 @@ test('native transport: a TPM that never answers times out with a typed error', 
   await t.throwsAsync(transport.transmit(getRandomCommand()), { instanceOf: TransportError });
 });
 
-test('native transport: close() rejects the command in flight and everything queued', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: close() rejects the command in flight and everything queued', async (t) => {
   const silent = await startSilentServer(t);
   const transport = await openTpm({ path: silent.socketPath, timeoutMs: 60_000 });
   const inFlight = transport.transmit(getRandomCommand());
@@ -122,8 +105,7 @@ test('native transport: close() rejects the command in flight and everything que
   t.is(silent.clients.size, 0);
 });
 
-test('native transport: a response that arrives in pieces is put together (partial reads)', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: a response that arrives in pieces is put together (partial reads)', async (t) => {
   const server = await startScriptedServer(t, (socket, command) => {
     const response = getRandomResponse(command.readUInt16BE(10));
     // Header split across writes, then the rest: each piece reaches the client as its own read.
@@ -139,8 +121,7 @@ test('native transport: a response that arrives in pieces is put together (parti
   }
 });
 
-test('native transport: the event loop keeps running while a command waits for the TPM', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: the event loop keeps running while a command waits for the TPM', async (t) => {
   const silent = await startSilentServer(t);
   const transport = await openTpm({ path: silent.socketPath, timeoutMs: 300 });
   t.teardown(() => transport.close());
@@ -154,8 +135,7 @@ test('native transport: the event loop keeps running while a command waits for t
   clearInterval(timer);
 });
 
-test('native transport: a peer that hangs up while idle fails the next command at once, typed', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: a peer that hangs up while idle fails the next command at once, typed', async (t) => {
   const server = await startScriptedServer(t, (socket, command) => {
     socket.write(getRandomResponse(command.readUInt16BE(10)));
   });
@@ -169,8 +149,7 @@ test('native transport: a peer that hangs up while idle fails the next command a
   t.false(error instanceof TransportTimeoutError, 'noticed, not waited out');
 });
 
-test('native transport: bytes from the TPM with no command in flight put the stream out of step', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: bytes from the TPM with no command in flight put the stream out of step', async (t) => {
   let sockets: net.Socket[] = [];
   const server = await startScriptedServer(t, (socket, command) => {
     sockets = [socket];
@@ -187,8 +166,7 @@ test('native transport: bytes from the TPM with no command in flight put the str
   });
 });
 
-test('native transport: an idle open transport does not keep the process alive', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: an idle open transport does not keep the process alive', async (t) => {
   const server = await startScriptedServer(t, (socket, command) => {
     socket.write(getRandomResponse(command.readUInt16BE(10)));
   });
@@ -205,8 +183,7 @@ test('native transport: an idle open transport does not keep the process alive',
   t.is(stdout, '20');
 });
 
-test('native transport: a regular file is refused at open and nothing is written to it', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: a regular file is refused at open and nothing is written to it', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-file-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'not-a-tpm');
@@ -217,8 +194,7 @@ test('native transport: a regular file is refused at open and nothing is written
   t.is(await readFile(file, 'utf8'), 'keep');
 });
 
-test('native transport: missing path is an ENOENT-coded DeviceNotFoundError', async (t) => {
-  if (!requireAddon(t)) return;
+addonTest('native transport: missing path is an ENOENT-coded DeviceNotFoundError', async (t) => {
   const error = await t.throwsAsync(openTpm({ path: '/nonexistent/cvm-skr/tpmrm0' }), {
     instanceOf: DeviceNotFoundError,
   });
@@ -232,8 +208,7 @@ test('native transport: missing path is an ENOENT-coded DeviceNotFoundError', as
   t.regex(error?.message ?? '', /tpmrm0/);
 });
 
-test('native transport: oversized and malformed commands never reach the device', async (t) => {
-  if (!requireSwtpm(t) || !requireAddon(t)) return;
+swtpmAddonTest('native transport: oversized and malformed commands never reach the device', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const transport = await openTpm({ path: tpm.socketPath });
@@ -259,8 +234,7 @@ test('native transport: oversized and malformed commands never reach the device'
   t.is(response.length, 20);
 });
 
-test('native transport: many primaries created and flushed leave the TPM usable', async (t) => {
-  if (!requireSwtpm(t) || !requireAddon(t)) return;
+swtpmAddonTest('native transport: many primaries created and flushed leave the TPM usable', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const transport = await openTpm({ path: tpm.socketPath });
@@ -286,8 +260,7 @@ const addon = require(workerData.addonPath);
 })().catch((e) => parentPort.postMessage({ error: e.message }));
 `;
 
-test('native addon loads and works inside a worker thread', async (t) => {
-  if (!requireSwtpm(t) || !requireAddon(t)) return;
+swtpmAddonTest('native addon loads and works inside a worker thread', async (t) => {
   const tpm = await startSwtpm();
   t.teardown(tpm.stop);
   const loaded = tryLoadAddon();

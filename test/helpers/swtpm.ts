@@ -1,4 +1,4 @@
-import test, { type ExecutionContext, type TestFn } from 'ava';
+import test, { type TestFn } from 'ava';
 import { haveSwtpm } from '../../src/emulator/hardware/swtpm-process.js';
 import { tryLoadAddon } from '../../src/hal/addon.js';
 
@@ -23,15 +23,3 @@ export const swtpmTest = gatedTest(haveSwtpm);
 export const addonTest = gatedTest(haveAddon);
 /** Declares a test that needs both. */
 export const swtpmAddonTest = gatedTest(haveSwtpm && haveAddon);
-
-/** Skips locally without swtpm; under CI=true a missing swtpm fails the test instead of skipping it. */
-export function requireSwtpm(t: ExecutionContext): boolean {
-  if (haveSwtpm) return true;
-  if (process.env.CI === 'true')
-    t.fail('swtpm is not installed, and CI=true requires swtpm-backed tests to run');
-  else {
-    t.log('swtpm not installed: skipping (apt-get install swtpm)');
-    t.pass();
-  }
-  return false;
-}

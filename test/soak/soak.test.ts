@@ -1,13 +1,11 @@
-import test from 'ava';
 import { runSoak } from '../../bench/soak.js';
-import { requireSwtpm } from '../helpers/swtpm.js';
+import { swtpmTest } from '../helpers/swtpm.js';
 
 // The short version of `npm run soak`: counts, not time. Each release is a real release + TPM unwrap.
 const RELEASES = 300;
 const PER_SESSION = 50;
 
-test(`soak: ${RELEASES} releases on swtpm without a resource manager leave no handle and do not accumulate`, async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest(`soak: ${RELEASES} releases on swtpm without a resource manager leave no handle and do not accumulate`, async (t) => {
   t.timeout(600_000);
   const result = await runSoak({ releases: RELEASES, perSession: PER_SESSION, checkEvery: 50 });
   t.is(result.freshReleases, RELEASES, 'every call was a new release, not a cached key');

@@ -6,7 +6,6 @@ import {
   randomBytes,
   verify,
 } from 'node:crypto';
-import test from 'ava';
 import { NvIndexNotDefinedError, TpmError, TpmKeyNotFoundError, TpmPolicyError } from '../../src/errors.js';
 import { certify, quote } from '../../src/tpm/commands/attest.js';
 import {
@@ -44,7 +43,7 @@ import { publicToKeyObject } from '../../src/tpm/keys.js';
 import { TPM_RC } from '../../src/tpm/rc.js';
 import { passwordAuth, policyAuth, policyPcrDigest } from '../../src/tpm/sessions.js';
 import { computeName, type EccPublic, rsaTemplate } from '../../src/tpm/structures.js';
-import { requireSwtpm } from '../helpers/swtpm.js';
+import { swtpmTest } from '../helpers/swtpm.js';
 import { freshTpm } from './swtpm-tpm.js';
 
 const sha256 = (...parts: Uint8Array[]) => {
@@ -74,8 +73,7 @@ const DECRYPT_TEMPLATE = rsaTemplate({
     TPMA_OBJECT.noDA,
 });
 
-test('GetCapability, GetRandom: properties, handles, PCR banks', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('GetCapability, GetRandom: properties, handles, PCR banks', async (t) => {
   const { tpm } = await freshTpm(t);
   t.is(await getProperty(tpm, TPM_PT.NV_BUFFER_MAX), 1024);
   t.is(await getProperty(tpm, TPM_PT.FAMILY_INDICATOR), 0x322e3000);
@@ -94,8 +92,7 @@ test('GetCapability, GetRandom: properties, handles, PCR banks', async (t) => {
   t.notDeepEqual(a, b);
 });
 
-test('PCR_Read loops past 8 digests per call; PCR_Extend changes exactly the extended PCR', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('PCR_Read loops past 8 digests per call; PCR_Extend changes exactly the extended PCR', async (t) => {
   const { tpm } = await freshTpm(t);
   const one = await pcrRead(tpm, [
     { hashAlg: TPM_ALG.SHA256, pcrs: Array.from({ length: 24 }, (_, i) => i) },
@@ -118,8 +115,7 @@ test('PCR_Read loops past 8 digests per call; PCR_Extend changes exactly the ext
   t.deepEqual(Buffer.from(after[1]!.digest), sha256(before[7]!.digest, digest), 'PCR7 = H(old || digest)');
 });
 
-test('CreatePrimary, ReadPublic, EvictControl, FlushContext; name = nameAlg || H(public)', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('CreatePrimary, ReadPublic, EvictControl, FlushContext; name = nameAlg || H(public)', async (t) => {
   const { tpm } = await freshTpm(t);
   const ak = await createPrimary(tpm, { hierarchy: TPM_RH.ENDORSEMENT, template: SIGNING_TEMPLATE });
   t.is(ak.handle >>> 24, TPM_HT.TRANSIENT);
@@ -138,8 +134,7 @@ test('CreatePrimary, ReadPublic, EvictControl, FlushContext; name = nameAlg || H
   t.is(missing?.handleIndex, 1);
 });
 
-test('NV_DefineSpace, NV_Write, NV_Read (2048 bytes in 1024-byte chunks), NV_ReadPublic, NV_UndefineSpace', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('NV_DefineSpace, NV_Write, NV_Read (2048 bytes in 1024-byte chunks), NV_ReadPublic, NV_UndefineSpace', async (t) => {
   const { tpm, transport } = await freshTpm(t);
   const nvIndex = 0x01400001;
   const attributes =
@@ -180,8 +175,7 @@ test('NV_DefineSpace, NV_Write, NV_Read (2048 bytes in 1024-byte chunks), NV_Rea
   await t.throwsAsync(nvRead(tpm, { nvIndex, size: 1 }), { instanceOf: NvIndexNotDefinedError });
 });
 
-test('Quote and Certify: signatures verify with node:crypto, certified name matches', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('Quote and Certify: signatures verify with node:crypto, certified name matches', async (t) => {
   const { tpm } = await freshTpm(t);
   const ak = await createPrimary(tpm, { hierarchy: TPM_RH.ENDORSEMENT, template: SIGNING_TEMPLATE });
   t.teardown(() => flushContext(tpm, ak.handle).catch(() => {}));
@@ -214,8 +208,7 @@ test('Quote and Certify: signatures verify with node:crypto, certified name matc
   }
 });
 
-test('RSA_Encrypt / RSA_Decrypt with password auth, and node:crypto interop', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('RSA_Encrypt / RSA_Decrypt with password auth, and node:crypto interop', async (t) => {
   const { tpm } = await freshTpm(t);
   const key = await createPrimary(tpm, { hierarchy: TPM_RH.NULL, template: DECRYPT_TEMPLATE });
   t.teardown(() => flushContext(tpm, key.handle).catch(() => {}));
@@ -250,8 +243,7 @@ test('RSA_Encrypt / RSA_Decrypt with password auth, and node:crypto interop', as
   t.is(bad?.command, 'TPM2_RSA_Decrypt');
 });
 
-test('StartAuthSession, PolicyPCR, PolicyGetDigest: TPM digest equals the local computation', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('StartAuthSession, PolicyPCR, PolicyGetDigest: TPM digest equals the local computation', async (t) => {
   const { tpm } = await freshTpm(t);
   const selection = [{ hashAlg: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 4, 5, 6, 7] }];
   const trial = await startAuthSession(tpm, { sessionType: TPM_SE.TRIAL });
@@ -332,8 +324,7 @@ test('StartAuthSession, PolicyPCR, PolicyGetDigest: TPM digest equals the local 
   t.is(TPM_RC.POLICY_FAIL, 0x9d);
 });
 
-test('ECC: a P-256 ECDSA key from CreatePrimary quotes, and node:crypto verifies the r||s signature', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('ECC: a P-256 ECDSA key from CreatePrimary quotes, and node:crypto verifies the r||s signature', async (t) => {
   const { tpm } = await freshTpm(t);
   const template: EccPublic = {
     type: TPM_ALG.ECC,

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import test from 'ava';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { AZURE_VTPM } from '../../src/tpm/azure-layout.js';
 import { getHandles } from '../../src/tpm/commands/capability.js';
@@ -7,13 +6,12 @@ import { nvReadAll, nvReadPublic } from '../../src/tpm/commands/nv.js';
 import { readPublic } from '../../src/tpm/commands/object.js';
 import { publicToJwk } from '../../src/tpm/keys.js';
 import { provisionAzureVtpmLayout } from '../../src/tpm/provision.js';
-import { requireSwtpm } from '../helpers/swtpm.js';
+import { swtpmTest } from '../helpers/swtpm.js';
 import { freshTpm } from './swtpm-tpm.js';
 
 const fixture = readFileSync(new URL('../fixtures/azure-vtpm/milan/hcl-report.bin', import.meta.url));
 
-test('provisionAzureVtpmLayout: AK, AK certificate, HCL report built around the AK, user-data index; idempotent', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('provisionAzureVtpmLayout: AK, AK certificate, HCL report built around the AK, user-data index; idempotent', async (t) => {
   const { tpm } = await freshTpm(t);
   const build = (ak: { public: { public: Parameters<typeof publicToJwk>[0] } }) => {
     const blob = Buffer.alloc(1500);
@@ -46,8 +44,7 @@ test('provisionAzureVtpmLayout: AK, AK certificate, HCL report built around the 
   t.deepEqual(await getHandles(tpm, 0x81000000), [AZURE_VTPM.AK_HANDLE]);
 });
 
-test('provisionAzureVtpmLayout: trailing zero padding beyond NV_INDEX_MAX is dropped; real data beyond it is refused', async (t) => {
-  if (!requireSwtpm(t)) return;
+swtpmTest('provisionAzureVtpmLayout: trailing zero padding beyond NV_INDEX_MAX is dropped; real data beyond it is refused', async (t) => {
   const { tpm } = await freshTpm(t);
   const padded = Buffer.alloc(2600);
   padded.fill(7, 0, 2000);
