@@ -329,7 +329,7 @@ if (startup && !failed(startup)) {
   if (s.importAboveBareMs > 150 || s.importAboveBareMb > 15) {
     notes.push(
       `import('cvm-skr') +${fmt(s.importAboveBareMs, 0)} ms / +${fmt(s.importAboveBareMb, 1)} MB: an import loads no ` +
-        'package but node-gyp-build (test/startup.test.ts); what is left is the library\'s own modules (about ' +
+        'package but node-gyp-build (test/index-startup.test.ts); what is left is the library\'s own modules (about ' +
         '6 MB of V8 heap) and node:https/tls (about 2.5 MB), measured on this machine in a fresh node.',
     );
   }

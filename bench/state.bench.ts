@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startKeyVaultEmulator } from '../src/emulator/keyvault/index.js';
-import { vaultHttp } from '../test/emulator-keyvault/helpers/vault-http.js';
+import { vaultHttp } from '../test/helpers/vault-http.js';
 import { median, pairedRatio, sideBySide } from './stats.js';
 
 export interface StateBench {

@@ -16,7 +16,7 @@ import { CvmSkrError } from '../errors.js';
 
 /**
  * The logger and the tracing client load with the first `SecureKeyRelease`, not with `import('cvm-skr')`
- * (@azure/logger alone is about 5 MB of start-up, test/startup.test.ts). They are ES-module imports, so the
+ * (@azure/logger alone is about 5 MB of start-up, test/index-startup.test.ts). They are ES-module imports, so the
  * application's own `setLogLevel` and `useInstrumenter` (same module instances) apply. A line logged before
  * they arrive (a cache miss in the same tick) waits for them.
  */

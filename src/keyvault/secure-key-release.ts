@@ -759,7 +759,7 @@ export class SecureKeyRelease {
   async #client(vaultUrl: string): Promise<KeyClient> {
     let client = this.#clients.get(vaultUrl);
     if (!client) {
-      // The Azure SDK loads at the first release, not at import (test/startup.test.ts).
+      // The Azure SDK loads at the first release, not at import (test/index-startup.test.ts).
       const { KeyClient } = await import('@azure/keyvault-keys');
       client = this.#clients.get(vaultUrl);
       if (client) return client;

@@ -12,9 +12,9 @@ import test, { type ExecutionContext } from 'ava';
 import { AgentBusyError, AgentForbiddenError, AgentUnavailableError, ReleaseDeniedError } from '../../src/errors.js';
 import { AgentClient } from '../../src/agent/client.js';
 import { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
-import { emulator, exportableKey, proxiedEmulator, releaseClient } from '../e2e/_emulator.js';
+import { emulator, exportableKey, proxiedEmulator, releaseClient } from '../helpers/e2e-emulator.js';
 import { gatedTest } from '../helpers/swtpm.js';
-import { agentFixture } from './_agent.js';
+import { agentFixture } from '../helpers/agent-fixture.js';
 
 const uid = process.getuid!();
 const gid = process.getgid!();
@@ -60,7 +60,7 @@ test('16 client processes releasing concurrently through one agent cause one att
     for (let i = 0; i < 16; i++) {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', 'test/agent/_client-process.ts', agent.socket, ...keyIds],
+        ['--import', 'tsx', 'test/helpers/agent-client-process.ts', agent.socket, ...keyIds],
         { stdio: ['pipe', 'pipe', 'inherit'] },
       );
       children.push(child);

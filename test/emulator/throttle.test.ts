@@ -10,7 +10,7 @@ import { request } from 'node:https';
 import test from 'ava';
 import type { KeyClient } from '@azure/keyvault-keys';
 import { FixedWindowThrottle } from '../../src/emulator/throttle.js';
-import { emulator, exportableKey } from '../e2e/_emulator.js';
+import { emulator, exportableKey } from '../helpers/e2e-emulator.js';
 
 test('the fixed-window throttle admits `limit` per window, refuses the rest with the seconds left, and does not count refusals', (t) => {
   let now = 21_000;

@@ -14,7 +14,7 @@ import type { AzureVtpmEvidence } from '../../src/hal/types.js';
 import { verifyAzureVtpmEvidence } from '../../src/hcl/verify.js';
 import { httpsRequest } from '../../src/maa/http.js';
 import { buildAzureGuestRequest } from '../../src/maa/requests.js';
-import { hardware, maa } from '../emulator/_hardware.js';
+import { hardware, maa } from '../helpers/emulated-hardware.js';
 
 const { amd, akCa } = await hardware();
 const os = { type: 'Linux', distro: 'Test', versionMajor: 1, versionMinor: 0, build: 'NotApplication' };

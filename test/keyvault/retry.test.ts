@@ -9,7 +9,7 @@ import test from 'ava';
 import { AttestationRequestError } from '../../src/errors.js';
 import type { RetryEvent } from '../../src/keyvault/secure-key-release.js';
 import { MAX_THROTTLED_RETRIES, parseRetryAfter, retryDelay } from '../../src/keyvault/retry.js';
-import { exportableKey, proxiedEmulator, releaseClient } from '../e2e/_emulator.js';
+import { exportableKey, proxiedEmulator, releaseClient } from '../helpers/e2e-emulator.js';
 
 test('Retry-After is read as delay-seconds or as an HTTP-date; anything else is ignored', (t) => {
   t.is(parseRetryAfter('7'), 7000);

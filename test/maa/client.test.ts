@@ -22,7 +22,7 @@ import type { AttestationPlatform } from '../../src/hal/types.js';
 import { AttestationClient } from '../../src/maa/client.js';
 import { httpsRequest } from '../../src/maa/http.js';
 import { buildSevSnpVmRequest } from '../../src/maa/requests.js';
-import { hardware, maa } from '../emulator/_hardware.js';
+import { hardware, maa } from '../helpers/emulated-hardware.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { memoryTransferKey } from '../helpers/transfer-key.js';
 

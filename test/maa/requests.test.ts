@@ -18,7 +18,7 @@ import test from 'ava';
 import { EmulatedAzureVtpmPlatform } from '../../src/emulator/hardware/emulated-vtpm.js';
 import type { AzureVtpmEvidence } from '../../src/hal/types.js';
 import { buildAzureGuestRequest } from '../../src/maa/requests.js';
-import { hardware } from '../emulator/_hardware.js';
+import { hardware } from '../helpers/emulated-hardware.js';
 
 const { amd, akCa } = await hardware();
 

@@ -19,7 +19,7 @@ import { EmulatedAzureVtpmPlatform } from '../../src/emulator/hardware/emulated-
 import { EMULATED_POLICY_TEXT, policyHash } from '../../src/emulator/maa/claims.js';
 import { evaluateReleasePolicy, lookupClaim, parseReleasePolicy } from '../../src/keyvault/release-policy.js';
 import { attest, releaseTransferKey, tokenNonce } from '../../src/maa/client.js';
-import { hardware, maa } from '../emulator/_hardware.js';
+import { hardware, maa } from '../helpers/emulated-hardware.js';
 
 const sample = (name: string): JWTPayload =>
   JSON.parse(readFileSync(new URL(`../fixtures/maa-samples/${name}`, import.meta.url), 'utf8')) as JWTPayload;

@@ -6,7 +6,7 @@ import { EmulatedSevGuestPlatform } from '../../src/emulator/hardware/emulated-s
 import { AttestationTokenError, InvalidArgumentError } from '../../src/errors.js';
 import { AttestationClient, attest } from '../../src/maa/client.js';
 import { AttestationTokenVerifier } from '../../src/maa/token.js';
-import { hardware, maa } from '../emulator/_hardware.js';
+import { hardware, maa } from '../helpers/emulated-hardware.js';
 
 /** What `t.throwsAsync` expects of a token refused for `code`. */
 const refusal = (code: AttestationTokenError['code']) => ({ instanceOf: AttestationTokenError, code });

@@ -21,7 +21,7 @@ import {
   readUvmReferenceInfo,
 } from '../../src/hal/platforms/uvm-security-context.js';
 import { buildSevSnpVmRequest } from '../../src/maa/requests.js';
-import { hardware } from '../emulator/_hardware.js';
+import { hardware } from '../helpers/emulated-hardware.js';
 
 const REAL_TEXT = readFileSync(new URL('../fixtures/uvm/reference-info-base64', import.meta.url), 'utf8');
 const REAL = new Uint8Array(Buffer.from(REAL_TEXT, 'base64'));

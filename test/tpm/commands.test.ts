@@ -44,7 +44,7 @@ import { TPM_RC } from '../../src/tpm/rc.js';
 import { passwordAuth, policyAuth, policyPcrDigest } from '../../src/tpm/sessions.js';
 import { computeName, type EccPublic, rsaTemplate } from '../../src/tpm/structures.js';
 import { swtpmTest } from '../helpers/swtpm.js';
-import { freshTpm } from './swtpm-tpm.js';
+import { freshTpm } from '../helpers/swtpm-tpm.js';
 
 const sha256 = (...parts: Uint8Array[]) => {
   const h = createHash('sha256');

@@ -7,7 +7,7 @@ import { readPublic } from '../../src/tpm/commands/object.js';
 import { publicToJwk } from '../../src/tpm/keys.js';
 import { provisionAzureVtpmLayout } from '../../src/tpm/provision.js';
 import { swtpmTest } from '../helpers/swtpm.js';
-import { freshTpm } from './swtpm-tpm.js';
+import { freshTpm } from '../helpers/swtpm-tpm.js';
 
 const fixture = readFileSync(new URL('../fixtures/azure-vtpm/milan/hcl-report.bin', import.meta.url));
 
