@@ -7,9 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
-import type { AttestationPlatform } from '../hal/types.js';
-import { noteKeyGeneration, openTpmTarget } from './emulator.js';
 import { progress, readInput } from './io.js';
+import { checkPlatformOption, releaseSetup } from './release-setup.js';
 
 interface AgentCliOptions {
   socket?: string;
@@ -88,64 +87,21 @@ export function registerAgent(program: Command): void {
         if (token.length < 16) throw new InvalidArgumentError('--token-file must hold at least 16 characters');
         http = { port, token };
       }
-      if (options.platform !== undefined && !['azure-vtpm', 'sev-guest'].includes(options.platform))
-        throw new InvalidArgumentError(`--platform must be azure-vtpm or sev-guest, not ${options.platform}`);
+      checkPlatformOption(options.platform);
       const gid = options.group !== undefined ? await gidOf(options.group) : undefined;
       const { AgentRules } = await import('../agent/rules.js');
       const rules = await AgentRules.load(options.rules);
 
       const cleanup: (() => Promise<void>)[] = [];
-      const endpoint = options.endpoint ?? process.env.CVM_SKR_ATTESTATION_URL;
-      let ca = options.ca ? await readInput(options.ca, '--ca', 'utf8') : undefined;
-      let platform: AttestationPlatform | 'auto' = 'auto';
-      let credential;
       try {
-        if (options.tpm !== undefined) {
-          const { AzureVtpmPlatform } = await import('../hal/platforms/azure-vtpm.js');
-          const transport = await openTpmTarget(options.tpm);
-          cleanup.push(() => transport.close());
-          const vtpm = await AzureVtpmPlatform.open({ transport });
-          cleanup.unshift(() => vtpm.close());
-          platform = vtpm;
-        }
-        if (options.emulator) {
-          const caFile = options.ca ?? process.env.CVM_SKR_CA_FILE;
-          if (!endpoint || !caFile || !process.env.IDENTITY_ENDPOINT || !process.env.IDENTITY_HEADER) {
-            throw new InvalidArgumentError(
-              '--emulator talks to a running "cvm-skr emulator": export the variables it prints (CVM_SKR_ATTESTATION_URL, CVM_SKR_CA_FILE, IDENTITY_ENDPOINT, IDENTITY_HEADER, CVM_SKR_EMULATOR_HARDWARE_URL)',
-            );
-          }
-          ca = await readInput(caFile, options.ca ? '--ca' : '$CVM_SKR_CA_FILE', 'utf8');
-          const { ManagedIdentityCredential } = await import('@azure/identity');
-          credential = new ManagedIdentityCredential();
-          if (platform === 'auto') {
-            const { emulatedHardwareFromEnvironment } = await import('../emulator/hardware/remote.js');
-            const hardware = await emulatedHardwareFromEnvironment(ca);
-            if (!hardware) await noteKeyGeneration(undefined, true);
-            if (options.platform === 'sev-guest') {
-              const { EmulatedSevGuestPlatform } = await import('../emulator/hardware/emulated-sev-guest.js');
-              platform = await EmulatedSevGuestPlatform.create(hardware ? { amd: hardware.amd } : {});
-            } else {
-              const { EmulatedAzureVtpmPlatform } = await import('../emulator/hardware/emulated-vtpm.js');
-              platform = await EmulatedAzureVtpmPlatform.create(hardware ?? {});
-            }
-            const emulated = platform;
-            cleanup.unshift(() => emulated.close());
-          }
-        }
-        if (!endpoint) throw new InvalidArgumentError('give --endpoint <attestation provider URL> (or --emulator)');
+        const setup = await releaseSetup(options, cleanup);
+        const endpoint = setup.attestationEndpoint;
         const { SecureKeyRelease } = await import('../keyvault/secure-key-release.js');
         const skr = new SecureKeyRelease({
-          attestationEndpoint: endpoint,
-          ...(ca ? { attestationCa: ca, releaseSigningRoots: [ca] } : {}),
-          ...(credential ? { credential } : {}),
-          platform,
+          ...setup,
           // The agent itself never delegates to another agent.
           agent: false,
           ...(options.prewarm ? { prewarm: true } : {}),
-          ...(options.emulator
-            ? { vaultOptions: { disableChallengeResourceVerification: true, ...(ca ? { tlsOptions: { ca } } : {}) } }
-            : {}),
         });
         cleanup.unshift(() => skr.close());
         const { startAgentServer } = await import('../agent/server.js');

@@ -2,12 +2,11 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError, TimeoutError } from '../errors.js';
-import type { AttestationPlatform } from '../hal/types.js';
 import { parseKeyRef } from '../keyvault/key-id.js';
 import { isReleaseEncryption } from '../keyvault/key-wrap.js';
 import type { ReleasedKey } from '../keyvault/secure-key-release.js';
-import { noteKeyGeneration, openTpmTarget } from './emulator.js';
-import { checkOutPath, parseTimeout, progress, readInput } from './io.js';
+import { checkOutPath, parseTimeout, progress } from './io.js';
+import { checkPlatformOption, releaseSetup } from './release-setup.js';
 
 interface ReleaseCliOptions {
   emulator?: boolean;
@@ -50,17 +49,6 @@ export function exportForFile(released: ReleasedKey): Buffer {
     : released.key.export();
 }
 
-async function emulatorSettings(options: ReleaseCliOptions) {
-  const endpoint = options.endpoint ?? process.env.CVM_SKR_ATTESTATION_URL;
-  const caFile = options.ca ?? process.env.CVM_SKR_CA_FILE;
-  if (!endpoint || !caFile || !process.env.IDENTITY_ENDPOINT || !process.env.IDENTITY_HEADER) {
-    throw new InvalidArgumentError(
-      '--emulator talks to a running "cvm-skr emulator": export the variables it prints (CVM_SKR_ATTESTATION_URL, CVM_SKR_CA_FILE, IDENTITY_ENDPOINT, IDENTITY_HEADER, CVM_SKR_EMULATOR_HARDWARE_URL)',
-    );
-  }
-  return { endpoint, ca: await readInput(caFile, options.ca ? '--ca' : '$CVM_SKR_CA_FILE', 'utf8') };
-}
-
 export function registerRelease(program: Command): void {
   program
     .command('release <keyId>')
@@ -89,69 +77,22 @@ export function registerRelease(program: Command): void {
           `--enc ${options.enc} is not one of RSA_AES_KEY_WRAP_256, RSA_AES_KEY_WRAP_384, CKM_RSA_AES_KEY_WRAP`,
         );
       }
-      if (options.platform !== undefined && !['azure-vtpm', 'sev-guest'].includes(options.platform))
-        throw new InvalidArgumentError(`--platform must be azure-vtpm or sev-guest, not ${options.platform}`);
+      checkPlatformOption(options.platform);
       const timeoutMs = parseTimeout(options.timeout);
       if (options.out !== undefined) await checkOutPath(options.out);
       const { SecureKeyRelease } = await import('../keyvault/secure-key-release.js');
       const cleanup: (() => Promise<void>)[] = [];
       try {
-        let platform: AttestationPlatform | 'auto' = 'auto';
-        if (options.tpm !== undefined) {
-          const { AzureVtpmPlatform } = await import('../hal/platforms/azure-vtpm.js');
-          const transport = await openTpmTarget(options.tpm);
-          cleanup.push(() => transport.close());
-          const vtpm = await AzureVtpmPlatform.open({ transport });
-          cleanup.unshift(() => vtpm.close());
-          platform = vtpm;
-        }
-        let endpoint = options.endpoint ?? process.env.CVM_SKR_ATTESTATION_URL;
-        let ca = options.ca ? await readInput(options.ca, '--ca', 'utf8') : undefined;
-        let credential;
-        if (options.emulator) {
-          ({ endpoint, ca } = await emulatorSettings(options));
-          const { ManagedIdentityCredential } = await import('@azure/identity');
-          credential = new ManagedIdentityCredential();
-          if (platform === 'auto') {
-            // The running emulator's own chip and AK CA (also when they live only in its memory), else the
-            // cache folder it shares with this process ($CVM_SKR_EMULATOR_CACHE or the per-user default).
-            const { emulatedHardwareFromEnvironment } = await import('../emulator/hardware/remote.js');
-            const hardware = await emulatedHardwareFromEnvironment(ca);
-            if (!hardware) await noteKeyGeneration(undefined, true);
-            if (options.platform === 'sev-guest') {
-              const { EmulatedSevGuestPlatform } = await import('../emulator/hardware/emulated-sev-guest.js');
-              platform = await EmulatedSevGuestPlatform.create(hardware ? { amd: hardware.amd } : {});
-            } else if (options.platform === undefined || options.platform === 'azure-vtpm') {
-              const { EmulatedAzureVtpmPlatform } = await import('../emulator/hardware/emulated-vtpm.js');
-              platform = await EmulatedAzureVtpmPlatform.create(hardware ?? {});
-            } else {
-              throw new InvalidArgumentError('--platform must be azure-vtpm or sev-guest');
-            }
-            const emulated = platform;
-            cleanup.unshift(() => emulated.close());
-          }
-        }
-        if (!endpoint)
-          throw new InvalidArgumentError('give --endpoint <attestation provider URL> (or --emulator)');
+        const setup = await releaseSetup(options, cleanup);
+        const endpoint = setup.attestationEndpoint;
         const skr = new SecureKeyRelease({
-          attestationEndpoint: endpoint,
-          ...(ca ? { attestationCa: ca, releaseSigningRoots: [ca] } : {}),
-          ...(credential ? { credential } : {}),
-          platform,
+          ...setup,
           ...(options.enc ? { enc: options.enc as 'RSA_AES_KEY_WRAP_256' } : {}),
           ...(timeoutMs !== undefined ? { timeoutMs } : {}),
           onRetry: (r) =>
             progress(
               `${r.step === 'attestation' ? 'attestation' : 'Key Vault'} attempt ${r.attempt} failed (${r.reason}); retrying${r.delayMs !== undefined ? ` in ${r.delayMs} ms` : ''}`,
             ),
-          ...(options.emulator
-            ? {
-                vaultOptions: {
-                  disableChallengeResourceVerification: true,
-                  ...(ca ? { tlsOptions: { ca } } : {}),
-                },
-              }
-            : {}),
         });
         cleanup.unshift(() => skr.close());
         progress(`releasing ${ref.name} from ${ref.vaultUrl} (attestation with ${endpoint} first)`);
