@@ -19,7 +19,7 @@ import {
 import { startVaultWithIssuer } from '../../helpers/vault-setup.js';
 import { REPLAY_EXCEPTIONS } from './replay-exceptions.js';
 
-const DIR = join(import.meta.dirname, '..', 'fixtures', 'kv-recordings');
+const DIR = join(import.meta.dirname, '..', '..', 'fixtures', 'kv-recordings');
 const recordings: Recording[] = readdirSync(DIR)
   .filter((f) => f.endsWith('.json'))
   .sort()
