@@ -19,6 +19,7 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EmulatorError } from '../errors.js';
+import { readBoundedBody } from '../../util/http-body.js';
 import type { EmulatedAkCa } from '../hardware/ak-ca.js';
 import type { EmulatedAmd, TcbParts } from '../hardware/amd.js';
 
@@ -76,22 +77,10 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
   res.end(text);
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(new EmulatorError('request body too large'));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
+async function readBody(req: IncomingMessage): Promise<string> {
+  const body = await readBoundedBody(req, MAX_BODY);
+  if (body === undefined) throw new EmulatorError('request body too large');
+  return body.toString('utf8');
 }
 
 /** Starts the emulated IMDS. */

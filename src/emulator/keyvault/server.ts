@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidArgumentError } from '../../errors.js';
+import { readBoundedBody } from '../../util/http-body.js';
 import { EmulatedVaultRequestError, EmulatorStateError } from '../errors.js';
 import type { KeyPermission, VaultAuth } from './auth.js';
 import { type DataPlaneContext, dataPlaneRoute } from './data-plane.js';
@@ -116,30 +117,16 @@ function errorBody(e: EmulatedVaultRequestError): Json {
   };
 }
 
-function readBody(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      // Past the limit the rest is drained and dropped, so the client still reads the 413.
-      if (size <= MAX_BODY_BYTES) chunks.push(c);
-    });
-    req.on('error', reject);
-    req.on('end', () => {
-      if (size > MAX_BODY_BYTES) {
-        reject(new EmulatedVaultRequestError(413, 'RequestEntityTooLarge', 'The request body is too large.'));
-        return;
-      }
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') return resolve(undefined);
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(VaultErrors.badParameter('The request body is not valid JSON.'));
-      }
-    });
-  });
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const body = await readBoundedBody(req, MAX_BODY_BYTES);
+  if (body === undefined) throw new EmulatedVaultRequestError(413, 'RequestEntityTooLarge', 'The request body is too large.');
+  const text = body.toString('utf8');
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw VaultErrors.badParameter('The request body is not valid JSON.');
+  }
 }
 
 interface Route {

@@ -17,6 +17,7 @@ import { createHash, generateKeyPairSync, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { EvidenceKnobs } from '../hardware/knobs.js';
+import { readBoundedBody, sendJson } from '../../util/http-body.js';
 
 /** The JSON `GET /emulator/hardware` answers: the emulator cache files' contents. */
 export interface EmulatedHardwareDocument {
@@ -56,28 +57,14 @@ export function isLoopbackHost(host: string): boolean {
 
 const MAX_BODY = 64 * 1024;
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
-  res.end(text);
-}
 
 const fail = (res: ServerResponse, status: number, code: string, message: string) =>
-  send(res, status, { error: { code, message } });
+  sendJson(res, status, { error: { code, message } });
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY) throw new RangeError('body too large');
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const body = await readBoundedBody(req, MAX_BODY);
+  if (body === undefined) throw new RangeError('body too large');
+  const text = body.toString('utf8');
   return text === '' ? {} : (JSON.parse(text) as unknown);
 }
 
@@ -146,7 +133,7 @@ export function emulatorRoutes(
     }
     if (path === '/emulator/hardware') {
       if (method !== 'GET') fail(res, 405, 'MethodNotAllowed', 'use GET /emulator/hardware');
-      else send(res, 200, ctx.hardware());
+      else sendJson(res, 200, ctx.hardware());
       return true;
     }
     if (path === '/emulator/vm-token') {
@@ -187,7 +174,7 @@ export function emulatorRoutes(
         return true;
       }
       const { jwk, ...rest } = answer;
-      send(res, 200, {
+      sendJson(res, 200, {
         ...rest,
         transferKey: {
           jwk,
