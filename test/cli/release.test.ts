@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { KeyClient } from '@azure/keyvault-keys';
 import test from 'ava';
 import { EmulatorCredential } from '../../src/emulator/identity/credential.js';
+import { serveEmulator } from '../helpers/emulator-process.js';
 
 const run = promisify(execFile);
 const cli = ['--import', 'tsx', 'src/cli/main.ts'];
@@ -69,39 +70,9 @@ test('policy check explains every clause and exits 1 when the claims fall short'
   t.true(JSON.parse(ok.stdout).allowed);
 });
 
-/** Starts `cvm-skr emulator --json` and reads the environment it prints. */
-async function serveEmulator(t: import('ava').ExecutionContext, cacheDir: string) {
-  const child: ChildProcess = spawn(process.execPath, [...cli, 'emulator', '--json'], {
-    env: { ...process.env, CVM_SKR_EMULATOR_CACHE: cacheDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let out = '';
-  const info = await new Promise<{
-    vaultUrl: string;
-    attestationUrl: string;
-    environment: Record<string, string>;
-  }>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      try {
-        resolve(JSON.parse(out));
-      } catch {
-        // not complete yet
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`emulator exited with ${code}`)));
-  });
-  return { child, exited, info };
-}
-
 test('cvm-skr emulator serves a vault the SDK uses; release --emulator writes the key 0600 and never prints it', async (t) => {
   const dir = await tempDir(t);
-  const { child, exited, info } = await serveEmulator(t, path.join(dir, 'cache'));
+  const { child, exited, info } = await serveEmulator(t, [], { ...process.env, CVM_SKR_EMULATOR_CACHE: path.join(dir, 'cache') });
   const env = info.environment;
   // The emulated IMDS (THIM) is printed for vTPM clients: AzureVtpmPlatform reads CVM_SKR_IMDS_URL.
   t.regex(env.CVM_SKR_IMDS_URL ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);

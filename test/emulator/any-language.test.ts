@@ -10,7 +10,7 @@
  * `/emulator/*` routes are emulator-only: no real service has them, so no artifact backs their format beyond
  * the emulator's own cache files.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -23,6 +23,7 @@ import { startEmulator } from '../../src/emulator/start.js';
 import { InMemoryTransferKey } from '../../src/hal/memory-transfer-key.js';
 import { parseReleasePayload } from '../../src/keyvault/release-response.js';
 import { unwrapReleasedKey } from '../../src/keyvault/unwrap.js';
+import { serveEmulator } from '../helpers/emulator-process.js';
 
 const run = promisify(execFile);
 const cli = ['--import', 'tsx', 'src/cli/main.ts'];
@@ -60,34 +61,6 @@ function raw(
   });
 }
 
-/** `cvm-skr emulator --json <args>` in a child process, with the environment it prints. */
-async function serve(t: import('ava').ExecutionContext, args: string[], env: NodeJS.ProcessEnv) {
-  const child: ChildProcess = spawn(process.execPath, [...cli, 'emulator', '--json', ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let out = '';
-  const info = await new Promise<{ vaultUrl: string; attestationUrl: string; environment: Record<string, string> }>(
-    (resolve, reject) => {
-      child.stdout!.on('data', (d) => {
-        out += d;
-        try {
-          resolve(JSON.parse(out));
-        } catch {
-          // not complete yet
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`emulator exited with ${code}`)));
-    },
-  );
-  return { child, exited, info };
-}
-
 const policyFor = (authority: string) =>
   new Uint8Array(
     Buffer.from(
@@ -101,7 +74,7 @@ const policyFor = (authority: string) =>
 test('release --emulator with the environment of serve --no-cache releases a key, with the emulated chip from GET /emulator/hardware (no cache used)', async (t) => {
   const dir = await tempDir(t);
   const emptyCache = path.join(dir, 'never-used-cache');
-  const { child, exited, info } = await serve(t, ['--no-cache'], {
+  const { child, exited, info } = await serveEmulator(t, ['--no-cache'], {
     ...process.env,
     CVM_SKR_EMULATOR_CACHE: emptyCache,
   });
@@ -146,7 +119,7 @@ test('release --emulator with the environment of serve --no-cache releases a key
 test('serve --cache <dir> prints CVM_SKR_EMULATOR_CACHE and keeps its emulated hierarchy there', async (t) => {
   const dir = await tempDir(t);
   const cacheDir = path.join(dir, 'custom-cache');
-  const { child, exited, info } = await serve(t, ['--cache', cacheDir], { ...process.env });
+  const { child, exited, info } = await serveEmulator(t, ['--cache', cacheDir], { ...process.env });
   t.is(info.environment.CVM_SKR_EMULATOR_CACHE, cacheDir);
   t.true((await readdir(cacheDir)).some((f) => f.startsWith('emulated-amd-')));
   child.kill('SIGINT');
