@@ -63,3 +63,34 @@ export async function writeCached(dir: string, name: string, value: unknown): Pr
     throw new EmulatorError(`cannot write ${target}: check the cache folder permissions`, { cause: error });
   }
 }
+
+const loading = new Map<string, Promise<unknown>>();
+
+/**
+ * Emulated key material made once per process and per cache folder: read from `<dir>/<name>` when it is
+ * `usable`, else generated (slow: RSA keys) and written there. `cache: false` keeps it in memory only.
+ * Concurrent callers share one load; a failed load is forgotten, so the next call tries again.
+ */
+export function loadCachedOnce<T>(
+  cache: string | false,
+  name: string,
+  usable: (cached: T | undefined) => cached is T,
+  generate: () => Promise<T>,
+): Promise<T> {
+  const key = `${cache || ':memory:'}|${name}`;
+  let pending = loading.get(key) as Promise<T> | undefined;
+  if (pending === undefined) {
+    pending = (async () => {
+      if (cache === false) return generate();
+      const dir = await ensureCacheDir(cache);
+      const cached = await readCached<T>(dir, name);
+      if (usable(cached)) return cached;
+      const fresh = await generate();
+      await writeCached(dir, name, fresh);
+      return fresh;
+    })();
+    loading.set(key, pending);
+    pending.catch(() => loading.delete(key));
+  }
+  return pending;
+}

@@ -6,7 +6,7 @@
 import { createPrivateKey, type KeyObject, randomBytes, webcrypto } from 'node:crypto';
 import { EmulatorError } from '../errors.js';
 import { x509 } from '../x509.js';
-import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from '../cache.js';
+import { emulatorCacheDir, loadCachedOnce } from '../cache.js';
 
 const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
@@ -51,7 +51,6 @@ async function generate(): Promise<CachedCa> {
   return { version: 1, certPem: cert.toString('pem'), keyPem };
 }
 
-const memory = new Map<string, Promise<CachedCa>>();
 
 export class EmulatedAkCa {
   readonly certPem: string;
@@ -70,28 +69,14 @@ export class EmulatedAkCa {
   /** Loads the cached CA or makes one. `cache: false` keeps it in memory. */
   static async load(options: { cache?: string | false } = {}): Promise<EmulatedAkCa> {
     const cache = options.cache === undefined ? emulatorCacheDir() : options.cache;
-    const key = cache || ':memory:';
-    let pending = memory.get(key);
-    if (pending === undefined) {
-      pending = (async () => {
-        if (cache === false) return generate();
-        const dir = await ensureCacheDir(cache);
-        const cached = await readCached<CachedCa>(dir, CACHE_NAME);
-        if (
-          cached?.version === 1 &&
-          typeof cached.certPem === 'string' &&
-          typeof cached.keyPem === 'string'
-        ) {
-          return cached;
-        }
-        const fresh = await generate();
-        await writeCached(dir, CACHE_NAME, fresh);
-        return fresh;
-      })();
-      memory.set(key, pending);
-      pending.catch(() => memory.delete(key));
-    }
-    return EmulatedAkCa.#fromState(await pending);
+    const state = await loadCachedOnce(
+      cache,
+      CACHE_NAME,
+      (c: CachedCa | undefined): c is CachedCa =>
+        c?.version === 1 && typeof c.certPem === 'string' && typeof c.keyPem === 'string',
+      generate,
+    );
+    return EmulatedAkCa.#fromState(state);
   }
 
   static async #fromState(state: CachedCa): Promise<EmulatedAkCa> {

@@ -28,7 +28,7 @@ import { parseSnpReport, type SnpReport } from '../../snp/report.js';
 import type { TrustedRootInput } from '../../snp/roots.js';
 import { decodeTcb, encodeTcb, type SnpProduct, type TcbVersion } from '../../snp/tcb.js';
 import { x509 } from '../x509.js';
-import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from '../cache.js';
+import { emulatorCacheDir, loadCachedOnce } from '../cache.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -216,26 +216,13 @@ function usable(c: CachedAmd | undefined, product: SnpProduct, bits: number): c 
   );
 }
 
-const memory = new Map<string, Promise<CachedAmd>>();
-
-async function loadRoot(product: SnpProduct, bits: number, cache: string | false): Promise<CachedAmd> {
-  const key = `${cache || ':memory:'}|${product}|${bits}`;
-  let pending = memory.get(key);
-  if (pending === undefined) {
-    pending = (async () => {
-      if (cache === false) return generateRoot(product, bits);
-      const dir = await ensureCacheDir(cache);
-      const name = `emulated-amd-${product.toLowerCase()}-rsa${bits}.json`;
-      const cached = await readCached<CachedAmd>(dir, name);
-      if (usable(cached, product, bits)) return cached;
-      const fresh = await generateRoot(product, bits);
-      await writeCached(dir, name, fresh);
-      return fresh;
-    })();
-    memory.set(key, pending);
-    pending.catch(() => memory.delete(key));
-  }
-  return pending;
+function loadRoot(product: SnpProduct, bits: number, cache: string | false): Promise<CachedAmd> {
+  return loadCachedOnce<CachedAmd>(
+    cache,
+    `emulated-amd-${product.toLowerCase()}-rsa${bits}.json`,
+    (c): c is CachedAmd => usable(c, product, bits),
+    () => generateRoot(product, bits),
+  );
 }
 
 /** An emulated AMD chip with its certificate hierarchy. Create with `EmulatedAmd.load()`. */

@@ -30,7 +30,7 @@ import {
 } from 'node:crypto';
 import cbor from 'cbor';
 import { InvalidArgumentError } from '../../errors.js';
-import { emulatorCacheDir, ensureCacheDir, readCached, writeCached } from '../cache.js';
+import { emulatorCacheDir, loadCachedOnce } from '../cache.js';
 import { x509 } from '../x509.js';
 import { EMULATED_MEASUREMENT } from './amd.js';
 
@@ -154,25 +154,8 @@ function usable(c: CachedUvmSigner | undefined): c is CachedUvmSigner {
   }
 }
 
-const memory = new Map<string, Promise<CachedUvmSigner>>();
-
 function loadState(cache: string | false): Promise<CachedUvmSigner> {
-  const key = cache || ':memory:';
-  let pending = memory.get(key);
-  if (pending === undefined) {
-    pending = (async () => {
-      if (cache === false) return generate();
-      const dir = await ensureCacheDir(cache);
-      const cached = await readCached<CachedUvmSigner>(dir, CACHE_FILE);
-      if (usable(cached)) return cached;
-      const fresh = await generate();
-      await writeCached(dir, CACHE_FILE, fresh);
-      return fresh;
-    })();
-    memory.set(key, pending);
-    pending.catch(() => memory.delete(key));
-  }
-  return pending;
+  return loadCachedOnce(cache, CACHE_FILE, usable, generate);
 }
 
 /** `did:x509:0:sha256:<base64url fingerprint of the CA>::eku:<oid>` (the DID:x509 method, version 0). */
