@@ -80,7 +80,7 @@ export interface SecureKeyReleaseOptions {
   /**
    * The one clock of this instance: attestation tokens (`exp`/`nbf`, and when to attest again), the vTPM AK
    * certificate's lifetime (renewal through IMDS when it is due), release answers (certificate validity) and
-   * key-version dates (`notBefore`/`expiresOn`) when explaining a refusal. Default: the system clock. Pass an
+   * key-version dates (`notBefore`/`expiresOn`) when explaining a refusal, and `currentVersionTtlMs`. Default: the system clock. Pass an
    * emulator's virtual clock (`() => e.clock.now()`) or a recorded answer's time. A token the vault still
    * refuses as stale by its own clock is replaced once (see `releaseKey`).
    */
@@ -90,7 +90,9 @@ export interface SecureKeyReleaseOptions {
   timeoutMs?: number;
   /** Re-attest this long before the token's `exp`. Default 5 minutes (at most half the token's lifetime). */
   tokenRefreshMarginMs?: number;
-  /** How long a versionless key id keeps resolving to the version last released. Default 60 000 ms. */
+  /**
+   * How long a versionless key id keeps resolving to the version last released, by `clock`. Default 60 000 ms.
+   */
   currentVersionTtlMs?: number;
   /** Told before each retry (attestation, or a Key Vault request), e.g. to show progress. Must not throw. */
   onRetry?: (event: RetryEvent) => void;
@@ -327,7 +329,7 @@ export class SecureKeyRelease {
     if (entry.current === undefined) return this.#keys.get(entry.cacheKey) === entry.key;
     return (
       this.#current.get(entry.versionless!) === entry.current &&
-      entry.current.until > Date.now() &&
+      entry.current.until > this.#nowMs() &&
       this.#keys.get(entry.current.cacheKey) === entry.key
     );
   }
@@ -461,7 +463,7 @@ export class SecureKeyRelease {
   #cached(ref: KeyRef): ReleasedKey | undefined {
     if (ref.version) return this.#keys.get(ref.cacheKey);
     const current = this.#current.get(ref.cacheKey);
-    if (!current || current.until <= Date.now()) return undefined;
+    if (!current || current.until <= this.#nowMs()) return undefined;
     return this.#keys.get(current.cacheKey);
   }
 
@@ -590,7 +592,7 @@ export class SecureKeyRelease {
     if (!ref.version && this.#generationOf(ref.cacheKey) === generation) {
       this.#current.set(ref.cacheKey, {
         cacheKey: responseRef.cacheKey,
-        until: Date.now() + (this.#options.currentVersionTtlMs ?? 60_000),
+        until: this.#nowMs() + (this.#options.currentVersionTtlMs ?? 60_000),
       });
     }
     return result;
@@ -598,6 +600,12 @@ export class SecureKeyRelease {
 
   #now(): Date {
     return this.#options.clock?.() ?? new Date();
+  }
+
+  /** The same clock in milliseconds, allocating nothing when it is the system clock (the cached path's cost). */
+  #nowMs(): number {
+    const clock = this.#options.clock;
+    return clock === undefined ? Date.now() : clock().getTime();
   }
 
   /**

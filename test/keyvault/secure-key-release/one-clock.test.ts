@@ -201,3 +201,22 @@ test('a token the vault finds expired by its clock (the client clock lagging) is
   t.is(e.attestation.counters.attestations, 2);
   t.like(skr.stats(), { attestations: 2, releases: 2 });
 });
+
+test('with the emulator clock injected, a versionless id resolves to the version last released until currentVersionTtlMs passes by that clock', async (t) => {
+  const e = await emulator(t);
+  await exportableKey(e, 'current', 'oct-HSM');
+  const platform = await e.platform('emulated-azure-vtpm');
+  t.teardown(() => platform.close());
+  const skr = releaseClient(t, e, platform, { clock: () => e.clock.now(), currentVersionTtlMs: 60_000 });
+  const keyId = `${e.vaultUrl}/keys/current`;
+  const first = await skr.releaseKey(keyId);
+  await e.clock.advance(59_000);
+  await skr.releaseKey(keyId);
+  t.like(skr.stats(), { releases: 1, cacheHits: 1 }, '59 virtual seconds in, the mapping still holds');
+  // A new version now; the system clock has not moved a minute, the virtual one has.
+  await e.keyClient().rotateKey('current');
+  await e.clock.advance(2_000);
+  const second = await skr.releaseKey(keyId);
+  t.like(skr.stats(), { releases: 2 }, 'past the TTL by the virtual clock, the vault is asked again');
+  t.not(second.kid, first.kid, 'and the new current version is released');
+});
