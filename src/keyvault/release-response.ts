@@ -407,8 +407,10 @@ export function parseReleasePayload(bytes: Uint8Array): ReleasePayload {
   if (!isReleaseEncryption(enc))
     throw invalid(`request.enc ${JSON.stringify(enc)} is not a release algorithm`, 'content');
   const kid = requireString(json.request.kid, 'request.kid', 2048);
-  // The vault echoes the nonce the release request carried (absent when none was sent, as in every answer of
-  // test/fixtures/real-release/); the caller compares it with the one it sent.
+  // The vault echoes the nonce the release request carried, and nothing when none was sent: a real Managed
+  // HSM answer to a release sent with "nonce":"nonce" signs request.nonce "nonce" (Azure/azure-sdk-for-js
+  // @3357deb7, excerpt in test/fixtures/real-release/mhsm-import-release-nonce.json); the answers of
+  // test/fixtures/real-release/*.jws were asked without one and carry none. The caller compares it.
   const nonce = json.request.nonce;
   if (nonce !== undefined && (typeof nonce !== 'string' || nonce.length > 1024)) {
     throw invalid('request.nonce is not a string', 'content');

@@ -523,7 +523,8 @@ export class SecureKeyRelease {
     }
     const client = await this.#client(ref.vaultUrl);
     // A fresh nonce per release; the vault echoes it as request.nonce in the signed answer, which binds the
-    // answer to this request (#checkPayload).
+    // answer to this request (#checkPayload). The echo is shown by a real Managed HSM answer
+    // (test/fixtures/real-release/mhsm-import-release-nonce.json); no recording of a regular vault sent one.
     const nonce = randomBytes(16).toString('base64url');
     let jws: string;
     try {

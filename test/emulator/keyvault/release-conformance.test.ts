@@ -95,10 +95,47 @@ for (const [flavour, file] of [
     const verified = await verifyReleaseResponse(answer.value, { vaultUrl: emu.vaultUrl, trustedRoots: [emu.caPem] });
     t.is(verified.payload.request.nonce, undefined);
 
-    // A nonce sent is echoed in request.nonce (no recording sent one).
+    // A nonce sent is echoed in request.nonce (as the recorded Managed HSM answer below shows).
     const withNonce = decode(
       (await client.releaseKey('exportkey', await issuer.token(), { nonce: 'bm9uY2UtMQ' })).value,
     );
     t.is((withNonce.payload.request as Record<string, unknown>).nonce, 'bm9uY2UtMQ');
   });
 }
+
+// A real release that sent a nonce: Managed HSM, 2021, api-version 7.3-preview (the excerpt and its provenance
+// are in test/fixtures/real-release/mhsm-import-release-nonce.json). The signed answer's `request` member echoes
+// the nonce, the enc and the versioned kid the call named, in this field order. The library refuses an answer
+// whose echo differs from what it sent (test/keyvault/release-response.test.ts), so this is the fact every
+// release depends on; the emulated vault answers the same way.
+test('a release sent with a nonce and a version: the signed request member echoes both, as in a real Managed HSM answer', async (t) => {
+  const excerpt = JSON.parse(readFileSync(new URL('mhsm-import-release-nonce.json', fixtures), 'utf8')) as {
+    releaseRequestBody: { nonce: string; enc: string };
+    payloadPrefix: string;
+  };
+  // The prefix ends inside the payload's JSON, right after the complete `request` member.
+  const decodedPrefix = Buffer.from(excerpt.payloadPrefix, 'base64url').toString('utf8');
+  const recordedRequest = (JSON.parse(decodedPrefix.replace(/,"$/, '}')) as { request: Record<string, string> })
+    .request;
+  t.is(recordedRequest.nonce, excerpt.releaseRequestBody.nonce, 'the real service echoes the nonce it was sent');
+  t.is(recordedRequest.enc, excerpt.releaseRequestBody.enc);
+  t.regex(recordedRequest.kid!, /\/keys\/importreleasekey\d+\/[0-9a-f]{32}$/, 'versioned, as the call was');
+
+  const { emu, issuer } = await startVaultWithIssuer(t, { flavour: 'managedhsm' });
+  const client = emu.keyClient();
+  const created = await client.createRsaKey('importreleasekey', {
+    hsm: true,
+    exportable: true,
+    releasePolicy: { encodedPolicy: policyBytes(issuer.url) },
+  });
+  const answer = await client.releaseKey('importreleasekey', await issuer.token(), {
+    version: created.properties.version!,
+    nonce: excerpt.releaseRequestBody.nonce,
+    algorithm: excerpt.releaseRequestBody.enc as 'RSA_AES_KEY_WRAP_256',
+  });
+  const request = decode(answer.value).payload.request as Record<string, string>;
+  t.deepEqual(Object.keys(request), Object.keys(recordedRequest));
+  t.is(request.nonce, recordedRequest.nonce);
+  t.is(request.enc, recordedRequest.enc);
+  t.is(request.kid, created.id);
+});
