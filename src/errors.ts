@@ -411,8 +411,8 @@ export class AkCertificateRenewalError extends CvmSkrError {
 
 /**
  * The container's UVM security context (microsoft/confidential-sidecar-containers pkg/common/info.go:
- * `UVM_SECURITY_CONTEXT_DIR` with `reference-info-base64`, or `UVM_REFERENCE_INFO`) is unreadable or does not hold
- * a base64 COSE_Sign1 document; `source` names the file or variable to check.
+ * `reference-info-base64` in its folder, or `UVM_REFERENCE_INFO`) holds something that is not a base64
+ * COSE_Sign1 document, or is too large; `source` names the file or variable to check.
  */
 export class UvmReferenceInfoError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_UVM_REFERENCE_INFO';

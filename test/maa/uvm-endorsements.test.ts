@@ -4,11 +4,13 @@
  * - pkg/common/maa.go `newAttestSNPRequestBody`: the report document (JSON fields SnpReport, VcekCertChain,
  *   Endorsements `omitempty`) gets `Endorsements` = base64.URLEncoding (padded) of `{"Uvm":[<padded base64url of
  *   the reference info bytes>]}`; without reference info the field is absent.
- * - pkg/common/info.go `GetUvmInformation`: `UVM_SECURITY_CONTEXT_DIR` set -> the file `reference-info-base64`
- *   there (a missing file is an error); otherwise `UVM_REFERENCE_INFO`; both standard base64 (`base64.StdEncoding`).
+ * - pkg/common/info.go `GetUvmSecurityCtxDir` and `GetUvmInformation`: the file `reference-info-base64` in
+ *   `UVM_SECURITY_CONTEXT_DIR`, else in the first `/security-context-*` entry, else in
+ *   /opt/confidential-containers/share/kata-containers; a file that cannot be read (or is empty) is logged and
+ *   `UVM_REFERENCE_INFO` used instead; both standard base64 (`base64.StdEncoding`).
  * The real document is test/fixtures/uvm/reference-info-base64 (pkg/common/security-context-test/ of that repo).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -74,16 +76,47 @@ test('UVM_SECURITY_CONTEXT_DIR: reference-info-base64 is read from the folder, b
   t.deepEqual(read, REAL);
 });
 
-test('UVM_REFERENCE_INFO is read when no security context folder is named; nothing set gives none', async (t) => {
-  t.deepEqual(await readUvmReferenceInfo({ UVM_REFERENCE_INFO: REAL_TEXT }), REAL);
-  t.is(await readUvmReferenceInfo({}), undefined);
-  t.is(await readUvmReferenceInfo({ UVM_REFERENCE_INFO: '' }), undefined);
+/** A scratch filesystem root and default folder, so the sidecar's search never looks at this machine's `/`. */
+async function scratchLocations(t: import('ava').ExecutionContext) {
+  const root = await mkdtemp(path.join(tmpdir(), 'cvm-skr-root-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  return { root, defaultDir: path.join(root, 'opt', 'kata') };
+}
+
+test('UVM_REFERENCE_INFO is read when no security context folder holds reference information; nothing set gives none', async (t) => {
+  const locations = await scratchLocations(t);
+  t.deepEqual(await readUvmReferenceInfo({ UVM_REFERENCE_INFO: REAL_TEXT }, locations), REAL);
+  t.is(await readUvmReferenceInfo({}, locations), undefined);
+  t.is(await readUvmReferenceInfo({ UVM_REFERENCE_INFO: '' }, locations), undefined);
 });
 
-test('a security context folder without reference-info-base64 is an UvmReferenceInfoError naming the file', async (t) => {
+test('without UVM_SECURITY_CONTEXT_DIR the folder is the first /security-context-* entry, else the Confidential AKS default', async (t) => {
+  const locations = await scratchLocations(t);
+  await mkdir(locations.defaultDir, { recursive: true });
+  await writeFile(path.join(locations.defaultDir, 'reference-info-base64'), REAL_TEXT);
+  t.deepEqual(await readUvmReferenceInfo({}, locations), REAL, 'the default folder (Confidential AKS)');
+  const aci = path.join(locations.root, 'security-context-1234');
+  await mkdir(aci);
+  await writeFile(path.join(aci, 'reference-info-base64'), '');
+  // The ACI folder wins over the default; its empty file means "none there", so the variable is used.
+  t.is(await readUvmReferenceInfo({}, locations), undefined);
+  t.deepEqual(await readUvmReferenceInfo({ UVM_REFERENCE_INFO: REAL_TEXT }, locations), REAL);
+  await writeFile(path.join(aci, 'reference-info-base64'), REAL_TEXT);
+  t.deepEqual(await readUvmReferenceInfo({}, locations), REAL, 'the /security-context-* folder (Confidential ACI)');
+});
+
+test('a security context folder without reference-info-base64 falls back to UVM_REFERENCE_INFO, as the sidecar does', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-secctx-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const error = await t.throwsAsync(readUvmReferenceInfo({ UVM_SECURITY_CONTEXT_DIR: dir }), {
+  t.deepEqual(await readUvmReferenceInfo({ UVM_SECURITY_CONTEXT_DIR: dir, UVM_REFERENCE_INFO: REAL_TEXT }), REAL);
+  t.is(await readUvmReferenceInfo({ UVM_SECURITY_CONTEXT_DIR: dir }), undefined);
+});
+
+test('a reference-info-base64 that is there but is not reference information is an UvmReferenceInfoError naming the file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-secctx-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'reference-info-base64'), Buffer.from('{"json":1}').toString('base64'));
+  const error = await t.throwsAsync(readUvmReferenceInfo({ UVM_SECURITY_CONTEXT_DIR: dir, UVM_REFERENCE_INFO: REAL_TEXT }), {
     instanceOf: UvmReferenceInfoError,
   });
   t.is(error?.code, 'ERR_UVM_REFERENCE_INFO');
