@@ -123,7 +123,7 @@ addonTest('native transport: a response that arrives in pieces is put together (
 
 addonTest('native transport: the event loop keeps running while a command waits for the TPM', async (t) => {
   const silent = await startSilentServer(t);
-  const transport = await openTpm({ path: silent.socketPath, timeoutMs: 300 });
+  const transport = await openTpm({ path: silent.socketPath, timeoutMs: 2000 });
   t.teardown(() => transport.close());
   let ticks = 0;
   const timer = setInterval(() => ticks++, 5);

@@ -162,7 +162,7 @@ test('timeoutMs bounds the call after garbage collection, against a server that 
     const server = net.createServer((s) => sockets.push(s));
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
     const endpoint = 'https://127.0.0.1:' + server.address().port;
-    const skr = new SecureKeyRelease({ attestationEndpoint: endpoint, platform: new CountingPlatform(), timeoutMs: 300, retry: { maxRetries: 0 } });
+    const skr = new SecureKeyRelease({ attestationEndpoint: endpoint, platform: new CountingPlatform(), timeoutMs: 3000, retry: { maxRetries: 0 } });
     const pending = settle(skr.releaseKey('https://vault.example/keys/k'));
     // Collect garbage while the request waits, as a busy process would.
     const gcs = setInterval(() => globalThis.gc(), 10);
