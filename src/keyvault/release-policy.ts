@@ -7,10 +7,21 @@
  * (a top-level `allOf` is accepted too); an authority is `{authority: url, anyOf|allOf: [condition]}`; a
  * condition is `{claim, <operator>: value}`, `{anyOf: [...]}` or `{allOf: [...]}`, nestable. Property names
  * match case-insensitively, as in Azure Policy from which the grammar is derived.
+ * (https://learn.microsoft.com/azure/key-vault/keys/policy-grammar: the seven operators, nesting, "1.0.0".)
+ *
+ * Two older spellings the service still accepted in a real recording, and stored rewritten: `"version": "1.0"`
+ * and a claim condition written `{claim, condition: "<operator>", value}`. A Managed HSM given
+ * `{"anyOf":[{"anyOf":[{"claim":"sdk-test","condition":"equals","value":"true"}],"authority":...}],"version":"1.0"}`
+ * answered with `{"anyOf":[{"anyOf":[{"claim":"sdk-test","equals":"true"}],"authority":...}],"version":"1.0.0"}`
+ * (Azure/azure-sdk-for-js @3357deb7, sdk/keyvault/keyvault-keys/recordings/node/
+ * keys_client__create_read_update_and_delete_operations_for_managed_hsm_releasekey/
+ * recording_can_import_an_exportable_key_and_release_it.js). Both parse to the current form.
  */
 import { ReleasePolicyParseError } from '../errors.js';
 
 export const RELEASE_POLICY_VERSION = '1.0.0';
+/** Versions the service accepts (the older "1.0" is stored as "1.0.0"; see above). */
+const ACCEPTED_VERSIONS: readonly string[] = [RELEASE_POLICY_VERSION, '1.0'];
 /** Content type Key Vault stores with a release policy. */
 export const RELEASE_POLICY_CONTENT_TYPE = 'application/json; charset=utf-8';
 
@@ -138,6 +149,8 @@ function parseCondition(node: unknown, path: string, depth: number): Condition {
   if (typeof claim !== 'string' || claim.length === 0) {
     throw new ReleasePolicyParseError('"claim" must be a non-empty string', `${path}.claim`);
   }
+  const named = pick(node, 'condition', path);
+  if (named !== undefined) return parseNamedOperatorCondition(node, claim, named, path);
   checkKeys(node, ['claim', ...CLAIM_OPERATORS], path);
   const ops = CLAIM_OPERATORS.filter((op) => pick(node, op, path) !== undefined);
   if (ops.length !== 1) {
@@ -153,6 +166,21 @@ function parseCondition(node: unknown, path: string, depth: number): Condition {
     operator,
     value: parseValue(pick(node, operator, path), operator, `${path}.${operator}`),
   };
+}
+
+/** The older `{claim, condition: "<operator>", value}` spelling of a claim condition. */
+function parseNamedOperatorCondition(node: JsonObject, claim: string, named: unknown, path: string): Condition {
+  checkKeys(node, ['claim', 'condition', 'value'], path);
+  const operator = CLAIM_OPERATORS.find((op) => typeof named === 'string' && op.toLowerCase() === named.toLowerCase());
+  if (operator === undefined) {
+    throw new ReleasePolicyParseError(
+      `"condition" must name an operator (${CLAIM_OPERATORS.join(', ')})`,
+      `${path}.condition`,
+    );
+  }
+  const value = pick(node, 'value', path);
+  if (value === undefined) throw new ReleasePolicyParseError('"condition" needs a "value"', path);
+  return { kind: 'claim', claim, operator, value: parseValue(value, operator, `${path}.value`) };
 }
 
 function parseAuthority(node: unknown, path: string): AuthorityClause {
@@ -199,17 +227,46 @@ export function parseReleasePolicy(input: string | Uint8Array | unknown): Releas
   }
   if (!isObject(doc)) throw new ReleasePolicyParseError('policy must be a JSON object', '$');
   const version = pick(doc, 'version', '$');
-  if (version !== RELEASE_POLICY_VERSION) {
+  if (typeof version !== 'string' || !ACCEPTED_VERSIONS.includes(version)) {
     throw new ReleasePolicyParseError(`"version" must be "${RELEASE_POLICY_VERSION}"`, '$.version');
   }
   const group = groupOf(doc, '$');
   if (!group) throw new ReleasePolicyParseError('policy needs "anyOf" with at least one authority', '$');
   checkKeys(doc, ['version', group.kind], '$');
   return {
-    version,
+    version: RELEASE_POLICY_VERSION,
     kind: group.kind,
     authorities: group.items.map((a, i) => parseAuthority(a, `$.${group.kind}[${i}]`)),
   };
+}
+
+/**
+ * A parsed policy as the service writes it back: current spellings only, and the property order of the
+ * service's answers. A regular vault writes `version` first, then each object's own name before its
+ * conditions (`{"version":"1.0.0","anyOf":[{"authority":...,"allOf":[{"claim":...,"equals":...}]}]}` in
+ * test/fixtures/real-release/kv2022-create-release.jws and kv-create-release.jws); a Managed HSM sorts the
+ * properties (`{"anyOf":[{"allOf":[...],"authority":...}],"version":"1.0.0"}` in mhsm-create-release.jws and in
+ * the answer quoted at the top of this module).
+ */
+export function releasePolicyJson(policy: ReleasePolicy, order: 'service' | 'sorted' = 'service'): string {
+  const condition = (c: Condition): JsonObject =>
+    c.kind === 'claim' ? { claim: c.claim, [c.operator]: c.value } : { [c.kind]: c.conditions.map(condition) };
+  const doc: JsonObject = {
+    version: policy.version,
+    [policy.kind]: policy.authorities.map((a) => ({ authority: a.authority, [a.kind]: a.conditions.map(condition) })),
+  };
+  if (order === 'service') return JSON.stringify(doc);
+  const sorted = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(sorted)
+      : isObject(v)
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, sorted(v[k])]),
+          )
+        : v;
+  return JSON.stringify(sorted(doc));
 }
 
 /** Decodes the `data` field of a key's `release_policy` (base64url of the JSON) and parses it. */

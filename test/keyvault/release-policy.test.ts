@@ -6,6 +6,7 @@ import {
   lookupClaim,
   parseReleasePolicy,
   parseReleasePolicyData,
+  releasePolicyJson,
   type ReleasePolicy,
 } from '../../src/keyvault/release-policy.js';
 
@@ -147,7 +148,7 @@ test('the parser refuses what is outside the grammar, with the path', (t) => {
   const bad: [unknown, RegExp][] = [
     ['{', /not valid JSON/],
     [[], /JSON object/],
-    [{ version: '1.0', anyOf: [] }, /version/],
+    [{ version: '2.0', anyOf: [] }, /version/],
     [{ version: '1.0.0' }, /anyOf/],
     [{ version: '1.0.0', anyOf: [] }, /at least one/],
     [{ version: '1.0.0', anyOf: [{ allOf: [{ claim: 'a', equals: 'b' }] }] }, /authority/],
@@ -249,4 +250,47 @@ test('fuzz: the parser only ever throws ReleasePolicyParseError and the evaluato
     }),
   );
   t.pass();
+});
+
+// A Managed HSM accepted this policy (version "1.0", the `condition`/`value` spelling) and wrote it back as
+// {"anyOf":[{"anyOf":[{"claim":"sdk-test","equals":"true"}],"authority":...}],"version":"1.0.0"}: Azure/azure-sdk-for-js
+// @3357deb7, sdk/keyvault/keyvault-keys/recordings/node/keys_client__create_read_update_and_delete_operations_for_managed_hsm_releasekey/
+// recording_can_import_an_exportable_key_and_release_it.js (the create request and its 200 answer).
+const RECORDED_OLD_SPELLING = {
+  anyOf: [
+    {
+      anyOf: [{ claim: 'sdk-test', condition: 'equals', value: 'true' }],
+      authority: 'https://skrattestation.azurewebsites.net/',
+    },
+  ],
+  version: '1.0',
+};
+const RECORDED_MHSM_WRITTEN_BACK =
+  '{"anyOf":[{"anyOf":[{"claim":"sdk-test","equals":"true"}],"authority":"https://skrattestation.azurewebsites.net/"}],"version":"1.0.0"}';
+
+test('the older spellings a real Managed HSM accepted (version "1.0", condition/value) parse to the current form, written back as it wrote them', (t) => {
+  const parsed = parseReleasePolicy(RECORDED_OLD_SPELLING);
+  t.is(parsed.version, '1.0.0');
+  t.deepEqual(parsed.authorities[0]!.conditions, [{ kind: 'claim', claim: 'sdk-test', operator: 'equals', value: 'true' }]);
+  t.is(releasePolicyJson(parsed, 'sorted'), RECORDED_MHSM_WRITTEN_BACK);
+  t.is(releasePolicyJson(parseReleasePolicy(RECORDED_MHSM_WRITTEN_BACK), 'sorted'), RECORDED_MHSM_WRITTEN_BACK);
+  t.true(evaluateReleasePolicy(parsed, { iss: 'https://skrattestation.azurewebsites.net', 'sdk-test': 'true' }).allowed);
+  // Only a known operator, with a value, and not mixed with the current spelling.
+  for (const [condition, message] of [
+    [{ claim: 'c', condition: 'matches', value: 'x' }, /"condition" must name an operator/],
+    [{ claim: 'c', condition: 'equals' }, /needs a "value"/],
+    [{ claim: 'c', condition: 'equals', value: 'x', equals: 'x' }, /unknown property "equals"/],
+  ] as const) {
+    t.throws(() => policy([condition]), { instanceOf: ReleasePolicyParseError, message }, JSON.stringify(condition));
+  }
+});
+
+test('a regular vault writes a policy back with version first and each name before its conditions, as in its real answers', (t) => {
+  // test/fixtures/real-release/kv2022-create-release.jws: the policy the SDK sent as
+  // {"anyOf":[{"allOf":[...],"authority":...}],"version":"1.0.0"} comes back in this order.
+  const sent = '{"anyOf":[{"allOf":[{"claim":"sdk-test","equals":"true"}],"authority":"https://timovkeyvaultsite.azurewebsites.net/"}],"version":"1.0.0"}';
+  t.is(
+    releasePolicyJson(parseReleasePolicy(sent)),
+    '{"version":"1.0.0","anyOf":[{"authority":"https://timovkeyvaultsite.azurewebsites.net/","allOf":[{"claim":"sdk-test","equals":"true"}]}]}',
+  );
 });

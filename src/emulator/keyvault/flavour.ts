@@ -37,6 +37,12 @@ export interface FlavourFacts {
    * recording in test/fixtures/kv-recordings/random-bytes-out-of-range.json); a vault sends AKV10000.
    */
   readonly challengeBody: boolean;
+  /**
+   * How a stored release policy is written back (`releasePolicyJson`): a vault in its own property order, a
+   * Managed HSM with the properties sorted (test/fixtures/real-release/kv2022-create-release.jws against
+   * mhsm-create-release.jws).
+   */
+  readonly releasePolicyOrder: 'service' | 'sorted';
 }
 
 const FACTS: Record<VaultFlavour, FlavourFacts> = {
@@ -49,6 +55,7 @@ const FACTS: Record<VaultFlavour, FlavourFacts> = {
     rng: false,
     label: 'key vault',
     challengeBody: true,
+    releasePolicyOrder: 'service',
   },
   managedhsm: {
     flavour: 'managedhsm',
@@ -59,6 +66,7 @@ const FACTS: Record<VaultFlavour, FlavourFacts> = {
     rng: true,
     label: 'managed HSM',
     challengeBody: false,
+    releasePolicyOrder: 'sorted',
   },
 };
 

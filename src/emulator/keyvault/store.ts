@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { RotationPolicyFormatError } from '../../errors.js';
 import {
   parseReleasePolicyData,
+  releasePolicyJson,
   RELEASE_POLICY_CONTENT_TYPE,
   type ReleasePolicy,
 } from '../../keyvault/release-policy.js';
@@ -159,9 +160,14 @@ function parseAttributes(v: unknown): ParsedAttributes {
   return out;
 }
 
-/** Checks a `release_policy` request field (AKV.SKR.1013 when it is not a policy). */
+/**
+ * Checks a `release_policy` request field (AKV.SKR.1013 when it is not a policy) and stores the policy as the
+ * service writes it back: rewritten in the current spelling and the flavour's property order (`data` of the
+ * answers in test/fixtures/real-release/ and the recordings quoted in src/keyvault/release-policy.ts).
+ */
 function parseReleasePolicyField(
   v: unknown,
+  order: FlavourFacts['releasePolicyOrder'],
 ): { stored: StoredReleasePolicy; policy: ReleasePolicy } | undefined {
   if (v === undefined || v === null) return undefined;
   if (!isObject(v)) throw VaultErrors.skr(1013, 'release_policy must be an object.');
@@ -185,7 +191,7 @@ function parseReleasePolicyField(
     stored: {
       contentType: RELEASE_POLICY_CONTENT_TYPE,
       ...(immutable ? { immutable } : {}),
-      data: v.data,
+      data: Buffer.from(releasePolicyJson(policy, order), 'utf8').toString('base64url'),
     },
     policy,
   };
@@ -341,7 +347,7 @@ export class VaultStore implements ClockTask {
     policyField: unknown,
     existing: StoredKey | undefined,
   ): StoredReleasePolicy | undefined {
-    const parsed = parseReleasePolicyField(policyField);
+    const parsed = parseReleasePolicyField(policyField, this.flavour.releasePolicyOrder);
     // An immutable policy binds every later version: none may drop it (a non-exportable version), replace it
     // or make it mutable. Rotation copies it (rotateKey).
     const locked = existing ? immutablePolicyOf(existing) : undefined;
@@ -364,6 +370,17 @@ export class VaultStore implements ClockTask {
     const inherited = locked ?? (existing ? this.#version(existing).releasePolicy : undefined);
     if (inherited) return { ...inherited };
     throw VaultErrors.skr(1004);
+  }
+
+  /** Whether policy `data` as sent is the stored policy (compared as stored, so any spelling of it matches). */
+  #samePolicy(data: unknown, stored: StoredReleasePolicy): boolean {
+    if (typeof data !== 'string') return false;
+    try {
+      const policy = parseReleasePolicyData(data);
+      return Buffer.from(releasePolicyJson(policy, this.flavour.releasePolicyOrder)).toString('base64url') === stored.data;
+    } catch {
+      return false;
+    }
   }
 
   /** The version a create or an import adds: new id, timestamps now, attributes as given. */
@@ -483,10 +500,10 @@ export class VaultStore implements ClockTask {
       // AKV.SKR.1020 to a different policy that is itself malformed (recording
       // recording_errors_when_updating_an_immutable_release_policy.json of Azure/azure-sdk-for-js).
       const sent = body.release_policy as { data?: unknown };
-      if (v.releasePolicy?.immutable && isObject(sent) && sent.data !== v.releasePolicy.data) {
+      if (v.releasePolicy?.immutable && isObject(sent) && !this.#samePolicy(sent.data, v.releasePolicy)) {
         throw VaultErrors.skr(1020);
       }
-      const parsed = parseReleasePolicyField(body.release_policy);
+      const parsed = parseReleasePolicyField(body.release_policy, this.flavour.releasePolicyOrder);
       if (!v.exportable) throw VaultErrors.skr(1005);
       const current = v.releasePolicy;
       if (current?.immutable) {
