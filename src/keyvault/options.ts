@@ -12,6 +12,8 @@ interface CheckedOptions {
   retry?: { maxRetries?: unknown; baseDelayMs?: unknown; maxDelayMs?: unknown };
   onRetry?: unknown;
   prewarm?: unknown;
+  platform?: unknown;
+  clock?: unknown;
 }
 
 export function checkReleaseOptions(options: CheckedOptions | undefined): void {
@@ -31,6 +33,9 @@ export function checkReleaseOptions(options: CheckedOptions | undefined): void {
     throw new InvalidArgumentError('onRetry must be a function');
   if (options.prewarm !== undefined && typeof options.prewarm !== 'boolean')
     throw new InvalidArgumentError('prewarm must be true or false');
+  checkPlatformOption(options.platform);
+  if (options.clock !== undefined && typeof options.clock !== 'function')
+    throw new InvalidArgumentError('clock must be a function returning a Date');
   const retry = options.retry;
   if (retry === undefined) return;
   if (typeof retry !== 'object' || retry === null)
@@ -47,5 +52,25 @@ export function checkReleaseOptions(options: CheckedOptions | undefined): void {
     retry.baseDelayMs > retry.maxDelayMs
   ) {
     throw new InvalidArgumentError('retry.baseDelayMs must not exceed retry.maxDelayMs');
+  }
+}
+
+/**
+ * `platform` is `'auto'` or an object with the platform methods (a JavaScript caller can pass anything, e.g.
+ * the name of an emulated platform, which is made with the emulator's `e.platform(name)` instead).
+ */
+function checkPlatformOption(platform: unknown): void {
+  if (platform === undefined || platform === 'auto') return;
+  const methods = ['collectEvidence', 'transferKey', 'close'] as const;
+  if (
+    typeof platform !== 'object' ||
+    platform === null ||
+    methods.some((m) => typeof (platform as Record<string, unknown>)[m] !== 'function')
+  ) {
+    throw new InvalidArgumentError(
+      `platform must be 'auto' or a platform object (${methods.join(', ')}), not ${
+        typeof platform === 'string' ? JSON.stringify(platform.slice(0, 64)) : typeof platform
+      }: open an emulated one with the emulator's platform(name), real hardware with openTpm/detectPlatform`,
+    );
   }
 }

@@ -97,6 +97,10 @@ test('constructor options are validated with InvalidArgumentError', (t) => {
     { tokenRefreshMarginMs: Number.POSITIVE_INFINITY },
     // A string would be truthy but not `true`: refused rather than silently ignored.
     { prewarm: 'yes' as unknown as boolean },
+    // A platform's name from JavaScript (a new user's try) fails here, not as a TypeError at the first release.
+    { platform: 'emulated-azure-vtpm' as unknown as 'auto' },
+    { platform: {} as unknown as 'auto' },
+    { clock: new Date() as unknown as () => Date },
   ];
   for (const options of bad) {
     t.throws(() => make(options), { instanceOf: InvalidArgumentError }, JSON.stringify(options));
