@@ -6,7 +6,7 @@
  */
 import { type CvmSkrError, KeyVaultRequestError, KeyVersionUnavailableError, ReleaseDeniedError } from '../errors.js';
 import type { KeyRef } from './key-id.js';
-import { evaluateReleasePolicy, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
+import { evaluateReleasePolicy, normalizeAuthority, parseReleasePolicy, type ReleasePolicy } from './release-policy.js';
 
 /** The fields of a core-rest-pipeline `RestError` (or any thrown value) the explanation reads. */
 export interface RestErrorLike {
@@ -124,9 +124,23 @@ export function releaseRefusalError(error: unknown, ref: KeyRef, context: Refusa
     if (unavailable) return unavailable;
     const policy = state?.policy;
     const evaluation = policy ? evaluateReleasePolicy(policy, context.claims) : undefined;
-    const failing = evaluation?.clauses.filter((c) => !c.passed && c.kind === 'claim') ?? [];
+    // Claim clauses matter only under an authority that is this token's issuer; with none, the issuer is the
+    // reason (a key made for another attestation service, or a moved emulator), whatever the claims say.
+    const iss = typeof context.claims.iss === 'string' ? context.claims.iss : undefined;
+    const issuerPaths = (policy?.authorities ?? [])
+      .map((a, i) => ({ a, path: `$.${policy!.kind}[${i}]` }))
+      .filter(({ a }) => iss !== undefined && normalizeAuthority(a.authority) === normalizeAuthority(iss))
+      .map(({ path }) => path);
+    const failing =
+      evaluation?.clauses.filter(
+        (c) => !c.passed && c.kind === 'claim' && issuerPaths.some((p) => c.path.startsWith(`${p}.`)),
+      ) ?? [];
     const explanation = evaluation
-      ? failing.length > 0
+      ? issuerPaths.length === 0
+        ? ` The token's issuer ${iss === undefined ? '(none)' : `"${iss}"`} is not the policy's authority (${policy!.authorities
+            .map((a) => a.authority)
+            .join(', ')}): attest with the attestation service the policy names (attestationEndpoint), or give the key a policy for this one.`
+        : failing.length > 0
         ? ` Failing clause${failing.length > 1 ? 's' : ''}: ${failing.map((c) => `${c.path} (${c.claim}): ${c.reason}`).join('; ')}.`
         : evaluation.allowed
           ? ' Locally the policy passes on these claims: check the authority (attestation endpoint) and the token freshness.'

@@ -93,6 +93,30 @@ test('a 403 about the attestation whose policy passes locally points at the auth
   t.regex(denied.message, /Locally the policy passes on these claims: check the authority/);
 });
 
+test('a 403 about the attestation from a token whose issuer is not the policy\'s authority says so, not the claim clauses', (t) => {
+  const other = 'https://127.0.0.1:1';
+  const policy = parseReleasePolicy(DEBUG_POLICY_JSON.replace(MAA, other));
+  const denied = releaseRefusalError(attestationRefused(), ref, {
+    claims: CLAIMS, // debuggable: the claim clause fails too, but it is not why
+    keyState: { policy, properties: {}, kid: 'k' },
+    now: NOW,
+  });
+  t.regex(denied.message, new RegExp(`issuer "${MAA}" is not the policy's authority \\(${other}\\)`));
+  t.regex(denied.message, /attestationEndpoint/);
+  t.notRegex(denied.message, /Failing clause/);
+  // With two authorities, only the clauses under the token's own issuer are named.
+  const two = parseReleasePolicy({
+    version: '1.0.0',
+    anyOf: [
+      { authority: other, allOf: [{ claim: 'x-ms-attestation-type', equals: 'azurevm' }] },
+      { authority: `${MAA}/`, allOf: [{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: false }] },
+    ],
+  });
+  const named = releaseRefusalError(attestationRefused(), ref, { claims: CLAIMS, keyState: { policy: two, properties: {}, kid: 'k' }, now: NOW });
+  t.regex(named.message, /Failing clause: \$\.anyOf\[1\]\.allOf\[0\] \(x-ms-sevsnpvm-is-debuggable\):/);
+  t.notRegex(named.message, /x-ms-attestation-type/);
+});
+
 test('a 403 about the attestation without the key state says the policy could not be read', (t) => {
   const denied = releaseRefusalError(attestationRefused(), ref, { claims: CLAIMS, now: NOW }) as ReleaseDeniedError;
   t.is(denied.reason, 'policy');
