@@ -80,6 +80,11 @@ export function tpmTransportError(error: unknown, path: string): Error {
   const native = error as NativeError;
   switch (native?.kind) {
     case 'system':
+      // The event loop's poller refuses a device without a poll operation (/dev/null, /dev/zero, or a TPM
+      // device of a kernel before 4.20): the addon closes it before writing anything (native/addon.cc).
+      if (native.syscall === 'epoll_ctl' && Math.abs(native.errno ?? 0) === constants.errno.EPERM) {
+        return notATpm(path, 'character device that cannot be polled (a TPM can be, from Linux 4.20)', error);
+      }
       return wrapSystemError(
         nodeSystemError(native.errno ?? 0, native.syscall ?? 'unknown', native.path ?? path),
         `TPM at ${path}`,

@@ -11,9 +11,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { NotATpmError } from '../../src/errors.js';
-import { tryLoadAddon } from '../../src/hal/addon.js';
 import { openTpm } from '../../src/hal/open-tpm.js';
 import { SocketTpmTransport } from '../../src/hal/socket-transport.js';
+import { addonTest } from '../helpers/swtpm.js';
 
 const run = promisify(execFile);
 const cli = ['--import', 'tsx', 'src/cli/main.ts'];
@@ -35,10 +35,7 @@ async function assertUntouched(t: ExecutionContext, file: string): Promise<void>
   t.is((await stat(file)).mtime.getTime(), OLD.getTime(), 'its mtime is unchanged');
 }
 
-const addonLoads = !(tryLoadAddon() instanceof Error) && process.platform === 'linux';
-
-test('openTpm on a regular file rejects with ERR_NOT_A_TPM and leaves the file unchanged', async (t) => {
-  if (!addonLoads) return t.pass('the native addon is not loaded here');
+addonTest('openTpm on a regular file rejects with ERR_NOT_A_TPM and leaves the file unchanged', async (t) => {
   const file = await victim(t);
   const error = await t.throwsAsync(openTpm({ path: file }), { instanceOf: NotATpmError });
   t.is(error?.code, 'ERR_NOT_A_TPM');
@@ -47,8 +44,7 @@ test('openTpm on a regular file rejects with ERR_NOT_A_TPM and leaves the file u
   await assertUntouched(t, file);
 });
 
-test('openTpm on a directory or a FIFO is refused as not a TPM', async (t) => {
-  if (!addonLoads) return t.pass('the native addon is not loaded here');
+addonTest('openTpm on a directory or a FIFO is refused as not a TPM', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-not-tpm-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const sub = path.join(dir, 'sub');
@@ -59,8 +55,15 @@ test('openTpm on a directory or a FIFO is refused as not a TPM', async (t) => {
   t.is((await t.throwsAsync(openTpm({ path: fifo }), { instanceOf: NotATpmError }))?.fileType, 'FIFO');
 });
 
-test('a read-only regular file is refused as not a TPM, not as a permission problem', async (t) => {
-  if (!addonLoads) return t.pass('the native addon is not loaded here');
+addonTest('a character device that is not a TPM (/dev/null) is refused as not a TPM before anything is written to it', async (t) => {
+  // /dev/null has no poll operation, so the event loop's poller refuses it (epoll_ctl: EPERM); the addon
+  // closes it without writing. Before, this surfaced as ERR_DEVICE_PERMISSION, "run as root", even as root.
+  const error = await t.throwsAsync(openTpm({ path: '/dev/null' }), { instanceOf: NotATpmError });
+  t.is(error?.code, 'ERR_NOT_A_TPM');
+  t.regex(error!.fileType, /character device that cannot be polled/);
+});
+
+addonTest('a read-only regular file is refused as not a TPM, not as a permission problem', async (t) => {
   const file = await victim(t);
   await run('chmod', ['0444', file]);
   await t.throwsAsync(openTpm({ path: file }), { instanceOf: NotATpmError });
@@ -84,8 +87,7 @@ test('cvm-skr doctor --tpm <regular file> reports it is not a TPM and does not w
   await assertUntouched(t, file);
 });
 
-test('cvm-skr attest --tpm <regular file> fails with ERR_NOT_A_TPM and does not write to it', async (t) => {
-  if (!addonLoads) return t.pass('the native addon is not loaded here');
+addonTest('cvm-skr attest --tpm <regular file> fails with ERR_NOT_A_TPM and does not write to it', async (t) => {
   const file = await victim(t);
   const error = (await t.throwsAsync(
     run(process.execPath, [...cli, 'attest', '--endpoint', 'https://127.0.0.1:9', '--tpm', file]),
@@ -95,8 +97,7 @@ test('cvm-skr attest --tpm <regular file> fails with ERR_NOT_A_TPM and does not 
   await assertUntouched(t, file);
 });
 
-test('cvm-skr release --tpm <regular file> fails with ERR_NOT_A_TPM and does not write to it', async (t) => {
-  if (!addonLoads) return t.pass('the native addon is not loaded here');
+addonTest('cvm-skr release --tpm <regular file> fails with ERR_NOT_A_TPM and does not write to it', async (t) => {
   const file = await victim(t);
   const error = (await t.throwsAsync(
     run(process.execPath, [...cli, 'release', 'https://v.example/keys/k', '--endpoint', 'https://127.0.0.1:9', '--tpm', file]),
