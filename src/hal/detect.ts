@@ -1,7 +1,7 @@
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
-import { NotConfidentialError } from '../errors.js';
+import { NotATpmError, NotConfidentialError } from '../errors.js';
 import { tryLoadAddon } from './addon.js';
 import { DEFAULT_TPM_PATH } from './open-tpm.js';
 import {
@@ -95,7 +95,7 @@ async function findOnPath(program: string): Promise<string | undefined> {
 }
 
 /** One NV_ReadPublic on the HCL report index, hand-marshalled so the HAL does not depend on the TPM layer. */
-async function probeHclIndex(tpmPath: string): Promise<'defined' | 'undefined' | 'unknown'> {
+async function probeHclIndex(tpmPath: string): Promise<'defined' | 'undefined' | 'unknown' | NotATpmError> {
   const { NativeTpmTransport } = await import('./native-transport.js');
   let transport: Awaited<ReturnType<typeof NativeTpmTransport.open>> | undefined;
   try {
@@ -123,8 +123,9 @@ async function probeHclIndex(tpmPath: string): Promise<'defined' | 'undefined' |
     if (rc === 0) return 'defined';
     if ((rc & 0xbf) === 0x8b) return 'undefined';
     return 'unknown';
-  } catch {
-    return 'unknown';
+  } catch (error) {
+    // A device the transport refuses before writing (one without poll, such as /dev/null) is no TPM at all.
+    return error instanceof NotATpmError ? error : 'unknown';
   } finally {
     await transport?.close();
   }
@@ -170,10 +171,13 @@ export async function detectPlatform(options: DetectOptions = {}): Promise<Platf
     vtpmAvailable = true;
     vtpmReason = `${tpmPath} accessible (HCL report index not probed)`;
   } else {
-    hclReportIndex = await probeHclIndex(tpmPath);
+    const probed = await probeHclIndex(tpmPath);
+    hclReportIndex = probed instanceof NotATpmError ? 'unknown' : probed;
     vtpmAvailable = hclReportIndex === 'defined';
     vtpmReason =
-      hclReportIndex === 'defined'
+      probed instanceof NotATpmError
+        ? `${probed.message.replace(/; nothing was written to it$/, '')} (nothing was written to it)`
+        : hclReportIndex === 'defined'
         ? `${tpmPath} accessible and NV index 0x01400001 holds an HCL report`
         : hclReportIndex === 'undefined'
           ? `${tpmPath} works but NV index 0x01400001 (HCL report) is not defined: a TPM, but not an Azure confidential VM's vTPM`

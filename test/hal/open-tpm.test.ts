@@ -87,6 +87,15 @@ test('cvm-skr doctor --tpm <regular file> reports it is not a TPM and does not w
   await assertUntouched(t, file);
 });
 
+addonTest('cvm-skr doctor --tpm /dev/null says it is not a TPM, not that another process holds the TPM', async (t) => {
+  const { stdout } = await run(process.execPath, [...cli, 'doctor', '--json', '--tpm', '/dev/null']);
+  const report = JSON.parse(stdout) as { backends: { kind: string; available: boolean; reason: string }[] };
+  const vtpm = report.backends.find((b) => b.kind === 'azure-vtpm')!;
+  t.false(vtpm.available);
+  t.regex(vtpm.reason, /cannot be polled.*not a TPM/);
+  t.notRegex(vtpm.reason, /another process/);
+});
+
 addonTest('cvm-skr attest --tpm <regular file> fails with ERR_NOT_A_TPM and does not write to it', async (t) => {
   const file = await victim(t);
   const error = (await t.throwsAsync(
