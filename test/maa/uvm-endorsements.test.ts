@@ -149,3 +149,30 @@ test.serial('by default SevGuestPlatform sends what the container environment pr
   process.env.UVM_REFERENCE_INFO = '';
   t.deepEqual((await platform.collectEvidence()).uvmReferenceInfo, REAL);
 });
+
+// The SevSnpVm request of the attestation service's REST specification (Azure/azure-rest-api-specs @f186684d,
+// specification/attestation/data-plane/Microsoft.Attestation/stable/2022-08-01/examples/AttestSevSnpVm.json):
+// `report` is unpadded base64url of a JSON document {"SnpReport", "VcekCertChain"} whose values are base64url
+// (the report) and base64url of the PEM chain, and `runtimeData` is {"data": unpadded base64url, "dataType":
+// "JSON"}. The excerpts below are the example's own leading characters. (The sidecar pads the same values,
+// pkg/common/maa.go @fa8df58; the service takes both.)
+const SPEC_REPORT_PREFIX = 'CiAgICAgICAgewogICAgICAgICAgICAiU25wUmVwb3J0IiA6ICJBUUFBQUFFQUFBQWZBQU1BQUFBQUFBRUFBQUFB';
+const SPEC_RUNTIME_DATA_PREFIX = 'eyJrZXlzIjpbeyJraWQiOiJIQ0xUcmFuc2ZlcktleSIsImtleV9vcHMiOlsiZW5jcnlwdCJdLCJrdHkiOiJSU0EiLCJlIjoiQVFBQiIs';
+
+test('the SevSnpVm request has the fields and encodings of the REST specification example', async (t) => {
+  t.regex(Buffer.from(SPEC_REPORT_PREFIX, 'base64url').toString('utf8'), /^\s*\{\s*"SnpReport" : "AQAAAAEAAAAf/);
+  t.regex(Buffer.from(SPEC_RUNTIME_DATA_PREFIX, 'base64url').toString('utf8'), /^\{"keys":\[\{"kid":"HCLTransferKey"/);
+
+  const body = buildSevSnpVmRequest(await evidenceWith(false), Buffer.from('nonce-1'));
+  t.deepEqual(Object.keys(body), ['report', 'runtimeData', 'nonce']);
+  t.regex(body.report, /^[A-Za-z0-9_-]+$/, 'unpadded base64url, as the example');
+  const doc = reportDocument(body);
+  t.deepEqual(Object.keys(doc), ['SnpReport', 'VcekCertChain']);
+  t.regex(doc.SnpReport!, /^[A-Za-z0-9_-]+$/);
+  t.is(Buffer.from(doc.SnpReport!, 'base64url').length, 1184, 'the SNP report (AMD SEV-SNP ABI, ATTESTATION_REPORT)');
+  t.regex(Buffer.from(doc.VcekCertChain!, 'base64url').toString('utf8'), /^-----BEGIN CERTIFICATE-----/);
+  t.deepEqual(Object.keys(body.runtimeData), ['data', 'dataType']);
+  t.is(body.runtimeData.dataType, 'JSON');
+  t.regex(body.runtimeData.data, /^[A-Za-z0-9_-]+$/);
+  t.regex(Buffer.from(body.runtimeData.data, 'base64url').toString('utf8'), /^\{"keys":\[/);
+});
