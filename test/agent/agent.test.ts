@@ -240,7 +240,8 @@ test('the confidential sidecar\'s documented /key/release request gets its docum
   // The request body of microsoft/confidential-sidecar-containers cmd/skr/README.md (commit 0bb29ae26cc9):
   // {"maa_endpoint": "<maa endpoint>", "akv_endpoint": "<akv endpoint>", "kid": "<key identifier>"}, endpoints
   // without scheme as examples/skr/aci/README.md (commit 56c97c1168dc) tells ("WITHOUT https://",
-  // "<VAULT_NAME>.vault.azure.net"), kid the key name (pkg/skr/akv.go: https://%s/keys/%s/release).
+  // "<VAULT_NAME>.vault.azure.net"), kid the key name (pkg/common/akv.go @fa8df58aa090:
+  // "https://%s/keys/%s/release?%s").
   const body = {
     maa_endpoint: new URL(e.attestationUrl).host,
     akv_endpoint: new URL(e.vaultUrl).host,
@@ -263,6 +264,11 @@ test('the confidential sidecar\'s documented /key/release request gets its docum
 test('sidecar API errors have the sidecar\'s status and {"error"} shape: 400 for a request that does not bind, 403 for a failed release, 501 for attest routes', async (t) => {
   const { e, agent } = await sidecarAgent(t);
   const base = { maa_endpoint: new URL(e.attestationUrl).host, akv_endpoint: new URL(e.vaultUrl).host };
+  // The sidecar's statuses (internal/httpginendpoints/httpginendpoints.go @fa8df58aa090): a body that does not
+  // bind is 400 {"error": "invalid request format ..."}, a failed release 403 {"error": "secure key release
+  // failed ..."}. The last two are this agent's own choices, not the sidecar's: `access_token` (the sidecar
+  // uses it as the vault token) is refused with 400, since the agent uses its own identity; and /attest/*
+  // (served by the sidecar) answers 501, since the agent does not hand out raw attestation.
   const missing = await unixRequest(agent.socket, 'POST', '/key/release', base);
   t.is(missing.status, 400);
   t.regex((JSON.parse(missing.body) as { error: string }).error, /kid/);
