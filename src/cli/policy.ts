@@ -22,6 +22,8 @@ async function readPolicy(file: string) {
   return parseReleasePolicy(text.startsWith('{') ? text : Buffer.from(text, 'base64url'));
 }
 
+const COMPACT_JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
 async function readClaims(options: PolicyCheckOptions): Promise<Record<string, unknown>> {
   if ((options.token === undefined) === (options.claims === undefined)) {
     throw new InvalidArgumentError('give exactly one of --token <jwt|file> or --claims <file>');
@@ -33,7 +35,9 @@ async function readClaims(options: PolicyCheckOptions): Promise<Record<string, u
     }
     return parsed as Record<string, unknown>;
   }
-  const token = options.token!.includes('.')
+  // A compact JWS is three base64url parts; anything else names a file (which may well contain a dot, as
+  // token.jwt does).
+  const token = COMPACT_JWT.test(options.token!)
     ? options.token!
     : (await readInput(options.token!, '--token', 'utf8')).trim();
   try {

@@ -89,6 +89,39 @@ test('invalid JSON in --claims is one coded line, exit 2; --verbose adds the cau
   t.notRegex(verbose.stderr, /\n\s+at /);
 });
 
+test('policy check --token takes a file whose name has a dot (token.jwt) or the JWT itself, with the same verdict', async (t) => {
+  // Claims of Microsoft's AKS Linux AzureGuest sample token (test/fixtures/maa-samples, provenance there),
+  // carried in an unsigned compact JWS: policy check decodes, it does not verify.
+  const claims = readFileSync(path.join(ROOT, 'test/fixtures/maa-samples/azureguest-linux-aks-sample.json'), 'utf8');
+  const part = (value: string) => Buffer.from(value).toString('base64url');
+  const jwt = `${part('{"alg":"RS256","typ":"JWT"}')}.${part(claims)}.${part('signature')}`;
+  const dir = await tempDir(t);
+  const policy = path.join(dir, 'policy.json');
+  const tokenFile = path.join(dir, 'token.jwt');
+  await writeFile(
+    policy,
+    JSON.stringify({
+      version: '1.0.0',
+      anyOf: [
+        {
+          authority: 'https://sharedeus2.eus2.attest.azure.net',
+          allOf: [{ claim: 'x-ms-attestation-type', equals: 'azurevm' }],
+        },
+      ],
+    }),
+  );
+  await writeFile(tokenFile, `${jwt}\n`);
+  const fromFile = await cli(['policy', 'check', '--policy', policy, '--token', tokenFile]);
+  t.is(fromFile.code, 0, fromFile.stderr);
+  t.regex(fromFile.stdout, /^ALLOWED/m);
+  const inline = await cli(['policy', 'check', '--policy', policy, '--token', jwt]);
+  t.is(inline.code, 0, inline.stderr);
+  t.is(inline.stdout, fromFile.stdout);
+  const missing = await cli(['policy', 'check', '--policy', policy, '--token', path.join(dir, 'none.jwt')]);
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /--token .*none\.jwt: no such file/);
+});
+
 test('with --json a usage error is one JSON document on stdout', async (t) => {
   const result = await cli(['doctor', '--json', '--bogus']);
   t.is(result.code, 2);
