@@ -9,6 +9,7 @@ import { checkOutPath, parseTimeout, progress } from './io.js';
 import { checkPlatformOption, releaseSetup } from './release-setup.js';
 
 interface ReleaseCliOptions {
+  agent?: string | true;
   emulator?: boolean;
   endpoint?: string;
   ca?: string;
@@ -49,6 +50,21 @@ export function exportForFile(released: ReleasedKey): Buffer {
     : released.key.export();
 }
 
+/**
+ * With `--agent` the agent's own platform, attestation endpoint, CA and release encryption apply; a flag that
+ * would choose one of them here is a contradiction, refused before anything is asked.
+ */
+function checkAgentOptions(options: ReleaseCliOptions): void {
+  const local = (['emulator', 'endpoint', 'ca', 'tpm', 'platform', 'enc'] as const).filter(
+    (name) => options[name] !== undefined,
+  );
+  if (local.length > 0) {
+    throw new InvalidArgumentError(
+      `--agent releases with the agent's own settings; drop ${local.map((name) => `--${name}`).join(', ')} (or drop --agent to release in this process)`,
+    );
+  }
+}
+
 export function registerRelease(program: Command): void {
   program
     .command('release <keyId>')
@@ -65,6 +81,10 @@ export function registerRelease(program: Command): void {
     .option('--platform <kind>', 'with --emulator and no --tpm: azure-vtpm (default) or sev-guest')
     .option('--enc <alg>', 'RSA_AES_KEY_WRAP_256 (default), RSA_AES_KEY_WRAP_384 or CKM_RSA_AES_KEY_WRAP')
     .option('--out <file>', 'write the released key there (PKCS#8 PEM, or raw bytes for oct), mode 0600')
+    .option(
+      '--agent [socket]',
+      "through the machine's key agent (`cvm-skr agent`) on this socket (default $CVM_SKR_AGENT_SOCKET or /run/cvm-skr/agent.sock); the agent's platform, endpoint and vault settings apply",
+    )
     .option('--json', 'print JSON')
     .option('--timeout <seconds>', 'give up after this long, attestation and release included (default 60)')
     .action(async (keyId: string, options: ReleaseCliOptions) => {
@@ -78,24 +98,36 @@ export function registerRelease(program: Command): void {
         );
       }
       checkPlatformOption(options.platform);
+      if (options.agent !== undefined) checkAgentOptions(options);
       const timeoutMs = parseTimeout(options.timeout);
       if (options.out !== undefined) await checkOutPath(options.out);
       const { SecureKeyRelease } = await import('../keyvault/secure-key-release.js');
       const cleanup: (() => Promise<void>)[] = [];
       try {
-        const setup = await releaseSetup(options, cleanup);
-        const endpoint = setup.attestationEndpoint;
-        const skr = new SecureKeyRelease({
-          ...setup,
-          ...(options.enc ? { enc: options.enc as 'RSA_AES_KEY_WRAP_256' } : {}),
-          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-          onRetry: (r) =>
-            progress(
-              `${r.step === 'attestation' ? 'attestation' : 'Key Vault'} attempt ${r.attempt} failed (${r.reason}); retrying${r.delayMs !== undefined ? ` in ${r.delayMs} ms` : ''}`,
-            ),
-        });
+        let skr: InstanceType<typeof SecureKeyRelease>;
+        if (options.agent !== undefined) {
+          const agent = {
+            ...(options.agent === true ? {} : { socket: options.agent }),
+            ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+          };
+          skr = new SecureKeyRelease({ agent });
+          progress(`releasing ${ref.name} from ${ref.vaultUrl} through the key agent`);
+        } else {
+          const setup = await releaseSetup(options, cleanup);
+          skr = new SecureKeyRelease({
+            ...setup,
+            ...(options.enc ? { enc: options.enc as 'RSA_AES_KEY_WRAP_256' } : {}),
+            ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+            onRetry: (r) =>
+              progress(
+                `${r.step === 'attestation' ? 'attestation' : 'Key Vault'} attempt ${r.attempt} failed (${r.reason}); retrying${r.delayMs !== undefined ? ` in ${r.delayMs} ms` : ''}`,
+              ),
+          });
+          progress(
+            `releasing ${ref.name} from ${ref.vaultUrl} (attestation with ${setup.attestationEndpoint} first)`,
+          );
+        }
         cleanup.unshift(() => skr.close());
-        progress(`releasing ${ref.name} from ${ref.vaultUrl} (attestation with ${endpoint} first)`);
         let released: ReleasedKey;
         try {
           released = await skr.releaseKey(keyId);

@@ -3,7 +3,8 @@
  * clients are other processes (or this one) on its Unix socket. Attestations and releases are counted where
  * they happen, at the emulated attestation service and vault.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { createHash, createPublicKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import path from 'node:path';
@@ -179,6 +180,45 @@ test('a killed agent gives clients AgentUnavailableError, and the same client re
   const after = await skr.releaseKey(keyId);
   t.is(after.kid, before.kid);
   t.deepEqual(after.key.export({ format: 'jwk' }), before.key.export({ format: 'jwk' }));
+});
+
+test('cvm-skr release --agent releases through the agent with no endpoint, TPM or CA of its own; a flag that picks a local setting is a usage error', async (t) => {
+  const e = await emulator(t);
+  await exportableKey(e, 'cli-through-agent', 'EC-HSM');
+  const agent = await agentFixture(t, e, [{ uid, keys: ['*'] }]);
+  await agent.start();
+  const keyId = `${e.vaultUrl}/keys/cli-through-agent`;
+  const attestationsBefore = e.attestation.counters.attestations;
+  // Only the agent's socket: none of the emulator's environment reaches this process. Asynchronous, since the
+  // emulator answering the agent runs in this test's process.
+  const run = (args: string[]) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli/main.ts', 'release', keyId, ...args],
+        { env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 },
+        (error, stdout, stderr) =>
+          resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr }),
+      );
+    });
+  const result = await run(['--agent', agent.socket, '--json']);
+  t.is(result.status, 0, result.stderr);
+  const summary = JSON.parse(result.stdout) as { kid: string; publicKeySha256: string };
+  t.regex(summary.kid, new RegExp(`^${e.vaultUrl}/keys/cli-through-agent/[0-9a-f]{32}$`));
+  const skr = new SecureKeyRelease({ agent: { socket: agent.socket } });
+  t.teardown(() => skr.close());
+  const released = await skr.releaseKey(keyId);
+  const spki = createPublicKey(released.key).export({ format: 'der', type: 'spki' });
+  t.is(summary.publicKeySha256, createHash('sha256').update(spki).digest('hex'));
+  t.is(e.attestation.counters.attestations - attestationsBefore, 1, 'the agent attested once for both');
+  t.is(releases(e, 'cli-through-agent'), 1, 'one release, kept by the agent for the second caller');
+
+  const mixed = await run(['--agent', agent.socket, '--endpoint', 'https://sharedeus.eus.attest.azure.net']);
+  t.is(mixed.status, 2);
+  t.regex(mixed.stderr, /--agent releases with the agent's own settings; drop --endpoint .*\[ERR_INVALID_ARGUMENT\]/);
+  const down = await run(['--agent', path.join(agent.dir, 'none.sock')]);
+  t.is(down.status, 3);
+  t.regex(down.stderr, /\[ERR_AGENT_UNAVAILABLE\]/);
 });
 
 test('SIGTERM lets a release in flight finish, then the agent exits 0 and removes its socket', async (t) => {
