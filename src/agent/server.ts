@@ -25,7 +25,7 @@ import type { SecureKeyRelease } from '../keyvault/secure-key-release.js';
 import { type AgentCaller, type AgentRules, describeCaller } from './rules.js';
 import { readJson, sendJson } from './http.js';
 import { handleSidecar, isSidecarRoute } from './sidecar.js';
-import { errorToWire, keyToWire } from './wire.js';
+import { DEFAULT_AGENT_SOCKET, errorToWire, keyToWire } from './wire.js';
 
 export interface AgentLogEntry {
   event: 'listening' | 'decision' | 'request-failed' | 'busy' | 'shutdown' | 'peer-unknown';
@@ -107,6 +107,47 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
   });
   if (alive) throw new InvalidArgumentError(`another agent already listens on ${socketPath}`);
   await unlink(socketPath);
+}
+
+/**
+ * The folder of the socket must exist. Only the default one (`/run/cvm-skr`, on a tmpfs that a reboot empties)
+ * is created; a folder the operator named is never made, so a mistyped `--socket` leaves nothing behind.
+ */
+async function socketDirectory(socketPath: string): Promise<void> {
+  // sun_path holds 108 bytes with its terminating NUL (unix(7)); libuv in Node 20 binds a longer path cut
+  // short, which would leave the agent listening somewhere its clients never look.
+  if (Buffer.byteLength(socketPath) > 107) {
+    throw new InvalidArgumentError(
+      `socket ${socketPath}: a Unix socket path must be under 108 bytes (this one has ${Buffer.byteLength(socketPath)}); choose a shorter --socket`,
+    );
+  }
+  const dir = path.dirname(socketPath);
+  if (socketPath === DEFAULT_AGENT_SOCKET) {
+    await mkdir(dir, { recursive: true, mode: 0o755 }).catch((error: unknown) => {
+      throw socketListenError(socketPath, error);
+    });
+    return;
+  }
+  const info = await lstat(dir).catch(() => undefined);
+  if (!info?.isDirectory()) {
+    throw new InvalidArgumentError(
+      `socket ${socketPath}: the folder ${dir} does not exist (only the default ${path.dirname(DEFAULT_AGENT_SOCKET)} is created); create it or choose another --socket`,
+    );
+  }
+}
+
+/** A socket that cannot be created, as a coded error that says what to check (the system error is the cause). */
+function socketListenError(socketPath: string, error: unknown): InvalidArgumentError {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const why =
+    code === 'EACCES' || code === 'EPERM'
+      ? `permission denied; run the agent as a user that may write to ${path.dirname(socketPath)}, or choose another --socket`
+      : code === 'EADDRINUSE'
+        ? 'the address is in use'
+        : code === 'ENOTDIR'
+          ? 'a part of the path is not a folder'
+          : `it cannot be created (${code ?? 'unknown error'})`;
+  return new InvalidArgumentError(`socket ${socketPath}: ${why}`, { cause: error });
 }
 
 function listen(server: Server, how: { path: string } | { fd: number } | { port: number; host: string }) {
@@ -280,13 +321,15 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   if (options.listenFd !== undefined) {
     await listen(unix, { fd: options.listenFd });
   } else {
-    socketPath = path.resolve(options.socket ?? '/run/cvm-skr/agent.sock');
-    await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+    socketPath = path.resolve(options.socket ?? DEFAULT_AGENT_SOCKET);
+    await socketDirectory(socketPath);
     await clearStaleSocket(socketPath);
     // No window where the socket is reachable with the process umask's mode: created 0600, then widened.
     const umask = process.umask(0o177);
     try {
-      await listen(unix, { path: socketPath });
+      await listen(unix, { path: socketPath }).catch((error: unknown) => {
+        throw socketListenError(socketPath!, error);
+      });
     } finally {
       process.umask(umask);
     }
