@@ -29,7 +29,7 @@ export interface PathStatus {
   exists: boolean;
   readable: boolean;
   writable: boolean;
-  /** e.g. `crw-rw---- uid=0 gid=113` */
+  /** Type letter as `ls -l` prints it, permission bits in octal, owner: e.g. `c660 uid=0 gid=113` */
   mode?: string;
   error?: string;
 }
@@ -61,7 +61,18 @@ async function statPath(p: string): Promise<PathStatus> {
         () => true,
         () => false,
       );
-    const kind = st.isCharacterDevice() ? 'c' : st.isDirectory() ? 'd' : st.isSocket() ? 's' : '-';
+    // The type letter as ls -l prints it, so a FIFO or block device is not shown as a regular file.
+    const kind = st.isCharacterDevice()
+      ? 'c'
+      : st.isBlockDevice()
+        ? 'b'
+        : st.isDirectory()
+          ? 'd'
+          : st.isSocket()
+            ? 's'
+            : st.isFIFO()
+              ? 'p'
+              : '-';
     return {
       path: p,
       exists: true,

@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { detectPlatform, HCL_REPORT_NV_INDEX } from '../../src/hal/detect.js';
@@ -28,6 +31,22 @@ test('detectPlatform on a machine with no confidential hardware explains every b
   t.regex(report.backends[0]!.reason, /not found/);
   t.regex(report.backends[1]!.reason, /not an SEV-SNP guest/);
   if (process.platform === 'linux') t.true(report.addon.loaded, report.addon.error);
+});
+
+test('a FIFO at the TPM path is shown with the type letter ls -l uses (p) and never opened', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-detect-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const fifo = path.join(dir, 'tpmrm0');
+  await run('mkfifo', [fifo]);
+  // Opening a FIFO for writing blocks until a reader comes: finishing at all shows it was not opened.
+  const report = await detectPlatform({
+    tpmPath: fifo,
+    sevGuestPath: '/nonexistent/sev-guest',
+    configfsTsmPath: '/nonexistent/tsm/report',
+  });
+  t.regex(report.tpm.mode ?? '', /^p\d{3} /);
+  t.false(report.backends[0]!.available);
+  t.regex(report.backends[0]!.reason, /is not a TPM \(p\d{3} /);
 });
 
 swtpmTest('detectPlatform tells a plain TPM from an Azure vTPM by the HCL report index', async (t) => {
