@@ -106,6 +106,19 @@ async function findOnPath(program: string): Promise<string | undefined> {
 }
 
 /** One NV_ReadPublic on the HCL report index, hand-marshalled so the HAL does not depend on the TPM layer. */
+/** Why a TPM path that opened did not answer, worded for what the path is. */
+function noAnswerReason(tpmPath: string): string {
+  const name = path.basename(tpmPath);
+  if (/^tpmrm\d+$/.test(name)) {
+    // The kernel's resource manager device serves many processes at once: silence is the device's own fault.
+    return `${tpmPath} is accessible but did not answer NV_ReadPublic; look for TPM errors in the kernel log (dmesg | grep -i tpm)`;
+  }
+  if (/^tpm\d+$/.test(name)) {
+    return `${tpmPath} did not answer NV_ReadPublic; the raw device serves one process at a time (is tpm2-abrmd or another program holding it?): use ${path.join(path.dirname(tpmPath), name.replace('tpm', 'tpmrm'))}`;
+  }
+  return `${tpmPath} accepted the connection but did not answer NV_ReadPublic; is it a TPM (swtpm's server socket, not its control socket)?`;
+}
+
 async function probeHclIndex(tpmPath: string): Promise<'defined' | 'undefined' | 'unknown' | NotATpmError> {
   const { NativeTpmTransport } = await import('./native-transport.js');
   let transport: Awaited<ReturnType<typeof NativeTpmTransport.open>> | undefined;
@@ -192,7 +205,7 @@ export async function detectPlatform(options: DetectOptions = {}): Promise<Platf
         ? `${tpmPath} accessible and NV index 0x01400001 holds an HCL report`
         : hclReportIndex === 'undefined'
           ? `${tpmPath} works but NV index 0x01400001 (HCL report) is not defined: a TPM, but not an Azure confidential VM's vTPM`
-          : `${tpmPath} is accessible but did not answer NV_ReadPublic; is another process holding /dev/tpm0 exclusively?`;
+          : noAnswerReason(tpmPath);
   }
 
   let sevAvailable = false;

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -8,7 +9,7 @@ import { detectPlatform, HCL_REPORT_NV_INDEX } from '../../src/hal/detect.js';
 import { NativeTpmTransport } from '../../src/hal/native-transport.js';
 import { storeNvBlob } from '../../src/tpm/provision.js';
 import { Tpm } from '../../src/tpm/tpm.js';
-import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
+import { addonTest, startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 
 const run = promisify(execFile);
 
@@ -47,6 +48,27 @@ test('a FIFO at the TPM path is shown with the type letter ls -l uses (p) and ne
   t.regex(report.tpm.mode ?? '', /^p\d{3} /);
   t.false(report.backends[0]!.available);
   t.regex(report.backends[0]!.reason, /is not a TPM \(p\d{3} /);
+});
+
+addonTest('a socket that accepts but never answers (such as swtpm\'s control socket) is reported as that, not as a busy /dev/tpm0', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-detect-'));
+  const socketPath = path.join(dir, 'ctrl.sock');
+  const held: Socket[] = [];
+  const server = createServer((socket) => held.push(socket));
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  t.teardown(async () => {
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  });
+  const report = await detectPlatform({
+    tpmPath: socketPath,
+    sevGuestPath: '/nonexistent/sev-guest',
+    configfsTsmPath: '/nonexistent/tsm/report',
+  });
+  t.is(report.tpm.hclReportIndex, 'unknown');
+  t.regex(report.backends[0]!.reason, /accepted the connection but did not answer NV_ReadPublic; is it a TPM \(swtpm's server socket, not its control socket\)\?/);
+  t.notRegex(report.backends[0]!.reason, /tpm0/);
 });
 
 swtpmTest('detectPlatform tells a plain TPM from an Azure vTPM by the HCL report index', async (t) => {
