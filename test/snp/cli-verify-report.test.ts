@@ -57,7 +57,7 @@ test('milan-debug: rejected by default (exit 1, FAIL debug), accepted with --all
   const rejected = await cli(args);
   t.is(rejected.code, 1);
   t.regex(rejected.stdout, /PASS {2}report-signature/);
-  t.regex(rejected.stdout, /FAIL {2}debug/);
+  t.regex(rejected.stdout, /FAIL {2}debug.*--allow-debug/, "the refusal names the flag that accepts it");
   t.regex(rejected.stdout, /REJECTED/);
   const accepted = await cli([...args, '--allow-debug']);
   t.is(accepted.code, 0);
