@@ -3,12 +3,14 @@
  * unwrap, and genuinely signed answers that are not the answer to this request are refused.
  *
  * Real shapes: test/fixtures/real-release/ (Azure/azure-sdk-for-js sdk/keyvault/keyvault-keys/recordings/,
- * paths and commits in sources.json). That the vault echoes the request's nonce as `request.nonce` has no
- * public recording: none of the recorded calls sent a nonce, and none of their answers carries one. The REST
- * API calls the nonce "a client provided nonce for freshness" (KeyReleaseParameters, e.g. Azure/azure-sdk-for-java
+ * paths and commits in sources.json). That the service echoes the request's nonce as `request.nonce` is
+ * recorded for a Managed HSM only: a release sent with "nonce":"nonce" signed request.nonce "nonce"
+ * (test/fixtures/real-release/mhsm-import-release-nonce.json, Azure/azure-sdk-for-js @3357deb7). No recorded
+ * call to a regular vault sent a nonce, so that a regular vault echoes it too has no artifact. The REST API
+ * calls the nonce "a client provided nonce for freshness" (KeyReleaseParameters, e.g. Azure/azure-sdk-for-java
  * sdk/keyvault/azure-security-keyvault-keys/.../implementation/KeyReleaseParameters.java), and the Key Vault
  * team describes it as "an identifier the client can send in order to detect freshness"
- * (Azure/azure-sdk-for-python issue #18089); the emulator echoes it.
+ * (Azure/azure-sdk-for-python issue #18089); the emulator echoes it on both flavours.
  */
 import { createHash, createPublicKey, sign, verify, X509Certificate } from 'node:crypto';
 import test from 'ava';
