@@ -15,8 +15,7 @@ npm install --silent --no-audit --no-fund --install-strategy=nested ./cvm-skr-*.
 example() { awk -v h="$1" '$0 ~ h {f=1} f && /^```ts/ {c=1; next} f && c && /^```/ {exit} f && c' "$root/README.md"; }
 { example '^### Releasing a key'; echo 'export {};'; } > main-job.ts
 example '^### The whole emulator in code' > emulator.ts
-{ echo "import { SecureKeyRelease } from 'cvm-skr';"; echo 'declare const metrics: { increment(name: string): void };'
-  example '^#### Logging, tracing and counters'; echo 'export {};'; } > diagnostics.ts
+{ example '^#### Logging, tracing and counters'; echo 'export {};'; } > diagnostics.ts
 cat > tsconfig.json <<'JSON'
 { "compilerOptions": { "strict": true, "module": "NodeNext", "moduleResolution": "NodeNext", "target": "ES2022",
   "outDir": "out", "types": ["node"], "skipLibCheck": false } }

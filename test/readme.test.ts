@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import ts from 'typescript';
 import { errorRows, errorTables } from '../scripts/error-table.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
@@ -28,4 +31,42 @@ test('the README names only npm scripts that exist', (t) => {
     named.filter((n) => !scripts.includes(n)),
     [],
   );
+});
+
+test('every TypeScript example in the README type-checks strictly against the library as it is', (t) => {
+  // Each ```ts block is compiled as its own ES module, next to package.json (so it is ESM with top-level
+  // await), with 'cvm-skr' and 'cvm-skr/emulator' mapped to the sources: an example that names an option,
+  // export or field the library does not have fails here, not in a user's editor.
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const blocks = [...readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+  t.true(blocks.length >= 10, 'the README has its examples');
+  const files = new Map(blocks.map((code, i) => [path.join(root, `readme-example-${i + 1}.ts`), code]));
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    types: ['node'],
+    skipLibCheck: true,
+    baseUrl: root,
+    paths: { 'cvm-skr': ['src/index.ts'], 'cvm-skr/emulator': ['src/emulator/index.ts'] },
+  };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.getSourceFile = (name, language, ...rest) => {
+    const code = files.get(name);
+    return code === undefined ? getSourceFile.call(host, name, language, ...rest) : ts.createSourceFile(name, code, language);
+  };
+  host.fileExists = (name) => files.has(name) || fileExists.call(host, name);
+  host.readFile = (name) => files.get(name) ?? readFile.call(host, name);
+  const program = ts.createProgram([...files.keys()], options, host);
+  const problems = ts
+    .getPreEmitDiagnostics(program)
+    .filter((d) => d.file !== undefined && files.has(d.file.fileName))
+    .map((d) => {
+      const { line } = d.file!.getLineAndCharacterOfPosition(d.start ?? 0);
+      return `${path.basename(d.file!.fileName)}:${line + 1}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+    });
+  t.deepEqual(problems, []);
 });
