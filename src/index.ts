@@ -101,6 +101,7 @@ export { loadSnpCertificates, type SnpCertificateSource, type SnpCertificates } 
 export { parseSnpReport, SNP_REPORT_SIZE, type SnpReport, type SnpSigner } from './snp/report.js';
 export { embeddedAmdRoots, type TrustedRootInput } from './snp/roots.js';
 export type { SnpProduct, TcbVersion } from './snp/tcb.js';
+export type { Jwk } from './util/jwk.js';
 export { VcekFetcher, type VcekFetcherOptions } from './snp/vcek-sources.js';
 export {
   checkSnpReport,

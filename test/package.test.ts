@@ -57,6 +57,15 @@ test('every package that src/ imports, types included, is a declared dependency'
   t.deepEqual(undeclared, [], 'add these to "dependencies"');
 });
 
+test('src/ names no node:crypto type that the newest @types/node no longer exports (JsonWebKey: use Jwk)', (t) => {
+  // Found by scripts/consumer-check.sh: with @types/node 26 and skipLibCheck off, a public .d.ts naming
+  // node:crypto's JsonWebKey does not compile. The consumer check needs the registry; this guard does not.
+  const offenders = sourceFiles(join(root, 'src')).filter((file) =>
+    /import[^;]*\bJsonWebKey\b[^;]*from\s+'node:crypto'/.test(readFileSync(file, 'utf8')),
+  );
+  t.deepEqual(offenders, []);
+});
+
 test('Azure dependencies use caret ranges, so an application that also uses the Azure SDK gets one copy', (t) => {
   const azure = Object.entries(pkg.dependencies).filter(([name]) => name.startsWith('@azure/'));
   t.true(azure.length >= 3);

@@ -3,7 +3,8 @@
  * back into the same class (so `instanceof` and `code` work as in-process), and released keys as JWK (the
  * private or secret key itself: only ever sent over the Unix socket or the token-guarded loopback port).
  */
-import { createPrivateKey, createSecretKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createSecretKey, type KeyObject } from 'node:crypto';
+import type { Jwk } from '../util/jwk.js';
 import * as errors from '../errors.js';
 import { CvmSkrError, MalformedDataError } from '../errors.js';
 import type { ReleasedKey, ReleasedKeyAttributes } from '../keyvault/secure-key-release.js';
@@ -82,7 +83,7 @@ export interface WireKey {
   name: string;
   version: string;
   keyType: string;
-  jwk: JsonWebKey;
+  jwk: Jwk;
   attributes: Record<string, unknown>;
   releasePolicy?: unknown;
   releasedAt: string;

@@ -1,10 +1,11 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { Jwk } from '../util/jwk.js';
 import { MalformedDataError } from '../errors.js';
 
 export interface HclRuntimeKey {
   kid: string;
   keyOps: string[];
-  jwk: JsonWebKey;
+  jwk: Jwk;
   key: KeyObject;
 }
 
@@ -86,11 +87,11 @@ export function parseHclRuntimeData(bytes: Uint8Array): HclRuntimeData {
         : [];
       let key: KeyObject;
       try {
-        key = createPublicKey({ key: k as JsonWebKey, format: 'jwk' });
+        key = createPublicKey({ key: k as Jwk, format: 'jwk' });
       } catch (error) {
         fail(`key ${k.kid} is not a usable public JWK`, error);
       }
-      keys.push({ kid: k.kid, keyOps, jwk: k as JsonWebKey, key });
+      keys.push({ kid: k.kid, keyOps, jwk: k as Jwk, key });
     });
   }
   const out: HclRuntimeData = { json, keys };

@@ -1,4 +1,5 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { Jwk } from '../../src/util/jwk.js';
 import type { KeyClient } from '@azure/keyvault-keys';
 import type { ExecutionContext } from 'ava';
 import type { AttestationPlatform } from '../../src/hal/types.js';
@@ -61,7 +62,7 @@ export async function vaultPublicKey(
   const jwk = key.key;
   if (!jwk?.kty || jwk.kty.startsWith('oct')) return undefined;
   const b64 = (v?: Uint8Array) => (v ? Buffer.from(v).toString('base64url') : undefined);
-  const out: JsonWebKey = jwk.kty.startsWith('RSA')
+  const out: Jwk = jwk.kty.startsWith('RSA')
     ? { kty: 'RSA', n: b64(jwk.n), e: b64(jwk.e) }
     : { kty: 'EC', crv: jwk.crv, x: b64(jwk.x), y: b64(jwk.y) };
   return createPublicKey({ key: out, format: 'jwk' });

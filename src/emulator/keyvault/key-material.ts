@@ -2,7 +2,8 @@
  * Key material of emulated vault keys: generation, import checks, the public JWK the REST API shows, and
  * the bytes a release wraps (PKCS#8 DER for RSA and EC, raw bytes for oct).
  */
-import { createPrivateKey, generateKeyPair, type JsonWebKey, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, randomBytes } from 'node:crypto';
+import type { Jwk } from '../../util/jwk.js';
 import { promisify } from 'node:util';
 import { EmulatedVaultRequestError } from '../errors.js';
 import { VaultErrors } from './vault-error.js';
@@ -74,7 +75,7 @@ export function checkKeyOps(ops: unknown): string[] {
 
 /** Private key material as a JWK (node format), plus the size/curve the REST API reports. */
 export interface KeyMaterial {
-  jwk: JsonWebKey;
+  jwk: Jwk;
   keySize?: number;
   crv?: VaultCurve;
 }
@@ -113,7 +114,7 @@ export async function generateKeyMaterial(req: GenerateKeyRequest): Promise<KeyM
         throw VaultErrors.badParameter(`Invalid key size ${size} for oct-HSM; use 128, 192 or 256.`);
       }
       const k = randomBytes(size / 8);
-      const jwk: JsonWebKey = { kty: 'oct', k: k.toString('base64url') };
+      const jwk: Jwk = { kty: 'oct', k: k.toString('base64url') };
       k.fill(0);
       return { jwk, keySize: size };
     }
@@ -143,7 +144,7 @@ export function importKeyMaterial(key: unknown, hsm: boolean): { kty: VaultKeyTy
   if (typeof jwk.d !== 'string')
     throw VaultErrors.badParameter('The key to import must include its private part.');
   const fields = base === 'RSA' ? ['n', 'e', 'd', 'p', 'q', 'dp', 'dq', 'qi'] : ['x', 'y', 'd'];
-  const clean: JsonWebKey = { kty: base };
+  const clean: Jwk = { kty: base };
   for (const f of fields) {
     const v = jwk[f];
     if (v === undefined) continue;

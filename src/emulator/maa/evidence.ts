@@ -11,13 +11,8 @@
  * quote and certify signatures and SHA-1 PCR banks are refused.
  * SevSnpVm: SNP report checks, `runtime-data-binding` (report_data = sha256(runtime data) || zeros), policy.
  */
-import {
-  createHash,
-  createPublicKey,
-  type JsonWebKey,
-  type KeyObject,
-  X509Certificate,
-} from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
+import type { Jwk } from '../../util/jwk.js';
 import { CvmSkrError, type EvidenceCheck, EvidenceVerificationError } from '../../errors.js';
 import {
   type AzureVtpmVerificationResult,
@@ -538,7 +533,7 @@ function hclAkPub(runtime: Uint8Array): KeyObject | undefined {
     const json = JSON.parse(Buffer.from(runtime).toString('utf8').replace(/\0+$/, '')) as { keys?: unknown };
     const keys = Array.isArray(json.keys) ? (json.keys as Record<string, unknown>[]) : [];
     const ak = keys.find((k) => k.kid === 'HCLAkPub');
-    return ak ? createPublicKey({ key: ak as JsonWebKey, format: 'jwk' }) : undefined;
+    return ak ? createPublicKey({ key: ak as Jwk, format: 'jwk' }) : undefined;
   } catch {
     return undefined;
   }
