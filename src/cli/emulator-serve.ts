@@ -126,8 +126,10 @@ export function registerEmulatorServe(emulator: Command): void {
           'In another shell:',
           ...Object.entries(environment).map(([k, v]) => `  export ${k}=${JSON.stringify(v)}`),
           '',
-          'then e.g.: npx cvm-skr attest --emulator, or the SDK with ManagedIdentityCredential and',
-          '  { disableChallengeResourceVerification: true } (the CA is trusted through NODE_EXTRA_CA_CERTS).',
+          'then e.g.: npx cvm-skr attest --emulator, or npx cvm-skr release --emulator <keyId>.',
+          'The Azure SDK: ManagedIdentityCredential and { disableChallengeResourceVerification: true } (the CA is',
+          '  trusted through NODE_EXTRA_CA_CERTS). SecureKeyRelease also takes the CA file\'s PEM as attestationCa',
+          '  and in releaseSigningRoots: the emulated vault signs releases under it, not under a public root.',
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
       }
