@@ -78,6 +78,7 @@ export interface CvmSkrErrorCodes
   ERR_AGENT_UNAVAILABLE: true;
   ERR_AGENT_BUSY: true;
   ERR_AGENT_FORBIDDEN: true;
+  ERR_AGENT_SOCKET: true;
 }
 
 /** The union of every error code: compare `error.code` against it, e.g. `error.code === 'ERR_RELEASE_DENIED'`. */
@@ -818,4 +819,18 @@ export class AgentBusyError extends CvmSkrError {
 /** The key agent refused this caller: no rule of its rules file lets this uid/gid (or token) have that key. */
 export class AgentForbiddenError extends CvmSkrError {
   static override readonly code: CvmSkrErrorCode = 'ERR_AGENT_FORBIDDEN';
+}
+
+/**
+ * The key agent could not create, own or set the mode of its Unix socket (permission denied, address in use):
+ * the operator fixes the environment, not the command line. `socket` is the path; the system error is the cause.
+ */
+export class AgentSocketError extends CvmSkrError {
+  static override readonly code: CvmSkrErrorCode = 'ERR_AGENT_SOCKET';
+  readonly socket: string;
+
+  constructor(message: string, socket: string, options?: CvmSkrErrorOptions) {
+    super(message, options);
+    this.socket = socket;
+  }
 }

@@ -9,13 +9,14 @@
  * rules. Every decision is logged with the caller and the key id, never key material or tokens.
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, stat, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
 import {
   AgentBusyError,
   AgentForbiddenError,
+  AgentSocketError,
   CvmSkrError,
   InvalidArgumentError,
   MalformedDataError,
@@ -109,11 +110,16 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
   await unlink(socketPath);
 }
 
+const DEFAULT_AGENT_SOCKET_DIR = path.dirname(DEFAULT_AGENT_SOCKET);
+
 /**
- * The folder of the socket must exist. Only the default one (`/run/cvm-skr`, on a tmpfs that a reboot empties)
- * is created; a folder the operator named is never made, so a mistyped `--socket` leaves nothing behind.
+ * Checks a socket path before anything is opened or bound, and changes nothing: the path must fit sun_path,
+ * and its folder must exist unless it is the default folder (`/run/cvm-skr`, on a tmpfs that a reboot
+ * empties), which the agent creates. A folder the operator named is never made, so a mistyped `--socket`
+ * leaves nothing behind. Symbolic links are followed (`/var/run` is a link to `/run` on Debian).
  */
-async function socketDirectory(socketPath: string): Promise<void> {
+export async function checkAgentSocketPath(socket: string): Promise<void> {
+  const socketPath = path.resolve(socket);
   // sun_path holds 108 bytes with its terminating NUL (unix(7)); libuv in Node 20 binds a longer path cut
   // short, which would leave the agent listening somewhere its clients never look.
   if (Buffer.byteLength(socketPath) > 107) {
@@ -122,32 +128,25 @@ async function socketDirectory(socketPath: string): Promise<void> {
     );
   }
   const dir = path.dirname(socketPath);
-  if (socketPath === DEFAULT_AGENT_SOCKET) {
-    await mkdir(dir, { recursive: true, mode: 0o755 }).catch((error: unknown) => {
-      throw socketListenError(socketPath, error);
-    });
-    return;
-  }
-  const info = await lstat(dir).catch(() => undefined);
+  if (dir === DEFAULT_AGENT_SOCKET_DIR) return;
+  const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory()) {
     throw new InvalidArgumentError(
-      `socket ${socketPath}: the folder ${dir} does not exist (only the default ${path.dirname(DEFAULT_AGENT_SOCKET)} is created); create it or choose another --socket`,
+      `socket ${socketPath}: the folder ${dir} does not exist (only the default ${DEFAULT_AGENT_SOCKET_DIR} is created); create it or choose another --socket`,
     );
   }
 }
 
-/** A socket that cannot be created, as a coded error that says what to check (the system error is the cause). */
-function socketListenError(socketPath: string, error: unknown): InvalidArgumentError {
+/** A socket that cannot be created or set up, as a coded error that says what to check. */
+export function agentSocketError(socketPath: string, error: unknown): AgentSocketError {
   const code = (error as NodeJS.ErrnoException)?.code;
   const why =
     code === 'EACCES' || code === 'EPERM'
-      ? `permission denied; run the agent as a user that may write to ${path.dirname(socketPath)}, or choose another --socket`
+      ? `permission denied; run the agent as a user that may write to ${path.dirname(socketPath)} (and own the socket with --group), or choose another --socket`
       : code === 'EADDRINUSE'
-        ? 'the address is in use'
-        : code === 'ENOTDIR'
-          ? 'a part of the path is not a folder'
-          : `it cannot be created (${code ?? 'unknown error'})`;
-  return new InvalidArgumentError(`socket ${socketPath}: ${why}`, { cause: error });
+        ? 'the address is in use; is another process listening there?'
+        : `it cannot be set up (${code ?? 'unknown error'})`;
+  return new AgentSocketError(`socket ${socketPath}: ${why}`, socketPath, { cause: error });
 }
 
 function listen(server: Server, how: { path: string } | { fd: number } | { port: number; host: string }) {
@@ -321,20 +320,33 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   if (options.listenFd !== undefined) {
     await listen(unix, { fd: options.listenFd });
   } else {
-    socketPath = path.resolve(options.socket ?? DEFAULT_AGENT_SOCKET);
-    await socketDirectory(socketPath);
-    await clearStaleSocket(socketPath);
+    const bound = path.resolve(options.socket ?? DEFAULT_AGENT_SOCKET);
+    socketPath = bound;
+    await checkAgentSocketPath(bound);
+    if (path.dirname(bound) === DEFAULT_AGENT_SOCKET_DIR) {
+      await mkdir(DEFAULT_AGENT_SOCKET_DIR, { recursive: true, mode: 0o755 }).catch((error: unknown) => {
+        throw agentSocketError(bound, error);
+      });
+    }
+    await clearStaleSocket(bound);
     // No window where the socket is reachable with the process umask's mode: created 0600, then widened.
     const umask = process.umask(0o177);
     try {
-      await listen(unix, { path: socketPath }).catch((error: unknown) => {
-        throw socketListenError(socketPath!, error);
+      await listen(unix, { path: bound }).catch((error: unknown) => {
+        throw agentSocketError(bound, error);
       });
     } finally {
       process.umask(umask);
     }
-    if (options.gid !== undefined) await chown(socketPath, -1, options.gid);
-    await chmod(socketPath, options.mode ?? 0o660);
+    try {
+      if (options.gid !== undefined) await chown(bound, -1, options.gid);
+      await chmod(bound, options.mode ?? 0o660);
+    } catch (error) {
+      // A socket left with the wrong owner or mode is not served: close it and take its file away.
+      await new Promise((resolve) => unix.close(resolve));
+      await unlink(bound).catch(() => {});
+      throw agentSocketError(bound, error);
+    }
   }
   let tcp: Server | undefined;
   let httpPort: number | undefined;

@@ -91,6 +91,11 @@ export function registerAgent(program: Command): void {
       const gid = options.group !== undefined ? await gidOf(options.group) : undefined;
       const { AgentRules } = await import('../agent/rules.js');
       const rules = await AgentRules.load(options.rules);
+      const listenFd = socketActivationFd();
+      const { DEFAULT_AGENT_SOCKET } = await import('../agent/wire.js');
+      const socket = options.socket ?? (process.env.CVM_SKR_AGENT_SOCKET || DEFAULT_AGENT_SOCKET);
+      const { checkAgentSocketPath, startAgentServer } = await import('../agent/server.js');
+      if (listenFd === undefined) await checkAgentSocketPath(socket);
 
       const cleanup: (() => Promise<void>)[] = [];
       try {
@@ -104,15 +109,11 @@ export function registerAgent(program: Command): void {
           ...(options.prewarm ? { prewarm: true } : {}),
         });
         cleanup.unshift(() => skr.close());
-        const { startAgentServer } = await import('../agent/server.js');
-        const listenFd = socketActivationFd();
         const server = await startAgentServer({
           skr,
           attestationEndpoint: endpoint,
           rules,
-          ...(listenFd !== undefined
-            ? { listenFd }
-            : { socket: options.socket ?? (process.env.CVM_SKR_AGENT_SOCKET || '/run/cvm-skr/agent.sock') }),
+          ...(listenFd !== undefined ? { listenFd } : { socket }),
           mode,
           ...(gid !== undefined ? { gid } : {}),
           ...(http ? { http } : {}),

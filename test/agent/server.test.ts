@@ -1,16 +1,19 @@
 /**
  * Where the agent may put its socket: a folder the operator named is never created (a mistyped --socket leaves
- * nothing behind), and a socket that cannot be created is a coded error that says what to check. No artifact:
- * the agent's socket handling is this project's own.
+ * nothing behind), the path is checked before any device is opened, and a socket that cannot be set up is a
+ * coded runtime error that says what to check. No artifact: the agent's socket handling is this project's own.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { AgentRules } from '../../src/agent/rules.js';
-import { startAgentServer } from '../../src/agent/server.js';
-import { InvalidArgumentError } from '../../src/errors.js';
+import { agentSocketError, startAgentServer } from '../../src/agent/server.js';
+import { exitCodeOf } from '../../src/cli/exit.js';
+import { AgentSocketError, InvalidArgumentError } from '../../src/errors.js';
 import type { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
 
 // The server only holds the release client until a request comes; none comes in these tests.
@@ -57,4 +60,53 @@ test('a socket whose folder is a regular file is refused like a missing folder',
     instanceOf: InvalidArgumentError,
   });
   t.regex(error!.message, /the folder .*file does not exist/);
+});
+
+test('a socket in a folder reached through a symbolic link (as /var/run is on Debian) is served', async (t) => {
+  const dir = await tempDir(t);
+  await symlink(dir, path.join(dir, 'link'));
+  const server = await start(path.join(dir, 'link', 'agent.sock'));
+  t.teardown(() => server.close());
+  t.true(existsSync(path.join(dir, 'agent.sock')));
+});
+
+test('a socket the system will not create is AgentSocketError (a runtime failure, exit 3) with the system error as cause', (t) => {
+  const denied = Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+  const error = agentSocketError('/srv/agent.sock', denied);
+  t.true(error instanceof AgentSocketError);
+  t.is(error.code, 'ERR_AGENT_SOCKET');
+  t.is(error.socket, '/srv/agent.sock');
+  t.is(error.cause, denied);
+  t.regex(error.message, /permission denied; run the agent as a user that may write to \/srv/);
+  t.is(exitCodeOf(error), 3);
+  t.regex(agentSocketError('/srv/a.sock', Object.assign(new Error(), { code: 'EADDRINUSE' })).message, /in use/);
+});
+
+test('cvm-skr agent with a --socket in a missing folder exits 2 before it opens the TPM or creates anything', async (t) => {
+  const dir = await tempDir(t);
+  // A stand-in TPM socket that counts connections: the agent must not reach it.
+  let connections = 0;
+  const tpm = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  const tpmSocket = path.join(dir, 'tpm.sock');
+  await new Promise<void>((resolve) => tpm.listen(tpmSocket, resolve));
+  t.teardown(() => new Promise<void>((resolve) => tpm.close(() => resolve())));
+  const rules = path.join(dir, 'rules.json');
+  await writeFile(rules, '{"rules":[]}');
+  const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'agent', '--tpm', tpmSocket, '--prewarm', '--endpoint',
+        'https://sharedeus.eus.attest.azure.net', '--rules', rules, '--socket', path.join(dir, 'typo', 'agent.sock')],
+      { timeout: 60_000 },
+      (error, _stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stderr }),
+    );
+  });
+  t.is(result.code, 2, result.stderr);
+  t.regex(result.stderr, /the folder .*typo does not exist .*\[ERR_INVALID_ARGUMENT\]/);
+  t.is(connections, 0, 'the TPM was not opened');
+  t.false(existsSync(path.join(dir, 'typo')));
 });
