@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { loadJose } from '../load-jose.js';
@@ -22,7 +23,17 @@ async function readPolicy(file: string) {
   return parseReleasePolicy(text.startsWith('{') ? text : Buffer.from(text, 'base64url'));
 }
 
-const COMPACT_JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/**
+ * `--token` names a file or is the token itself. A file that exists wins (its name may hold dots, as
+ * maa.token.jwt does); anything else is taken as the token, and an error about it never repeats the value.
+ */
+async function readToken(given: string): Promise<string> {
+  const isFile = await stat(given).then(
+    (info) => !info.isDirectory(),
+    () => false,
+  );
+  return isFile ? (await readInput(given, '--token', 'utf8')).trim() : given.trim();
+}
 
 async function readClaims(options: PolicyCheckOptions): Promise<Record<string, unknown>> {
   if ((options.token === undefined) === (options.claims === undefined)) {
@@ -33,18 +44,22 @@ async function readClaims(options: PolicyCheckOptions): Promise<Record<string, u
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new InvalidArgumentError('--claims must hold a JSON object of token claims');
     }
+    // The output of `cvm-skr attest --json` holds the claims under "claims"; a token's claims have an issuer.
+    const nested = (parsed as { claims?: unknown }).claims;
+    if (!('iss' in parsed) && typeof nested === 'object' && nested !== null && !Array.isArray(nested)) {
+      return nested as Record<string, unknown>;
+    }
     return parsed as Record<string, unknown>;
   }
-  // A compact JWS is three base64url parts; anything else names a file (which may well contain a dot, as
-  // token.jwt does).
-  const token = COMPACT_JWT.test(options.token!)
-    ? options.token!
-    : (await readInput(options.token!, '--token', 'utf8')).trim();
+  const token = await readToken(options.token!);
   try {
     const { decodeJwt } = await loadJose();
     return decodeJwt(token);
   } catch (error) {
-    throw new InvalidArgumentError('--token is not a JWT (three base64url parts)', { cause: error });
+    // Never the value itself: it may be a real token.
+    throw new InvalidArgumentError('--token is neither a readable file nor a JWT (three base64url parts)', {
+      cause: error,
+    });
   }
 }
 
@@ -71,7 +86,7 @@ export function registerPolicy(program: Command): void {
     )
     .requiredOption('--policy <file>', 'release policy JSON (or its base64url form)')
     .option('--token <jwt>', 'an attestation token (or a file holding one); decoded, not verified')
-    .option('--claims <file>', 'JSON object of claims')
+    .option('--claims <file>', 'JSON object of claims, or the output of `cvm-skr attest --json`')
     .option('--json', 'print the evaluation as JSON')
     .action(async (options: PolicyCheckOptions) => {
       const evaluation = evaluateReleasePolicy(await readPolicy(options.policy), await readClaims(options));

@@ -89,7 +89,7 @@ test('invalid JSON in --claims is one coded line, exit 2; --verbose adds the cau
   t.notRegex(verbose.stderr, /\n\s+at /);
 });
 
-test('policy check --token takes a file whose name has a dot (token.jwt) or the JWT itself, with the same verdict', async (t) => {
+test('policy check --token takes a file whose name has dots (maa.token.jwt) or the JWT itself, with the same verdict, and never echoes a token it cannot read', async (t) => {
   // Claims of Microsoft's AKS Linux AzureGuest sample token (test/fixtures/maa-samples, provenance there),
   // carried in an unsigned compact JWS: policy check decodes, it does not verify.
   const claims = readFileSync(path.join(ROOT, 'test/fixtures/maa-samples/azureguest-linux-aks-sample.json'), 'utf8');
@@ -97,7 +97,7 @@ test('policy check --token takes a file whose name has a dot (token.jwt) or the 
   const jwt = `${part('{"alg":"RS256","typ":"JWT"}')}.${part(claims)}.${part('signature')}`;
   const dir = await tempDir(t);
   const policy = path.join(dir, 'policy.json');
-  const tokenFile = path.join(dir, 'token.jwt');
+  const tokenFile = path.join(dir, 'maa.token.jwt');
   await writeFile(
     policy,
     JSON.stringify({
@@ -117,9 +117,19 @@ test('policy check --token takes a file whose name has a dot (token.jwt) or the 
   const inline = await cli(['policy', 'check', '--policy', policy, '--token', jwt]);
   t.is(inline.code, 0, inline.stderr);
   t.is(inline.stdout, fromFile.stdout);
-  const missing = await cli(['policy', 'check', '--policy', policy, '--token', path.join(dir, 'none.jwt')]);
-  t.is(missing.code, 2);
-  t.regex(missing.stderr, /--token .*none\.jwt: no such file/);
+  const fromAttestOutput = path.join(dir, 'attest.json');
+  await writeFile(fromAttestOutput, JSON.stringify({ claims: JSON.parse(claims) as unknown }));
+  const nested = await cli(['policy', 'check', '--policy', policy, '--claims', fromAttestOutput]);
+  t.is(nested.code, 0, nested.stderr);
+  t.is(nested.stdout, fromFile.stdout, 'the claims of `attest --json` output are found under "claims"');
+  // Neither a file nor a compact JWS (five parts, as an encrypted token has): refused without repeating it.
+  const fiveParts = `${jwt}.${part('iv')}.${part('tag')}`;
+  for (const flags of [[], ['--json'], ['--verbose']]) {
+    const broken = await cli(['policy', 'check', '--policy', policy, '--token', fiveParts, ...flags]);
+    t.is(broken.code, 2);
+    t.regex(broken.stdout + broken.stderr, /--token is neither a readable file nor a JWT/);
+    t.false((broken.stdout + broken.stderr).includes(part(claims)), 'the token is not echoed');
+  }
 });
 
 test('with --json a usage error is one JSON document on stdout', async (t) => {
