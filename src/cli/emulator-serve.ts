@@ -14,6 +14,7 @@ interface ServeOptions {
   cache?: boolean | string;
   json?: boolean;
   flavour?: string;
+  key: string[];
 }
 
 const FLAVOUR_CHOICES = ['vault', 'managedhsm', 'both'] as const;
@@ -23,6 +24,16 @@ export function parseServeFlavour(value: string | undefined): (typeof FLAVOUR_CH
   if (value === undefined) return undefined;
   if ((FLAVOUR_CHOICES as readonly string[]).includes(value)) return value as (typeof FLAVOUR_CHOICES)[number];
   throw new InvalidArgumentError(`--flavour must be vault, managedhsm or both, not ${value}`);
+}
+
+/** Key Vault key names: 1-127 letters, digits and dashes (Microsoft Learn, "About keys", object identifiers). */
+const KEY_NAME = /^[0-9A-Za-z-]{1,127}$/;
+
+function collect(value: string, previous: string[]): string[] {
+  if (!KEY_NAME.test(value)) {
+    throw new InvalidArgumentError(`--key ${value}: a key name is 1-127 letters, digits and dashes`);
+  }
+  return [...previous, value];
 }
 
 function parsePort(value: string | undefined, flag: string): number | undefined {
@@ -63,6 +74,12 @@ export function registerEmulatorServe(emulator: Command): void {
       '--flavour <kind>',
       'vault (RSA/EC keys), managedhsm (RSA-HSM/EC-HSM/oct-HSM keys, /rng) or both (a vault and a Managed HSM)',
     )
+    .option(
+      '--key <name>',
+      'create an exportable RSA-HSM 2048 key that emulated VMs (vTPM or SNP guest) may release, unless it exists (repeatable)',
+      collect,
+      [],
+    )
     .option('--json', 'print the URLs and environment as JSON')
     .action(async (options: ServeOptions) => {
       const { startEmulator } = await import('../emulator/start.js');
@@ -89,6 +106,7 @@ export function registerEmulatorServe(emulator: Command): void {
         ...(flavour === 'both' ? { managedHsm: { tickIntervalMs: 1000 } } : {}),
       });
       const managedHsmUrl = e.managedHsm?.vaultUrl;
+      const keyIds = await createReleasableKeys(e, options.key);
       const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-emulator-'));
       const caFile = path.join(dir, 'ca.pem');
       await writeFile(caFile, e.caPem);
@@ -111,7 +129,7 @@ export function registerEmulatorServe(emulator: Command): void {
       });
       if (options.json) {
         process.stdout.write(
-          `${JSON.stringify({ vaultUrl: e.vaultUrl, ...(managedHsmUrl ? { managedHsmUrl } : {}), attestationUrl: e.attestationUrl, imdsUrl: e.imdsUrl, tokenUrl: e.tokenUrl, caFile, environment }, null, 2)}\n`,
+          `${JSON.stringify({ vaultUrl: e.vaultUrl, ...(managedHsmUrl ? { managedHsmUrl } : {}), attestationUrl: e.attestationUrl, imdsUrl: e.imdsUrl, tokenUrl: e.tokenUrl, caFile, keyIds, environment }, null, 2)}\n`,
         );
       } else {
         const lines = [
@@ -122,6 +140,7 @@ export function registerEmulatorServe(emulator: Command): void {
           `  token endpoint       ${e.tokenUrl}`,
           `  IMDS (THIM)          ${e.imdsUrl}`,
           `  emulator CA          ${caFile}`,
+          ...keyIds.map((id) => `  releasable key       ${id}`),
           '',
           'In another shell:',
           ...Object.entries(environment).map(([k, v]) => `  export ${k}=${JSON.stringify(v)}`),
@@ -138,4 +157,36 @@ export function registerEmulatorServe(emulator: Command): void {
       await rm(dir, { recursive: true, force: true });
       process.stderr.write('cvm-skr emulator stopped\n');
     });
+}
+
+/**
+ * The keys `--key` names, created in the (first) emulated vault with a release policy that both emulated
+ * platforms meet: an AzureGuest token (vTPM) carries the SNP claims under x-ms-isolation-tee, a SevSnpVm
+ * token at the top level. A key that already exists (kept by --state) is left as it is.
+ */
+async function createReleasableKeys(
+  e: Awaited<ReturnType<typeof import('../emulator/start.js').startEmulator>>,
+  names: string[],
+): Promise<string[]> {
+  if (names.length === 0) return [];
+  const client = e.keyClient();
+  const vtpm = e.releasePolicy('emulated-azure-vtpm');
+  const snp = e.releasePolicy('emulated-sev-guest');
+  const policy = { version: vtpm.version, anyOf: [...vtpm.anyOf, ...snp.anyOf] };
+  const ids: string[] = [];
+  for (const name of names) {
+    const existing = await client.getKey(name).catch((error: { statusCode?: number }) => {
+      if (error.statusCode === 404) return undefined;
+      throw error;
+    });
+    const key =
+      existing ??
+      (await client.createKey(name, 'RSA-HSM', {
+        keySize: 2048,
+        exportable: true,
+        releasePolicy: { encodedPolicy: Buffer.from(JSON.stringify(policy)) },
+      }));
+    ids.push(`${e.vaultUrl}/keys/${key.name}`);
+  }
+  return ids;
 }
