@@ -23,7 +23,7 @@ const { version } = JSON.parse(readFileSync(new URL('../../package.json', import
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const verbose = argv.includes('--verbose');
-setQuiet(json || argv.includes('--quiet'));
+setQuiet(json || argv.includes('--quiet') || argv.includes('-q'));
 
 const program = new Command('cvm-skr')
   .description('Secure Key Release on AMD SEV-SNP confidential machines, and rotation of the released keys')

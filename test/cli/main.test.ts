@@ -207,14 +207,16 @@ test('a runtime failure (nothing listening at the TPM address) exits 3 with one 
   assertOneCodedLine(t, result.stderr, 'ERR_DEVICE_NOT_FOUND');
 });
 
-test('first-run key generation shows progress on stderr, silenced by --quiet and --json', async (t) => {
+test('first-run key generation shows progress on stderr, silenced by --quiet, -q and --json', async (t) => {
   const noisy = await cli(['attest', '--emulator', '--no-cache', '--platform', 'sev-guest']);
   t.is(noisy.code, 0, noisy.stderr);
   t.regex(noisy.stderr, /generating in-memory emulator root keys/);
   t.regex(noisy.stderr, /attesting emulated-sev-guest with https:/);
-  const quiet = await cli(['attest', '--emulator', '--no-cache', '--platform', 'sev-guest', '--quiet']);
-  t.is(quiet.code, 0, quiet.stderr);
-  t.is(quiet.stderr, '');
+  for (const flag of ['--quiet', '-q']) {
+    const quiet = await cli(['attest', '--emulator', '--no-cache', '--platform', 'sev-guest', flag]);
+    t.is(quiet.code, 0, quiet.stderr);
+    t.is(quiet.stderr, '', `${flag} silences progress`);
+  }
   const json = await cli(['attest', '--emulator', '--no-cache', '--platform', 'sev-guest', '--json']);
   t.is(json.code, 0, json.stderr);
   t.is(json.stderr, '');
