@@ -105,9 +105,11 @@ async function findOnPath(program: string): Promise<string | undefined> {
   return undefined;
 }
 
-/** One NV_ReadPublic on the HCL report index, hand-marshalled so the HAL does not depend on the TPM layer. */
-/** Why a TPM path that opened did not answer, worded for what the path is. */
-function noAnswerReason(tpmPath: string): string {
+/** Why a TPM path that opened did not answer, worded for what the path is (type letter as in PathStatus.mode). */
+function noAnswerReason(tpmPath: string, type: string | undefined): string {
+  if (type === 's') {
+    return `${tpmPath} accepted the connection but did not answer NV_ReadPublic; is it a TPM (swtpm's server socket, not its control socket)?`;
+  }
   const name = path.basename(tpmPath);
   if (/^tpmrm\d+$/.test(name)) {
     // The kernel's resource manager device serves many processes at once: silence is the device's own fault.
@@ -116,10 +118,22 @@ function noAnswerReason(tpmPath: string): string {
   if (/^tpm\d+$/.test(name)) {
     return `${tpmPath} did not answer NV_ReadPublic; the raw device serves one process at a time (is tpm2-abrmd or another program holding it?): use ${path.join(path.dirname(tpmPath), name.replace('tpm', 'tpmrm'))}`;
   }
-  return `${tpmPath} accepted the connection but did not answer NV_ReadPublic; is it a TPM (swtpm's server socket, not its control socket)?`;
+  return `${tpmPath} is a character device but did not answer NV_ReadPublic; is it a TPM (/dev/tpmrm0)?`;
 }
 
-async function probeHclIndex(tpmPath: string): Promise<'defined' | 'undefined' | 'unknown' | NotATpmError> {
+/** A TPM that answered NV_ReadPublic with an error other than "no such index". */
+function errorAnswerReason(tpmPath: string, rc: number): string {
+  const hex = `0x${rc.toString(16).padStart(3, '0')}`;
+  // TPM_RC_INITIALIZE (TPM 2.0 Part 2, section 6.6.3): TPM2_Startup was not run since power-on.
+  return rc === 0x100
+    ? `${tpmPath} answered NV_ReadPublic with TPM_RC_INITIALIZE (${hex}): the TPM was not started (for swtpm: --flags startup-clear)`
+    : `${tpmPath} answered NV_ReadPublic with TPM error ${hex}; a TPM, but the HCL report index could not be read`;
+}
+
+/** One NV_ReadPublic on the HCL report index, hand-marshalled so the HAL does not depend on the TPM layer. */
+async function probeHclIndex(
+  tpmPath: string,
+): Promise<'defined' | 'undefined' | 'unknown' | { rc: number } | NotATpmError> {
   const { NativeTpmTransport } = await import('./native-transport.js');
   let transport: Awaited<ReturnType<typeof NativeTpmTransport.open>> | undefined;
   try {
@@ -146,7 +160,7 @@ async function probeHclIndex(tpmPath: string): Promise<'defined' | 'undefined' |
     // TPM_RC_HANDLE (format 1, handle 1) is how a TPM says the index does not exist.
     if (rc === 0) return 'defined';
     if ((rc & 0xbf) === 0x8b) return 'undefined';
-    return 'unknown';
+    return { rc };
   } catch (error) {
     // A device the transport refuses before writing (one without poll, such as /dev/null) is no TPM at all.
     return error instanceof NotATpmError ? error : 'unknown';
@@ -196,16 +210,18 @@ export async function detectPlatform(options: DetectOptions = {}): Promise<Platf
     vtpmReason = `${tpmPath} accessible (HCL report index not probed)`;
   } else {
     const probed = await probeHclIndex(tpmPath);
-    hclReportIndex = probed instanceof NotATpmError ? 'unknown' : probed;
+    hclReportIndex = typeof probed === 'string' ? probed : 'unknown';
     vtpmAvailable = hclReportIndex === 'defined';
     vtpmReason =
       probed instanceof NotATpmError
         ? `${probed.message.replace(/; nothing was written to it$/, '')} (nothing was written to it)`
-        : hclReportIndex === 'defined'
-        ? `${tpmPath} accessible and NV index 0x01400001 holds an HCL report`
-        : hclReportIndex === 'undefined'
-          ? `${tpmPath} works but NV index 0x01400001 (HCL report) is not defined: a TPM, but not an Azure confidential VM's vTPM`
-          : noAnswerReason(tpmPath);
+        : typeof probed === 'object'
+          ? errorAnswerReason(tpmPath, probed.rc)
+          : probed === 'defined'
+            ? `${tpmPath} accessible and NV index 0x01400001 holds an HCL report`
+            : probed === 'undefined'
+              ? `${tpmPath} works but NV index 0x01400001 (HCL report) is not defined: a TPM, but not an Azure confidential VM's vTPM`
+              : noAnswerReason(tpmPath, tpmKind);
   }
 
   let sevAvailable = false;

@@ -71,6 +71,25 @@ addonTest('a socket that accepts but never answers (such as swtpm\'s control soc
   t.notRegex(report.backends[0]!.reason, /tpm0/);
 });
 
+addonTest('a TPM that answers NV_ReadPublic with TPM_RC_INITIALIZE is reported as not started, with the swtpm flag that starts it', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-detect-'));
+  const socketPath = path.join(dir, 'tpm.sock');
+  // A response header only (TPM 2.0 Part 1, section 18): TPM_ST_NO_SESSIONS, size 10, TPM_RC_INITIALIZE.
+  const server = createServer((socket) => socket.once('data', () => socket.end(Buffer.from('80010000000a00000100', 'hex'))));
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  t.teardown(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  });
+  const report = await detectPlatform({
+    tpmPath: socketPath,
+    sevGuestPath: '/nonexistent/sev-guest',
+    configfsTsmPath: '/nonexistent/tsm/report',
+  });
+  t.is(report.tpm.hclReportIndex, 'unknown');
+  t.regex(report.backends[0]!.reason, /TPM_RC_INITIALIZE \(0x100\): the TPM was not started \(for swtpm: --flags startup-clear\)/);
+});
+
 swtpmTest('detectPlatform tells a plain TPM from an Azure vTPM by the HCL report index', async (t) => {
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);
