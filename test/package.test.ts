@@ -60,8 +60,10 @@ test('every package that src/ imports, types included, is a declared dependency'
 test('src/ names no node:crypto type that the newest @types/node no longer exports (JsonWebKey: use Jwk)', (t) => {
   // Found by scripts/consumer-check.sh: with @types/node 26 and skipLibCheck off, a public .d.ts naming
   // node:crypto's JsonWebKey does not compile. The consumer check needs the registry; this guard does not.
-  const offenders = sourceFiles(join(root, 'src')).filter((file) =>
-    /import[^;]*\bJsonWebKey\b[^;]*from\s+'node:crypto'/.test(readFileSync(file, 'utf8')),
+  // Any use counts (a named import, crypto.JsonWebKey, import('node:crypto').JsonWebKey); jwk.ts only names
+  // it in the comment that says why it is not used.
+  const offenders = sourceFiles(join(root, 'src')).filter(
+    (file) => !file.endsWith('/util/jwk.ts') && /\bJsonWebKey\b/.test(readFileSync(file, 'utf8')),
   );
   t.deepEqual(offenders, []);
 });

@@ -4,6 +4,7 @@
  */
 import { CommanderError } from 'commander';
 import {
+  AgentForbiddenError,
   AttestationRejectedError,
   CvmSkrError,
   EvidenceVerificationError,
@@ -18,7 +19,8 @@ import {
 export const EXIT = {
   /** The command did what was asked; a check passed. */
   ok: 0,
-  /** A negative verdict: a policy check denied, a report rejected, attestation rejected, release denied. */
+  /** A negative verdict: a policy check denied, a report rejected, attestation rejected, release denied (by
+   * the vault's policy or the key agent's rules). */
   negative: 1,
   /** The command line or an input is wrong: unknown option, bad value, missing or malformed input file. */
   usage: 2,
@@ -30,6 +32,7 @@ export function exitCodeOf(error: unknown): number {
   if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   if (
     error instanceof ReleaseDeniedError ||
+    error instanceof AgentForbiddenError ||
     error instanceof AttestationRejectedError ||
     error instanceof EvidenceVerificationError
   ) {
@@ -47,12 +50,15 @@ export function exitCodeOf(error: unknown): number {
   return EXIT.runtime;
 }
 
-/** The stable code of any error: ours, a Node system error's (`ENOENT`), or `ERR_INTERNAL`. */
+/**
+ * The code of any error: ours, a Node.js one (`ENOENT`, `ERR_INVALID_URL`), a service's own (an Azure SDK
+ * `RestError` carries the service's error code, e.g. `KeyNotFound`), or `ERR_INTERNAL` when it has none.
+ */
 export function codeOf(error: unknown): string {
   if (error instanceof CvmSkrError) return error.code;
   if (error instanceof CommanderError) return 'ERR_USAGE';
   const code = (error as { code?: unknown })?.code;
-  return typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code) ? code : 'ERR_INTERNAL';
+  return typeof code === 'string' && /^[A-Za-z][A-Za-z0-9_.]{0,63}$/.test(code) ? code : 'ERR_INTERNAL';
 }
 
 function messageOf(error: unknown): string {

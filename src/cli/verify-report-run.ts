@@ -150,7 +150,9 @@ export async function runVerifyReport(file: string, options: VerifyReportOptions
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
     for (const check of result.checks) {
-      process.stdout.write(`${check.ok ? 'PASS' : 'FAIL'}  ${check.name}: ${check.detail}\n`);
+      // The library's wording names its option (allowDebug); here the flag that accepts it is named.
+      const detail = check.detail.replace('pass allowDebug', 'pass --allow-debug');
+      process.stdout.write(`${check.ok ? 'PASS' : 'FAIL'}  ${check.name}: ${detail}\n`);
     }
     const what = [result.product, result.signer?.toUpperCase()].filter(Boolean).join(', ');
     process.stdout.write(

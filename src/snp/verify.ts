@@ -314,7 +314,7 @@ export function verifySnpReportInto(
     if (report.policy.debug && options.allowDebug !== true) {
       throw new EvidenceVerificationError(
         'ERR_SNP_DEBUG',
-        'the guest policy allows debugging (policy bit 19); pass allowDebug (cvm-skr verify-report: --allow-debug) to accept it',
+        'the guest policy allows debugging (policy bit 19); pass allowDebug to accept it',
         'debug',
       );
     }
