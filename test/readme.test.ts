@@ -1,6 +1,10 @@
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import test from 'ava';
 import ts from 'typescript';
 import { errorRows, errorTables } from '../scripts/error-table.js';
@@ -69,4 +73,34 @@ test('every TypeScript example in the README type-checks strictly against the li
       return `${path.basename(d.file!.fileName)}:${line + 1}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
     });
   t.deepEqual(problems, []);
+});
+
+test('the README examples that need no hardware run as written against the emulator: the Key Vault emulator rotates, the whole emulator releases', async (t) => {
+  // Each example runs in its own node with 'cvm-skr' and 'cvm-skr/emulator' pointed at the sources.
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-readme-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const example = (opening: string) => {
+    const block = [...readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!).find((b) => b.startsWith(opening));
+    if (block === undefined) throw new Error(`no README example starts with ${opening}`);
+    return block
+      .replaceAll("from 'cvm-skr/emulator'", `from '${pathToFileURL(path.join(root, 'src/emulator/index.ts')).href}'`)
+      .replaceAll("from 'cvm-skr'", `from '${pathToFileURL(path.join(root, 'src/index.ts')).href}'`);
+  };
+  const run = async (name: string, code: string) => {
+    const file = path.join(dir, `${name}.mts`);
+    await writeFile(file, code);
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', file], {
+      cwd: root,
+      timeout: 120_000,
+    });
+    return stdout;
+  };
+  const rotated = await run('key-vault-emulator', example("import { startKeyVaultEmulator } from 'cvm-skr/emulator';"));
+  t.is(rotated.trim(), '2', 'two enabled versions after the policy rotated the key');
+  const released = await run(
+    'whole-emulator',
+    `${example("import { SecureKeyRelease } from 'cvm-skr';\nimport { startEmulator }")}\nconsole.log(released.kid);\n`,
+  );
+  t.regex(released.trim(), /^https:\/\/127\.0\.0\.1:\d+\/keys\/k\/[0-9a-f]{32}$/);
 });
