@@ -113,8 +113,9 @@ export function formatPlan(plan: RotationPlan): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function planToJson(plan: RotationPlan, violations: readonly RotationPolicyViolation[]): unknown {
-  return { ...plan, violations };
+/** A plan as JSON, with the findings split as `rotation validate --json` splits them. */
+export function planToJson(plan: RotationPlan, findings: readonly RotationPolicyViolation[]): unknown {
+  return { ...plan, violations: rotationPolicyErrors(findings), warnings: rotationPolicyWarnings(findings) };
 }
 
 /** How the vault commands reach a vault: a real one (defaults) or a running `cvm-skr emulator`. */
@@ -354,11 +355,13 @@ export function registerRotation(program: Command): void {
         const violations =
           policy === undefined ? [] : validateRotationPolicy(policy, { keyExpiresOn: expiresOn ?? null });
         const plan = planRotation(policy, { createdOn, expiresOn }, { now });
+        const refused = rotationPolicyErrors(violations);
+        // A plan of a policy the service would refuse is a negative verdict, as in `rotation validate`.
+        if (refused.length > 0) process.exitCode = 1;
         if (options.json) {
           print(planToJson(plan, violations));
           return;
         }
-        const refused = rotationPolicyErrors(violations);
         if (refused.length > 0) {
           process.stderr.write(
             `warning: the service would refuse this policy:\n${formatViolations(refused)}\n`,

@@ -122,11 +122,14 @@ test('cvm-skr rotation plan prints the documented example plan', async (t) => {
   const parsed = JSON.parse(json.stdout) as {
     rotation: { at: string };
     violations: Array<{ code: string; severity: string }>;
+    warnings: Array<{ code: string; severity: string }>;
   };
   t.is(parsed.rotation.at, '2026-07-31T00:00:00.000Z');
-  // no --expires: the key has no expiry; the service stores the Notify, which stays inert (a warning)
+  // no --expires: the key has no expiry; the service stores the Notify, which stays inert (a warning, kept
+  // apart from violations as in rotation validate --json)
+  t.deepEqual(parsed.violations, []);
   t.deepEqual(
-    parsed.violations.map((v) => [v.code, v.severity]),
+    parsed.warnings.map((v) => [v.code, v.severity]),
     [['KEY_EXPIRY_REQUIRED', 'warning']],
   );
 });
@@ -152,6 +155,9 @@ test('cvm-skr rotation validate exits 1 and lists every violation', async (t) =>
     parsed.violations.map((v) => v.code),
     ['EXPIRY_TOO_SHORT', 'ROTATION_TOO_EARLY'],
   );
+  const refused = await cli(['rotation', 'plan', '--policy', file, '--created', '2025-01-31']);
+  t.is(refused.code, 1, 'planning a policy the service would refuse is a negative verdict too');
+  t.regex(refused.stderr, /warning: the service would refuse this policy/);
   const bad = await cli(['rotation', 'plan', '--policy', file, '--created', 'now']);
   t.is(bad.code, 2, 'a bad flag value is a usage error');
   t.regex(bad.stderr, /--created must be an ISO-8601 date .*\[ERR_INVALID_ARGUMENT\]/);
