@@ -87,8 +87,16 @@ async function tcgLogCheck(file: string): Promise<DeepReport['tcgLog']> {
 }
 
 async function resourceManager(target: string): Promise<{ resourceManager: boolean; note: string }> {
-  if (path.basename(target).startsWith('tpmrm'))
-    return { resourceManager: true, note: 'the kernel resource manager (tpmrm) is in use' };
+  if (path.basename(target).startsWith('tpmrm')) {
+    // Only a device that is there is "in use"; on a machine without one the TPM line already says why.
+    const exists = await stat(target).then(
+      () => true,
+      () => false,
+    );
+    return exists
+      ? { resourceManager: true, note: 'the kernel resource manager (tpmrm) is in use' }
+      : { resourceManager: false, note: `${target} does not exist` };
+  }
   if (/^\/dev\/tpm\d+$/.test(target)) {
     const rm = target.replace('/dev/tpm', '/dev/tpmrm');
     const exists = await stat(rm).then(

@@ -74,7 +74,9 @@ export function parseTimeout(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const seconds = Number(value);
   if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(seconds > 0) || seconds > 2_000_000) {
-    throw new InvalidArgumentError(`--timeout must be a number of seconds greater than 0, not ${value}`);
+    throw new InvalidArgumentError(
+      `--timeout must be a number of seconds greater than 0 and at most 2000000 (23 days), not ${value}`,
+    );
   }
   return Math.ceil(seconds * 1000);
 }

@@ -281,6 +281,6 @@ export async function openDetectedPlatform(): Promise<AttestationPlatform> {
     `no confidential-computing backend on this machine: ${detection.backends
       .filter((b) => b.automatic)
       .map((b) => `${b.kind}: ${b.reason}`)
-      .join('; ')}. Run "cvm-skr doctor" for details, or pass an emulated platform for local testing`,
+      .join('; ')}. Run "cvm-skr doctor" for details; to test locally, use the emulator (cvm-skr release/attest --emulator, or a platform from cvm-skr/emulator)`,
   );
 }

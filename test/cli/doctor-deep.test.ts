@@ -106,3 +106,11 @@ test('doctor --deep with IMDS unreachable says THIM failed and that attestation 
   t.false(deep.tpm.opened);
   t.regex(deep.problems.join('\n'), /THIM is not reachable.*no VCEK chain/);
 });
+
+test('doctor --deep on a machine without /dev/tpmrm0 does not call the missing device a resource manager in use', async (t) => {
+  const deep = await deepReport({ tpm: '/nonexistent/tpmrm0', imdsUrl: 'http://127.0.0.1:9' });
+  t.false(deep.tpm.opened);
+  t.false(deep.tpm.resourceManager);
+  t.notRegex(formatDeep(deep), /resource manager \(tpmrm\) is in use/);
+  t.regex(formatDeep(deep), /\/nonexistent\/tpmrm0 does not exist/);
+});
