@@ -85,7 +85,16 @@ export class AgentRules {
     try {
       text = await readFile(path, 'utf8');
     } catch (error) {
-      throw new InvalidArgumentError(`cannot read the agent rules file ${path}`, { cause: error });
+      const code = (error as NodeJS.ErrnoException).code;
+      const why =
+        code === 'ENOENT'
+          ? 'no such file (write one, see the README "Agent" section, or pass --rules)'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied'
+            : code === 'EISDIR'
+              ? 'it is a directory'
+              : `cannot read it (${code ?? 'unknown error'})`;
+      throw new InvalidArgumentError(`agent rules file ${path}: ${why}`, { cause: error });
     }
     return AgentRules.parse(text, path);
   }

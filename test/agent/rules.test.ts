@@ -38,6 +38,11 @@ test('a uid rule gives its patterns to that uid only; a gid rule to that primary
   t.false(rules.allowsAll(peer(1001)));
 });
 
+test('a rules file that cannot be read says why (no such file: where the format is described)', async (t) => {
+  const error = await t.throwsAsync(AgentRules.load('/nonexistent/agent-rules.json'), { instanceOf: InvalidArgumentError });
+  t.regex(error!.message, /^agent rules file \/nonexistent\/agent-rules\.json: no such file \(write one, see the README "Agent" section/);
+});
+
 test('a pattern is not a regular expression: dots and other characters match themselves', (t) => {
   const rules = new AgentRules([{ uid: 1, keys: ['https://my.vault.azure.net/keys/a'] }]);
   t.false(rules.allows(peer(1), 'https://myXvault.azure.net/keys/a'));

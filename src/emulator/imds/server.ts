@@ -19,6 +19,7 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EmulatorError } from '../errors.js';
+import { listenError } from '../listen-error.js';
 import { readBoundedBody } from '../../util/http-body.js';
 import type { EmulatedAkCa } from '../hardware/ak-ca.js';
 import type { EmulatedAmd, TcbParts } from '../hardware/amd.js';
@@ -174,7 +175,7 @@ export async function startImdsEmulator(options: ImdsEmulatorOptions): Promise<I
   });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new EmulatorError(`the IMDS emulator cannot listen on ${host}`, { cause: e })));
+    server.once('error', (e) => reject(listenError('IMDS', host, e)));
     server.listen(options.port ?? 0, host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

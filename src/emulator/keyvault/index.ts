@@ -21,6 +21,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, isIP } from 'node:net';
 import { KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import { EmulatorError, EmulatorStateError } from '../errors.js';
+import { listenError } from '../listen-error.js';
 import { EmulatorCa, type IssuedCertificate } from '../ca.js';
 import { EmulatorCredential } from '../identity/credential.js';
 import { AttestationVerifier, type TrustedIssuer } from './attestation-verifier.js';
@@ -285,9 +286,7 @@ async function startVault(
     }
   } catch (cause) {
     await Promise.all(servers.map(closeServer));
-    throw new EmulatorError(`the Key Vault emulator cannot listen on ${host}: is the port in use?`, {
-      cause,
-    });
+    throw listenError('Key Vault', host, cause);
   }
   const vaultUrl = `${tls ? 'https' : 'http'}://${urlHost(host)}:${vaultPort}`;
   const tokenUrl = shared?.tokenUrl ?? `http://${urlHost(host)}:${tokenPort}/msi/token`;

@@ -20,6 +20,7 @@ import { SignJWT } from 'jose';
 import { CvmSkrError, EvidenceVerificationError } from '../../errors.js';
 import { readBoundedBody } from '../../util/http-body.js';
 import { EmulatorError } from '../errors.js';
+import { listenError } from '../listen-error.js';
 import type { TrustedRootInput } from '../../snp/roots.js';
 import type { SnpProduct } from '../../snp/tcb.js';
 import type { TcbMinimum } from '../../snp/verify.js';
@@ -392,9 +393,7 @@ export async function startAttestationEmulator(
   );
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) =>
-      reject(new EmulatorError(`the attestation emulator cannot listen on ${host}`, { cause: e })),
-    );
+    server.once('error', (e) => reject(listenError('attestation', host, e)));
     server.listen(options.port ?? 0, host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
