@@ -62,7 +62,12 @@ interface ProvisionOptions {
 export function registerEmulator(program: Command): Command {
   const emulator = program
     .command('emulator')
-    .description('the software backend: emulated hardware and services');
+    .description('the software backend: emulated hardware and services')
+    .addHelpText(
+      'after',
+      '\n`cvm-skr emulator [options]` runs `serve`, the default command: its options (--key, --state, --port,\n' +
+        '--flavour, --cache, --json, ...) are listed by `cvm-skr emulator serve --help`.',
+    );
   emulator
     .command('provision-swtpm')
     .description(
