@@ -67,7 +67,10 @@ function checkAgentOptions(options: ReleaseCliOptions): void {
 
 export function registerRelease(program: Command): void {
   program
-    .command('release <keyId>')
+    // [keyId] so that `release --agent <keyId>` (the optional socket taking the key id) can be read as meant;
+    // the usage line still shows it as required.
+    .command('release [keyId]')
+    .usage('[options] <keyId>')
     .description(
       'release a key to this machine (https://<vault>/keys/<name>[/<version>]); prints its identity, never the key',
     )
@@ -87,7 +90,13 @@ export function registerRelease(program: Command): void {
     )
     .option('--json', 'print JSON')
     .option('--timeout <seconds>', 'give up after this long, attestation and release included (default 60)')
-    .action(async (keyId: string, options: ReleaseCliOptions) => {
+    .action(async (given: string | undefined, options: ReleaseCliOptions) => {
+      let keyId = given;
+      if (keyId === undefined && typeof options.agent === 'string' && /^https?:\/\//.test(options.agent)) {
+        keyId = options.agent;
+        options.agent = true;
+      }
+      if (keyId === undefined) throw new InvalidArgumentError("missing the key id: cvm-skr release <keyId> [options]");
       // Everything the user typed is checked before any device, network or key release is touched.
       const ref = parseKeyRef(keyId);
       if (!ref.vaultUrl.startsWith('https:'))

@@ -132,6 +132,20 @@ test('policy check --token takes a file whose name has dots (maa.token.jwt) or t
   }
 });
 
+test('release --agent followed by the key id reads it as the key id and uses the default agent socket; no key id is a usage error', async (t) => {
+  const dir = await tempDir(t);
+  const socket = path.join(dir, 'none.sock');
+  const result = await cli(['release', '--agent', 'https://myvault.vault.azure.net/keys/app'], {
+    CVM_SKR_AGENT_SOCKET: socket,
+  });
+  t.is(result.code, 3);
+  t.true(result.stderr.includes(`the cvm-skr agent at ${socket} does not exist`), result.stderr);
+  t.regex(result.stderr, /\[ERR_AGENT_UNAVAILABLE\]\n$/);
+  const none = await cli(['release']);
+  t.is(none.code, 2);
+  assertOneCodedLine(t, none.stderr, 'ERR_INVALID_ARGUMENT');
+});
+
 test('with --json a usage error is one JSON document on stdout', async (t) => {
   const result = await cli(['doctor', '--json', '--bogus']);
   t.is(result.code, 2);
