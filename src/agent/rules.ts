@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError } from '../errors.js';
 import { parseKeyRef } from '../keyvault/key-id.js';
+import { whyUnreadable } from '../util/read-error.js';
 
 export interface AgentRule {
   uid?: number;
@@ -85,16 +86,10 @@ export class AgentRules {
     try {
       text = await readFile(path, 'utf8');
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const why =
-        code === 'ENOENT'
-          ? 'no such file (write one, see the README "Agent" section, or pass --rules)'
-          : code === 'EACCES' || code === 'EPERM'
-            ? 'permission denied'
-            : code === 'EISDIR'
-              ? 'it is a directory'
-              : `cannot read it (${code ?? 'unknown error'})`;
-      throw new InvalidArgumentError(`agent rules file ${path}: ${why}`, { cause: error });
+      const why = whyUnreadable(error);
+      // A missing file is the usual first run: say where its format is described.
+      const hint = why === 'no such file' ? ' (write one, see the README "Agent" section, or pass --rules)' : '';
+      throw new InvalidArgumentError(`agent rules file ${path}: ${why}${hint}`, { cause: error });
     }
     return AgentRules.parse(text, path);
   }

@@ -6,6 +6,7 @@ import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
+import { whyUnreadable } from '../util/read-error.js';
 
 const state = { quiet: false };
 
@@ -26,16 +27,7 @@ export async function readInput(file: string, flag: string, encoding?: 'utf8'): 
   try {
     return encoding ? await readFile(file, encoding) : await readFile(file);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES' || code === 'EPERM'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'it is a directory'
-            : `cannot read it (${code ?? 'unknown error'})`;
-    throw new InvalidArgumentError(`${flag} ${file}: ${why}`, { cause: error });
+    throw new InvalidArgumentError(`${flag} ${file}: ${whyUnreadable(error)}`, { cause: error });
   }
 }
 

@@ -4,7 +4,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { detectPlatform, HCL_REPORT_NV_INDEX } from '../../src/hal/detect.js';
 import { NativeTpmTransport } from '../../src/hal/native-transport.js';
 import { storeNvBlob } from '../../src/tpm/provision.js';
@@ -50,42 +50,40 @@ test('a FIFO at the TPM path is shown with the type letter ls -l uses (p) and ne
   t.regex(report.backends[0]!.reason, /is not a TPM \(p\d{3} /);
 });
 
-addonTest('a socket that accepts but never answers (such as swtpm\'s control socket) is reported as that, not as a busy /dev/tpm0', async (t) => {
+/** detectPlatform with its TPM path at a Unix socket served by `onConnection`, stopped at teardown. */
+async function detectAtStandIn(t: ExecutionContext, onConnection: (socket: Socket) => void) {
   const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-detect-'));
-  const socketPath = path.join(dir, 'ctrl.sock');
+  const socketPath = path.join(dir, 'tpm.sock');
   const held: Socket[] = [];
-  const server = createServer((socket) => held.push(socket));
+  const server = createServer((socket) => {
+    held.push(socket);
+    onConnection(socket);
+  });
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
   t.teardown(async () => {
     for (const socket of held) socket.destroy();
     await new Promise((resolve) => server.close(resolve));
     await rm(dir, { recursive: true, force: true });
   });
-  const report = await detectPlatform({
+  return detectPlatform({
     tpmPath: socketPath,
     sevGuestPath: '/nonexistent/sev-guest',
     configfsTsmPath: '/nonexistent/tsm/report',
   });
+}
+
+addonTest('a socket that accepts but never answers (such as swtpm\'s control socket) is reported as that, not as a busy /dev/tpm0', async (t) => {
+  const report = await detectAtStandIn(t, () => {});
   t.is(report.tpm.hclReportIndex, 'unknown');
   t.regex(report.backends[0]!.reason, /accepted the connection but did not answer NV_ReadPublic; is it a TPM \(swtpm's server socket, not its control socket\)\?/);
   t.notRegex(report.backends[0]!.reason, /tpm0/);
 });
 
 addonTest('a TPM that answers NV_ReadPublic with TPM_RC_INITIALIZE is reported as not started, with the swtpm flag that starts it', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-detect-'));
-  const socketPath = path.join(dir, 'tpm.sock');
   // A response header only (TPM 2.0 Part 1, section 18): TPM_ST_NO_SESSIONS, size 10, TPM_RC_INITIALIZE.
-  const server = createServer((socket) => socket.once('data', () => socket.end(Buffer.from('80010000000a00000100', 'hex'))));
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  t.teardown(async () => {
-    await new Promise((resolve) => server.close(resolve));
-    await rm(dir, { recursive: true, force: true });
-  });
-  const report = await detectPlatform({
-    tpmPath: socketPath,
-    sevGuestPath: '/nonexistent/sev-guest',
-    configfsTsmPath: '/nonexistent/tsm/report',
-  });
+  const report = await detectAtStandIn(t, (socket) =>
+    socket.once('data', () => socket.end(Buffer.from('80010000000a00000100', 'hex'))),
+  );
   t.is(report.tpm.hclReportIndex, 'unknown');
   t.regex(report.backends[0]!.reason, /TPM_RC_INITIALIZE \(0x100\): the TPM was not started \(for swtpm: --flags startup-clear\)/);
 });
