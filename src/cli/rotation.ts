@@ -30,6 +30,7 @@ import {
   rotationPolicyWarnings,
   validateRotationPolicy,
 } from '../rotation/validate.js';
+import { EXIT } from './exit.js';
 
 /** A policy file is a few hundred bytes; refuse anything that cannot be one before reading it. */
 const MAX_POLICY_FILE_BYTES = 1 << 20;
@@ -524,7 +525,8 @@ export function registerRotation(program: Command): void {
         } catch (error) {
           if (!(error instanceof CvmSkrError)) throw error;
           results.push({ file, error: `${error.message} [${error.code}]` });
-          process.exitCode = 1;
+          // A file that is not an envelope, or cannot be read, is wrong input (README "Exit codes").
+          process.exitCode = EXIT.usage;
         }
       }
       if (options.json) {

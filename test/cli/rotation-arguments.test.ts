@@ -188,7 +188,7 @@ test('cvm-skr rotation envelopes names the key version of each file from its hea
     join(dir, 'b.txt'),
     join(dir, 'missing'),
   ]);
-  t.is(out.code, 1);
+  t.is(out.code, 2, 'a file that is not an envelope is malformed input');
   t.true(out.stdout.includes(`a.env: ${kid} (AES-KWP, 50000 bytes of data)`), out.stdout);
   t.regex(
     out.stdout,
