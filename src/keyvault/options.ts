@@ -2,6 +2,36 @@
 import { InvalidArgumentError } from '../errors.js';
 import { checkMs } from '../util/abort.js';
 import { RELEASE_ENCRYPTIONS } from './key-wrap.js';
+import type { SecureKeyReleaseOptions } from './secure-key-release.js';
+
+/**
+ * Every option `SecureKeyRelease` reads. A name outside this list is refused: from JavaScript a misspelt
+ * `releaseSignerPins` would otherwise be ignored, and the caller would believe the signer pinned.
+ */
+const KNOWN_OPTIONS = [
+  'attestationEndpoint',
+  'attestationCa',
+  'credential',
+  'platform',
+  'enc',
+  'vaultOptions',
+  'releaseSigningRoots',
+  'releaseSignerPins',
+  'clock',
+  'retry',
+  'timeoutMs',
+  'tokenRefreshMarginMs',
+  'currentVersionTtlMs',
+  'onRetry',
+  'onEvent',
+  'prewarm',
+  'agent',
+] as const satisfies readonly (keyof SecureKeyReleaseOptions)[];
+
+// Compile-time: an option added to SecureKeyReleaseOptions but not to KNOWN_OPTIONS fails the build here.
+type Unlisted = Exclude<keyof SecureKeyReleaseOptions, (typeof KNOWN_OPTIONS)[number]>;
+const everyOptionListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyOptionListed;
 
 interface CheckedOptions {
   attestationEndpoint?: unknown;
@@ -19,6 +49,12 @@ interface CheckedOptions {
 export function checkReleaseOptions(options: CheckedOptions | undefined): void {
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError('SecureKeyRelease needs an options object');
+  const unknown = Object.keys(options).filter((name) => !(KNOWN_OPTIONS as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    throw new InvalidArgumentError(
+      `SecureKeyRelease has no option ${unknown.map((name) => JSON.stringify(name)).join(', ')}; its options are ${KNOWN_OPTIONS.join(', ')}`,
+    );
+  }
   if (typeof options.attestationEndpoint !== 'string' || options.attestationEndpoint === '')
     throw new InvalidArgumentError('SecureKeyRelease needs attestationEndpoint (a https URL)');
   if (options.enc !== undefined && !(RELEASE_ENCRYPTIONS as readonly unknown[]).includes(options.enc)) {

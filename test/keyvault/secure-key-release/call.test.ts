@@ -110,6 +110,15 @@ test('constructor options are validated with InvalidArgumentError', (t) => {
   });
 });
 
+test('an option SecureKeyRelease does not have is refused by name (a misspelt releaseSignerPins would leave the signer unpinned)', (t) => {
+  const error = t.throws(
+    () => make({ releaseSignerPin: [{ spkiSha256: 'x' }] } as unknown as Partial<SecureKeyReleaseOptions>),
+    { instanceOf: InvalidArgumentError },
+  );
+  t.regex(error!.message, /^SecureKeyRelease has no option "releaseSignerPin"; its options are .*releaseSignerPins/);
+  t.notThrows(() => make({ releaseSignerPins: [], onEvent: () => {}, agent: false }));
+});
+
 test('a call after close() rejects with ERR_CLOSED', async (t) => {
   const { skr, platform } = make();
   await skr.close();
