@@ -33,7 +33,7 @@ function collect(value: string, previous: string[]): string[] {
   if (!KEY_NAME.test(value)) {
     throw new InvalidArgumentError(`--key ${value}: a key name is 1-127 letters, digits and dashes`);
   }
-  return [...previous, value];
+  return previous.includes(value) ? previous : [...previous, value];
 }
 
 function parsePort(value: string | undefined, flag: string): number | undefined {
@@ -106,7 +106,14 @@ export function registerEmulatorServe(emulator: Command): void {
         ...(flavour === 'both' ? { managedHsm: { tickIntervalMs: 1000 } } : {}),
       });
       const managedHsmUrl = e.managedHsm?.vaultUrl;
-      const keyIds = await createReleasableKeys(e, options.key);
+      let keyIds: string[];
+      try {
+        keyIds = await createReleasableKeys(e, options.key);
+      } catch (error) {
+        // Nothing is served after a failed start: the servers stop and a --state lock is released.
+        await e.close().catch(() => {});
+        throw error;
+      }
       const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-emulator-'));
       const caFile = path.join(dir, 'ca.pem');
       await writeFile(caFile, e.caPem);
@@ -140,7 +147,7 @@ export function registerEmulatorServe(emulator: Command): void {
           `  token endpoint       ${e.tokenUrl}`,
           `  IMDS (THIM)          ${e.imdsUrl}`,
           `  emulator CA          ${caFile}`,
-          ...keyIds.map((id) => `  releasable key       ${id}`),
+          ...keyIds.map((id) => `  key (--key)          ${id}`),
           '',
           'In another shell:',
           ...Object.entries(environment).map(([k, v]) => `  export ${k}=${JSON.stringify(v)}`),
@@ -162,7 +169,7 @@ export function registerEmulatorServe(emulator: Command): void {
 /**
  * The keys `--key` names, created in the (first) emulated vault with a release policy that both emulated
  * platforms meet: an AzureGuest token (vTPM) carries the SNP claims under x-ms-isolation-tee, a SevSnpVm
- * token at the top level. A key that already exists (kept by --state) is left as it is.
+ * token at the top level. A key that already exists (kept by --state) is left as it is, policy included.
  */
 async function createReleasableKeys(
   e: Awaited<ReturnType<typeof import('../emulator/start.js').startEmulator>>,
@@ -181,11 +188,18 @@ async function createReleasableKeys(
     });
     const key =
       existing ??
-      (await client.createKey(name, 'RSA-HSM', {
-        keySize: 2048,
-        exportable: true,
-        releasePolicy: { encodedPolicy: Buffer.from(JSON.stringify(policy)) },
-      }));
+      (await client
+        .createKey(name, 'RSA-HSM', {
+          keySize: 2048,
+          exportable: true,
+          releasePolicy: { encodedPolicy: Buffer.from(JSON.stringify(policy)) },
+        })
+        .catch((error: unknown) => {
+          throw new InvalidArgumentError(
+            `--key ${name}: the emulated vault did not create it (${(error as Error).message}); a deleted key of that name must be purged or recovered first`,
+            { cause: error },
+          );
+        }));
     ids.push(`${e.vaultUrl}/keys/${key.name}`);
   }
   return ids;
