@@ -92,11 +92,14 @@ function statusOf(error: unknown): number {
   return 500;
 }
 
-/** Removes a socket file left by an agent that died; refuses to touch one another agent answers on. */
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  const stat = await lstat(socketPath).catch(() => undefined);
-  if (!stat) return;
-  if (!stat.isSocket())
+/**
+ * What is at the socket path, read-only: nothing, or a socket file an agent that died left behind ('stale').
+ * A file that is not a socket is refused, and so is a socket another process answers on (never replaced).
+ */
+async function socketPathState(socketPath: string): Promise<'free' | 'stale'> {
+  const info = await lstat(socketPath).catch(() => undefined);
+  if (!info) return 'free';
+  if (!info.isSocket())
     throw new InvalidArgumentError(`${socketPath} exists and is not a socket; choose another --socket`);
   const alive = await new Promise<boolean>((resolve) => {
     const probe = connect(socketPath);
@@ -106,8 +109,22 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
     });
     probe.once('error', () => resolve(false));
   });
-  if (alive) throw new InvalidArgumentError(`another agent already listens on ${socketPath}`);
-  await unlink(socketPath);
+  if (alive) {
+    throw new AgentSocketError(
+      `socket ${socketPath}: another agent (or another program) already listens on it; stop it or choose another --socket`,
+      socketPath,
+    );
+  }
+  return 'stale';
+}
+
+/** Removes a socket file left by an agent that died; refuses to touch one another process answers on. */
+async function clearStaleSocket(socketPath: string): Promise<void> {
+  if ((await socketPathState(socketPath)) === 'stale') {
+    await unlink(socketPath).catch((error: unknown) => {
+      throw agentSocketError(socketPath, error);
+    });
+  }
 }
 
 const DEFAULT_AGENT_SOCKET_DIR = path.dirname(DEFAULT_AGENT_SOCKET);
@@ -116,7 +133,8 @@ const DEFAULT_AGENT_SOCKET_DIR = path.dirname(DEFAULT_AGENT_SOCKET);
  * Checks a socket path before anything is opened or bound, and changes nothing: the path must fit sun_path,
  * and its folder must exist unless it is the default folder (`/run/cvm-skr`, on a tmpfs that a reboot
  * empties), which the agent creates. A folder the operator named is never made, so a mistyped `--socket`
- * leaves nothing behind. Symbolic links are followed (`/var/run` is a link to `/run` on Debian).
+ * leaves nothing behind. Symbolic links are followed (`/var/run` is a link to `/run` on Debian). A file
+ * that is not a socket, or a socket another process answers on, is refused here too.
  */
 export async function checkAgentSocketPath(socket: string): Promise<void> {
   const socketPath = path.resolve(socket);
@@ -128,13 +146,17 @@ export async function checkAgentSocketPath(socket: string): Promise<void> {
     );
   }
   const dir = path.dirname(socketPath);
-  if (dir === DEFAULT_AGENT_SOCKET_DIR) return;
+  if (dir === DEFAULT_AGENT_SOCKET_DIR) {
+    await socketPathState(socketPath);
+    return;
+  }
   const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory()) {
     throw new InvalidArgumentError(
       `socket ${socketPath}: the folder ${dir} does not exist (only the default ${DEFAULT_AGENT_SOCKET_DIR} is created); create it or choose another --socket`,
     );
   }
+  await socketPathState(socketPath);
 }
 
 /** A socket that cannot be created or set up, as a coded error that says what to check. */

@@ -82,13 +82,12 @@ test('a socket the system will not create is AgentSocketError (a runtime failure
   t.regex(agentSocketError('/srv/a.sock', Object.assign(new Error(), { code: 'EADDRINUSE' })).message, /in use/);
 });
 
-test('cvm-skr agent with a --socket in a missing folder exits 2 before it opens the TPM or creates anything', async (t) => {
-  const dir = await tempDir(t);
-  // A stand-in TPM socket that counts connections: the agent must not reach it.
+/** Runs `cvm-skr agent` against a stand-in TPM socket that counts connections (the agent must not reach it). */
+async function agentCliWithStandInTpm(t: ExecutionContext, dir: string, socket: string) {
   let connections = 0;
-  const tpm = createServer((socket) => {
+  const tpm = createServer((s) => {
     connections++;
-    socket.destroy();
+    s.destroy();
   });
   const tpmSocket = path.join(dir, 'tpm.sock');
   await new Promise<void>((resolve) => tpm.listen(tpmSocket, resolve));
@@ -99,14 +98,33 @@ test('cvm-skr agent with a --socket in a missing folder exits 2 before it opens 
     execFile(
       process.execPath,
       ['--import', 'tsx', 'src/cli/main.ts', 'agent', '--tpm', tpmSocket, '--prewarm', '--endpoint',
-        'https://sharedeus.eus.attest.azure.net', '--rules', rules, '--socket', path.join(dir, 'typo', 'agent.sock')],
+        'https://sharedeus.eus.attest.azure.net', '--rules', rules, '--socket', socket],
       { timeout: 60_000 },
       (error, _stdout, stderr) =>
         resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stderr }),
     );
   });
+  return { ...result, connections };
+}
+
+test('cvm-skr agent with a --socket in a missing folder exits 2 before it opens the TPM or creates anything', async (t) => {
+  const dir = await tempDir(t);
+  const result = await agentCliWithStandInTpm(t, dir, path.join(dir, 'typo', 'agent.sock'));
   t.is(result.code, 2, result.stderr);
   t.regex(result.stderr, /the folder .*typo does not exist .*\[ERR_INVALID_ARGUMENT\]/);
-  t.is(connections, 0, 'the TPM was not opened');
+  t.is(result.connections, 0, 'the TPM was not opened');
   t.false(existsSync(path.join(dir, 'typo')));
+});
+
+test('cvm-skr agent on a socket another process listens on exits 3 (ERR_AGENT_SOCKET) before it opens the TPM, and leaves that socket alone', async (t) => {
+  const dir = await tempDir(t);
+  const socket = path.join(dir, 'agent.sock');
+  const other = createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => other.listen(socket, resolve));
+  t.teardown(() => new Promise<void>((resolve) => other.close(() => resolve())));
+  const result = await agentCliWithStandInTpm(t, dir, socket);
+  t.is(result.code, 3, result.stderr);
+  t.regex(result.stderr, /already listens on it; stop it or choose another --socket \[ERR_AGENT_SOCKET\]/);
+  t.is(result.connections, 0, 'the TPM was not opened');
+  t.true(existsSync(socket), 'the other process keeps its socket');
 });
