@@ -30,6 +30,7 @@ import {
   rotationPolicyWarnings,
   validateRotationPolicy,
 } from '../rotation/validate.js';
+import { whyUnreadable } from '../util/read-error.js';
 import { EXIT } from './exit.js';
 
 /** A policy file is a few hundred bytes; refuse anything that cannot be one before reading it. */
@@ -545,17 +546,26 @@ export function registerRotation(program: Command): void {
 
 /** Reads only the first bytes of a file: envelopes may be large, their header never is. */
 async function readEnvelopeHeader(path: string): Promise<EnvelopeHeader> {
+  const unreadable = (error: unknown) =>
+    new InvalidArgumentError(`cannot read ${path}: ${whyUnreadable(error)}`, { cause: error });
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(path, 'r');
   } catch (error) {
-    throw new InvalidArgumentError(`cannot read ${path}: check the path and permissions`, { cause: error });
+    throw unreadable(error);
   }
   try {
-    const { size } = await handle.stat();
-    const head = Buffer.alloc(Math.min(size, MAX_ENVELOPE_HEADER_BYTES));
-    const { bytesRead } = await handle.read(head, 0, head.length, 0);
-    return parseEnvelopeHeader(head.subarray(0, bytesRead), Math.max(size, bytesRead));
+    let head: Buffer;
+    let size: number;
+    try {
+      ({ size } = await handle.stat());
+      head = Buffer.alloc(Math.min(size, MAX_ENVELOPE_HEADER_BYTES));
+      // A folder opens but does not read (EISDIR): that is the file's fault, reported like a missing one.
+      head = head.subarray(0, (await handle.read(head, 0, head.length, 0)).bytesRead);
+    } catch (error) {
+      throw unreadable(error);
+    }
+    return parseEnvelopeHeader(head, Math.max(size, head.length));
   } finally {
     await handle.close();
   }

@@ -187,14 +187,16 @@ test('cvm-skr rotation envelopes names the key version of each file from its hea
     join(dir, 'a.env'),
     join(dir, 'b.txt'),
     join(dir, 'missing'),
+    dir,
   ]);
   t.is(out.code, 2, 'a file that is not an envelope is malformed input');
+  t.true(out.stdout.includes(`cannot read ${dir}: it is a directory [ERR_INVALID_ARGUMENT]`), out.stdout);
   t.true(out.stdout.includes(`a.env: ${kid} (AES-KWP, 50000 bytes of data)`), out.stdout);
   t.regex(
     out.stdout,
     /b\.txt: not a valid cvm-skr envelope: it does not start with "CSKE" \[ERR_ENVELOPE_FORMAT\]/,
   );
-  t.regex(out.stdout, /missing: cannot read .*\[ERR_INVALID_ARGUMENT\]/);
+  t.regex(out.stdout, /missing: cannot read .*missing: no such file \[ERR_INVALID_ARGUMENT\]/);
   const json = await cli(['rotation', 'envelopes', join(dir, 'a.env'), '--json']);
   t.is(json.code, 0, json.stderr);
   t.like((JSON.parse(json.stdout) as unknown[])[0], {
