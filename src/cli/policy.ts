@@ -27,12 +27,14 @@ async function readPolicy(file: string) {
  * `--token` names a file or is the token itself. A file that exists wins (its name may hold dots, as
  * maa.token.jwt does); anything else is taken as the token, and an error about it never repeats the value.
  */
-async function readToken(given: string): Promise<string> {
+async function readToken(given: string): Promise<{ token: string; file?: string }> {
   const isFile = await stat(given).then(
     (info) => !info.isDirectory(),
     () => false,
   );
-  return isFile ? (await readInput(given, '--token', 'utf8')).trim() : given.trim();
+  return isFile
+    ? { token: (await readInput(given, '--token', 'utf8')).trim(), file: given }
+    : { token: given.trim() };
 }
 
 async function readClaims(options: PolicyCheckOptions): Promise<Record<string, unknown>> {
@@ -51,15 +53,18 @@ async function readClaims(options: PolicyCheckOptions): Promise<Record<string, u
     }
     return parsed as Record<string, unknown>;
   }
-  const token = await readToken(options.token!);
+  const { token, file } = await readToken(options.token!);
   try {
     const { decodeJwt } = await loadJose();
     return decodeJwt(token);
   } catch (error) {
     // Never the value itself: it may be a real token.
-    throw new InvalidArgumentError('--token is neither a readable file nor a JWT (three base64url parts)', {
-      cause: error,
-    });
+    throw new InvalidArgumentError(
+      file === undefined
+        ? '--token is neither a readable file nor a JWT (three base64url parts)'
+        : `--token ${file} does not hold a JWT (three base64url parts)`,
+      { cause: error },
+    );
   }
 }
 

@@ -90,13 +90,16 @@ export function registerRelease(program: Command): void {
     )
     .option('--json', 'print JSON')
     .option('--timeout <seconds>', 'give up after this long, attestation and release included (default 60)')
-    .action(async (given: string | undefined, options: ReleaseCliOptions) => {
+    .action(async (given: string | undefined, options: ReleaseCliOptions, command: Command) => {
       let keyId = given;
       if (keyId === undefined && typeof options.agent === 'string' && /^https?:\/\//.test(options.agent)) {
         keyId = options.agent;
         options.agent = true;
       }
-      if (keyId === undefined) throw new InvalidArgumentError("missing the key id: cvm-skr release <keyId> [options]");
+      // Reported by commander, as a missing `<keyId>` would have been (ERR_USAGE, exit 2).
+      if (keyId === undefined) {
+        command.error("error: missing required argument 'keyId'", { code: 'commander.missingArgument' });
+      }
       // Everything the user typed is checked before any device, network or key release is touched.
       const ref = parseKeyRef(keyId);
       if (!ref.vaultUrl.startsWith('https:'))
