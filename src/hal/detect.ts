@@ -1,7 +1,7 @@
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
-import { NotATpmError, NotConfidentialError } from '../errors.js';
+import { DeviceError, NotATpmError, NotConfidentialError } from '../errors.js';
 import { tryLoadAddon } from './addon.js';
 import { DEFAULT_TPM_PATH } from './open-tpm.js';
 import {
@@ -121,6 +121,14 @@ function noAnswerReason(tpmPath: string, type: string | undefined): string {
   return `${tpmPath} is a character device but did not answer NV_ReadPublic; is it a TPM (/dev/tpmrm0)?`;
 }
 
+/** A TPM path that exists but could not be opened or connected to. */
+function openFailedReason(tpmPath: string, error: Error): string {
+  const refused = error instanceof DeviceError && error.systemCode === 'ECONNREFUSED';
+  return refused
+    ? `${tpmPath}: nothing listens on this socket (a socket file left behind, or swtpm is not running)`
+    : `${tpmPath} could not be opened: ${error.message}`;
+}
+
 /** A TPM that answered NV_ReadPublic with an error other than "no such index". */
 function errorAnswerReason(tpmPath: string, rc: number): string {
   const hex = `0x${rc.toString(16).padStart(3, '0')}`;
@@ -133,11 +141,16 @@ function errorAnswerReason(tpmPath: string, rc: number): string {
 /** One NV_ReadPublic on the HCL report index, hand-marshalled so the HAL does not depend on the TPM layer. */
 async function probeHclIndex(
   tpmPath: string,
-): Promise<'defined' | 'undefined' | 'unknown' | { rc: number } | NotATpmError> {
+): Promise<'defined' | 'undefined' | 'unknown' | { rc: number } | { openFailed: Error } | NotATpmError> {
   const { NativeTpmTransport } = await import('./native-transport.js');
   let transport: Awaited<ReturnType<typeof NativeTpmTransport.open>> | undefined;
   try {
-    transport = await NativeTpmTransport.open(tpmPath, 5000);
+    try {
+      transport = await NativeTpmTransport.open(tpmPath, 5000);
+    } catch (error) {
+      if (error instanceof NotATpmError || !(error instanceof Error)) throw error;
+      return { openFailed: error };
+    }
     const i = HCL_REPORT_NV_INDEX;
     const command = Uint8Array.from([
       0x80,
@@ -216,7 +229,9 @@ export async function detectPlatform(options: DetectOptions = {}): Promise<Platf
       probed instanceof NotATpmError
         ? `${probed.message.replace(/; nothing was written to it$/, '')} (nothing was written to it)`
         : typeof probed === 'object'
-          ? errorAnswerReason(tpmPath, probed.rc)
+          ? 'rc' in probed
+            ? errorAnswerReason(tpmPath, probed.rc)
+            : openFailedReason(tpmPath, probed.openFailed)
           : probed === 'defined'
             ? `${tpmPath} accessible and NV index 0x01400001 holds an HCL report`
             : probed === 'undefined'

@@ -88,6 +88,20 @@ addonTest('a TPM that answers NV_ReadPublic with TPM_RC_INITIALIZE is reported a
   t.regex(report.backends[0]!.reason, /TPM_RC_INITIALIZE \(0x100\): the TPM was not started \(for swtpm: --flags startup-clear\)/);
 });
 
+addonTest('a socket file nothing listens on (left behind) is reported as that, not as a silent TPM', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cvm-skr-detect-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const socketPath = path.join(dir, 'tpm.sock');
+  // A bound socket file whose server is gone: Node removes its own socket files on close, Python does not.
+  await run('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(socketPath)})`]);
+  const report = await detectPlatform({
+    tpmPath: socketPath,
+    sevGuestPath: '/nonexistent/sev-guest',
+    configfsTsmPath: '/nonexistent/tsm/report',
+  });
+  t.regex(report.backends[0]!.reason, /nothing listens on this socket \(a socket file left behind, or swtpm is not running\)/);
+});
+
 swtpmTest('detectPlatform tells a plain TPM from an Azure vTPM by the HCL report index', async (t) => {
   const swtpm = await startSwtpm();
   t.teardown(swtpm.stop);
