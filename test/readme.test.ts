@@ -98,9 +98,12 @@ test('the README examples that need no hardware run as written against the emula
   };
   const rotated = await run('key-vault-emulator', example("import { startKeyVaultEmulator } from 'cvm-skr/emulator';"));
   t.is(rotated.trim(), '2', 'two enabled versions after the policy rotated the key');
+  // The one change: in-memory emulator-only roots, so the test writes nothing to the user's key cache.
+  const whole = example("import { SecureKeyRelease } from 'cvm-skr';\nimport { startEmulator }");
+  t.true(whole.includes('await startEmulator();'));
   const released = await run(
     'whole-emulator',
-    `${example("import { SecureKeyRelease } from 'cvm-skr';\nimport { startEmulator }")}\nconsole.log(released.kid);\n`,
+    `${whole.replace('await startEmulator();', 'await startEmulator({ cache: false, rootKeyBits: 2048 });')}\nconsole.log(released.kid);\n`,
   );
   t.regex(released.trim(), /^https:\/\/127\.0\.0\.1:\d+\/keys\/k\/[0-9a-f]{32}$/);
 });
