@@ -3,7 +3,7 @@
  * clients are other processes (or this one) on its Unix socket. Attestations and releases are counted where
  * they happen, at the emulated attestation service and vault.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
@@ -16,6 +16,7 @@ import { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
 import { emulator, exportableKey, proxiedEmulator, releaseClient } from '../helpers/e2e-emulator.js';
 import { gatedTest } from '../helpers/swtpm.js';
 import { agentFixture } from '../helpers/agent-fixture.js';
+import { runCli } from '../helpers/cli-process.js';
 
 const uid = process.getuid!();
 const gid = process.getgid!();
@@ -191,16 +192,13 @@ test('cvm-skr release --agent releases through the agent with no endpoint, TPM o
   const attestationsBefore = e.attestation.counters.attestations;
   // Only the agent's socket: none of the emulator's environment reaches this process. Asynchronous, since the
   // emulator answering the agent runs in this test's process.
-  const run = (args: string[]) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--import', 'tsx', 'src/cli/main.ts', 'release', keyId, ...args],
-        { env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 },
-        (error, stdout, stderr) =>
-          resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr }),
-      );
+  const run = async (args: string[]) => {
+    const { code, stdout, stderr } = await runCli(['release', keyId, ...args], {
+      env: { PATH: process.env.PATH ?? '' },
+      timeoutMs: 60_000,
     });
+    return { status: code, stdout, stderr };
+  };
   const result = await run(['--agent', agent.socket, '--json']);
   t.is(result.status, 0, result.stderr);
   const summary = JSON.parse(result.stdout) as { kid: string; publicKeySha256: string };

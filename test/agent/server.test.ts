@@ -3,7 +3,6 @@
  * nothing behind), the path is checked before any device is opened, and a socket that cannot be set up is a
  * coded runtime error that says what to check. No artifact: the agent's socket handling is this project's own.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -13,6 +12,7 @@ import test, { type ExecutionContext } from 'ava';
 import { AgentRules } from '../../src/agent/rules.js';
 import { agentSocketError, startAgentServer } from '../../src/agent/server.js';
 import { exitCodeOf } from '../../src/cli/exit.js';
+import { runCli } from '../helpers/cli-process.js';
 import { AgentSocketError, InvalidArgumentError } from '../../src/errors.js';
 import type { SecureKeyRelease } from '../../src/keyvault/secure-key-release.js';
 
@@ -94,16 +94,11 @@ async function agentCliWithStandInTpm(t: ExecutionContext, dir: string, socket: 
   t.teardown(() => new Promise<void>((resolve) => tpm.close(() => resolve())));
   const rules = path.join(dir, 'rules.json');
   await writeFile(rules, '{"rules":[]}');
-  const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', 'agent', '--tpm', tpmSocket, '--prewarm', '--endpoint',
-        'https://sharedeus.eus.attest.azure.net', '--rules', rules, '--socket', socket],
-      { timeout: 60_000 },
-      (error, _stdout, stderr) =>
-        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stderr }),
-    );
-  });
+  const result = await runCli(
+    ['agent', '--tpm', tpmSocket, '--prewarm', '--endpoint', 'https://sharedeus.eus.attest.azure.net',
+      '--rules', rules, '--socket', socket],
+    { timeoutMs: 60_000 },
+  );
   return { ...result, connections };
 }
 

@@ -3,25 +3,18 @@
  * Node client must set), and SIGTERM stops it and removes the files it wrote. The output is this project's own;
  * no service artifact applies.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import type { SecureKeyReleaseOptions } from '../../src/keyvault/secure-key-release.js';
+import { runCli } from '../helpers/cli-process.js';
 import { serveEmulator } from '../helpers/emulator-process.js';
 
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      { env, timeout: 90_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr }),
-    );
-  });
+function cli(args: string[], env: NodeJS.ProcessEnv) {
+  return runCli(args, { env });
 }
 
 // Typed as option names: renaming an option breaks this file, so the printed hint cannot go stale silently.

@@ -1,25 +1,12 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import { runCli } from '../helpers/cli-process.js';
 import { startSwtpm, swtpmTest } from '../helpers/swtpm.js';
 
-function cli(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      { env: { ...process.env, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runCli(args, { env: { ...process.env, ...env }, timeoutMs: 60_000 });
 }
 
 test('cvm-skr attest --emulator --json prints a verified token for both emulated platforms', async (t) => {

@@ -3,7 +3,6 @@
  * exit codes 0 / 1 (negative verdict) / 2 (usage or input) / 3 (runtime), `--version`, flags checked before
  * any device, network or key release. This is the project's own interface; no service artifact applies.
  */
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
@@ -12,28 +11,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { EmulatorCa } from '../../src/emulator/ca.js';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { type CliRun, runCli } from '../helpers/cli-process.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const TSX = import.meta.resolve('tsx');
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', TSX, path.join(ROOT, 'src/cli/main.ts'), ...args],
-      { env: { ...process.env, ...env }, timeout: 100_000, cwd },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<CliRun> {
+  return runCli(args, { env: { ...process.env, ...env }, cwd, timeoutMs: 100_000 });
 }
 
 async function tempDir(t: ExecutionContext): Promise<string> {
