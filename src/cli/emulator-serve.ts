@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
+import { isKeyName } from '../keyvault/key-id.js';
 import { noteKeyGeneration, parseProduct } from './emulator.js';
 
 interface ServeOptions {
@@ -26,11 +27,8 @@ export function parseServeFlavour(value: string | undefined): (typeof FLAVOUR_CH
   throw new InvalidArgumentError(`--flavour must be vault, managedhsm or both, not ${value}`);
 }
 
-/** Key Vault key names: 1-127 letters, digits and dashes (Microsoft Learn, "About keys", object identifiers). */
-const KEY_NAME = /^[0-9A-Za-z-]{1,127}$/;
-
 function collect(value: string, previous: string[]): string[] {
-  if (!KEY_NAME.test(value)) {
+  if (!isKeyName(value)) {
     throw new InvalidArgumentError(`--key ${value}: a key name is 1-127 letters, digits and dashes`);
   }
   return previous.includes(value) ? previous : [...previous, value];

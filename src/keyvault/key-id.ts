@@ -21,6 +21,11 @@ const NAME = /^[0-9A-Za-z-]{1,127}$/;
 const VERSION = /^[0-9A-Za-z]{1,127}$/;
 const FORM = 'https://<vault>/keys/<name>[/<version>]';
 
+/** Whether `name` is a Key Vault key name (1-127 letters, digits and dashes). */
+export function isKeyName(name: string): boolean {
+  return NAME.test(name);
+}
+
 /**
  * Parses a key id strictly. http is accepted here (a response's kid names the vault as it was reached); use
  * `checkKeyIdScheme` to refuse http for a request.
