@@ -118,15 +118,6 @@ async function socketPathState(socketPath: string): Promise<'free' | 'stale'> {
   return 'stale';
 }
 
-/** Removes a socket file left by an agent that died; refuses to touch one another process answers on. */
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  if ((await socketPathState(socketPath)) === 'stale') {
-    await unlink(socketPath).catch((error: unknown) => {
-      throw agentSocketError(socketPath, error);
-    });
-  }
-}
-
 const DEFAULT_AGENT_SOCKET_DIR = path.dirname(DEFAULT_AGENT_SOCKET);
 
 /**
@@ -134,9 +125,10 @@ const DEFAULT_AGENT_SOCKET_DIR = path.dirname(DEFAULT_AGENT_SOCKET);
  * and its folder must exist unless it is the default folder (`/run/cvm-skr`, on a tmpfs that a reboot
  * empties), which the agent creates. A folder the operator named is never made, so a mistyped `--socket`
  * leaves nothing behind. Symbolic links are followed (`/var/run` is a link to `/run` on Debian). A file
- * that is not a socket, or a socket another process answers on, is refused here too.
+ * that is not a socket, or a socket another process answers on, is refused here too. Says whether a socket
+ * file an agent that died left behind is there ('stale'), for the server to remove.
  */
-export async function checkAgentSocketPath(socket: string): Promise<void> {
+export async function checkAgentSocketPath(socket: string): Promise<'free' | 'stale'> {
   const socketPath = path.resolve(socket);
   // sun_path holds 108 bytes with its terminating NUL (unix(7)); libuv in Node 20 binds a longer path cut
   // short, which would leave the agent listening somewhere its clients never look.
@@ -146,17 +138,15 @@ export async function checkAgentSocketPath(socket: string): Promise<void> {
     );
   }
   const dir = path.dirname(socketPath);
-  if (dir === DEFAULT_AGENT_SOCKET_DIR) {
-    await socketPathState(socketPath);
-    return;
+  if (dir !== DEFAULT_AGENT_SOCKET_DIR) {
+    const info = await stat(dir).catch(() => undefined);
+    if (!info?.isDirectory()) {
+      throw new InvalidArgumentError(
+        `socket ${socketPath}: the folder ${dir} does not exist (only the default ${DEFAULT_AGENT_SOCKET_DIR} is created); create it or choose another --socket`,
+      );
+    }
   }
-  const info = await stat(dir).catch(() => undefined);
-  if (!info?.isDirectory()) {
-    throw new InvalidArgumentError(
-      `socket ${socketPath}: the folder ${dir} does not exist (only the default ${DEFAULT_AGENT_SOCKET_DIR} is created); create it or choose another --socket`,
-    );
-  }
-  await socketPathState(socketPath);
+  return socketPathState(socketPath);
 }
 
 /** A socket that cannot be created or set up, as a coded error that says what to check. */
@@ -344,13 +334,18 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   } else {
     const bound = path.resolve(options.socket ?? DEFAULT_AGENT_SOCKET);
     socketPath = bound;
-    await checkAgentSocketPath(bound);
+    const found = await checkAgentSocketPath(bound);
     if (path.dirname(bound) === DEFAULT_AGENT_SOCKET_DIR) {
       await mkdir(DEFAULT_AGENT_SOCKET_DIR, { recursive: true, mode: 0o755 }).catch((error: unknown) => {
         throw agentSocketError(bound, error);
       });
     }
-    await clearStaleSocket(bound);
+    // A socket file left by an agent that died is replaced; a live one was refused above.
+    if (found === 'stale') {
+      await unlink(bound).catch((error: unknown) => {
+        throw agentSocketError(bound, error);
+      });
+    }
     // No window where the socket is reachable with the process umask's mode: created 0600, then widened.
     const umask = process.umask(0o177);
     try {
